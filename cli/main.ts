@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+// The one `pve-runners` command. Subcommands are added as the pipeline grows.
+import { Command } from "commander";
+import { readFileSync } from "node:fs";
+import { registerSimCommands } from "./sim.js";
+
+const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+const program = new Command("pve-runners")
+  .description("Ephemeral GitHub Actions runners on Proxmox VE: one fresh unprivileged LXC per job")
+  .version(pkg.version);
+
+registerSimCommands(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,81 @@
+// The runner stack: one per runner, in its own directory, with its state beside it.
+// It clones the unprivileged template (linked by default) onto the CI bridge/VLAN and starts it.
+// No secret is ever part of it: the PVE token reaches terraform through PROXMOX_VE_API_TOKEN.
+import { App, LocalBackend, TerraformStack } from "cdktn";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { Container, ProxmoxProvider } from "./bpg-proxmox.js";
+
+export const PVE_RUNNERS_TAG = "pve-runners";
+/** cdktn writes each stack under <outdir>/stacks/<stack name>/. */
+export const RUNNER_STACK_NAME = "runner";
+
+export interface RunnerStackSpec {
+  /** runner-<id>: also the container hostname and the GitHub runner name. */
+  readonly runnerName: string;
+  readonly labelSet: string;
+  readonly endpoint: string;
+  readonly insecure?: boolean;
+  readonly node: string;
+  readonly templateVmid: number;
+  readonly templateNode?: string;
+  readonly vmid?: number;
+  readonly pool?: string;
+  readonly bridge: string;
+  readonly vlan?: number;
+  readonly linkedClone: boolean;
+  /** Full clones only: PVE refuses a storage for linked clones. */
+  readonly datastore?: string;
+  readonly cores: number;
+  readonly memoryMb: number;
+  readonly swapMb: number;
+}
+
+export class RunnerStack extends TerraformStack {
+  readonly container: Container;
+  constructor(scope: App, spec: RunnerStackSpec) {
+    super(scope, RUNNER_STACK_NAME);
+    // Relative path: the backend block is byte-identical across runners, so a pre-initialised
+    // .terraform can be reused without `terraform init` (research/cdktf.md §5).
+    new LocalBackend(this, { path: "terraform.tfstate" });
+    new ProxmoxProvider(this, "proxmox", { endpoint: spec.endpoint, insecure: spec.insecure });
+    this.container = new Container(this, "runner", {
+      nodeName: spec.node,
+      vmId: spec.vmid,
+      description: `pve-runners ephemeral runner ${spec.runnerName} (label set ${spec.labelSet})`,
+      poolId: spec.pool,
+      tags: [PVE_RUNNERS_TAG, `pve-runners-${spec.runnerName}`],
+      unprivileged: true,
+      started: true,
+      startOnBoot: false,
+      clone: {
+        vmId: spec.templateVmid,
+        nodeName: spec.templateNode ?? spec.node,
+        full: !spec.linkedClone,
+        datastoreId: spec.linkedClone ? undefined : spec.datastore,
+      },
+      // Re-sent exactly as the template has them: a token may not change features (research §4).
+      features: { nesting: true, keyctl: true },
+      networkInterface: [{ name: "eth0", bridge: spec.bridge, vlanId: spec.vlan, firewall: false }],
+      initialization: { hostname: spec.runnerName },
+      cpu: { cores: spec.cores },
+      memory: { dedicated: spec.memoryMb, swap: spec.swapMb },
+    });
+  }
+}
+
+export interface SynthesizedStack {
+  /** Where terraform runs for this runner. */
+  readonly workingDir: string;
+  readonly file: string;
+}
+
+/** Synthesizes one runner's stack into `dir` (created if missing). Synchronous and cheap (~1-2 ms). */
+export function synthRunnerStack(dir: string, spec: RunnerStackSpec): SynthesizedStack {
+  mkdirSync(dir, { recursive: true });
+  const app = new App({ outdir: dir, skipValidation: true });
+  new RunnerStack(app, spec);
+  app.synth();
+  const workingDir = join(dir, "stacks", RUNNER_STACK_NAME);
+  return { workingDir, file: join(workingDir, "cdk.tf.json") };
+}

@@ -1,0 +1,57 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { synthRunnerStack, type RunnerStackSpec } from "../../stacks/runner-stack.js";
+
+const spec: RunnerStackSpec = {
+  runnerName: "runner-abc123",
+  labelSet: "linux-x64",
+  endpoint: "https://pve.example:8006/",
+  node: "pve",
+  templateVmid: 9000,
+  pool: "ci",
+  bridge: "vmbr1",
+  vlan: 30,
+  linkedClone: true,
+  cores: 2,
+  memoryMb: 2048,
+  swapMb: 512,
+};
+
+test("runner stack clones the template as a linked clone onto the CI VLAN with relative state", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stack-"));
+  try {
+    const out = synthRunnerStack(dir, spec);
+    const json = JSON.parse(readFileSync(out.file, "utf8"));
+    assert.deepEqual(json.terraform.backend, { local: { path: "terraform.tfstate" } });
+    assert.equal(json.terraform.required_providers.proxmox.source, "registry.terraform.io/bpg/proxmox");
+    const ct = json.resource.proxmox_virtual_environment_container.runner;
+    assert.deepEqual(ct.clone, { vm_id: 9000, node_name: "pve", full: false });
+    assert.equal(ct.unprivileged, true);
+    assert.equal(ct.pool_id, "ci");
+    assert.deepEqual(ct.network_interface, [{ name: "eth0", bridge: "vmbr1", vlan_id: 30, firewall: false }]);
+    assert.equal(ct.initialization.hostname, "runner-abc123");
+    assert.deepEqual(ct.tags, ["pve-runners", "pve-runners-runner-abc123"]);
+    assert.deepEqual(ct.cpu, { cores: 2 });
+    assert.deepEqual(ct.memory, { dedicated: 2048, swap: 512 });
+    // The token never appears in the stack: it reaches terraform through the environment.
+    assert.deepEqual(json.provider.proxmox, [{ endpoint: "https://pve.example:8006/" }]);
+    assert.doesNotMatch(readFileSync(out.file, "utf8"), /api_token|PVEAPIToken|secret/i);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a full clone names its datastore; a linked clone never does (PVE refuses it)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stack-"));
+  try {
+    const full = JSON.parse(readFileSync(synthRunnerStack(join(dir, "a"), { ...spec, linkedClone: false, datastore: "local-lvm" }).file, "utf8"));
+    assert.deepEqual(full.resource.proxmox_virtual_environment_container.runner.clone, { vm_id: 9000, node_name: "pve", full: true, datastore_id: "local-lvm" });
+    const linked = JSON.parse(readFileSync(synthRunnerStack(join(dir, "b"), { ...spec, datastore: "local-lvm" }).file, "utf8"));
+    assert.equal(linked.resource.proxmox_virtual_environment_container.runner.clone.datastore_id, undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,7 +1,7 @@
 // The runner stack: one per runner, in its own directory, with its state beside it.
 // It clones the unprivileged template (linked by default) onto the CI bridge/VLAN and starts it.
 // No secret is ever part of it: the PVE token reaches terraform through PROXMOX_VE_API_TOKEN.
-import { App, LocalBackend, TerraformStack } from "cdktn";
+import { App, LocalBackend, TerraformOutput, TerraformStack } from "cdktn";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Container, ProxmoxProvider } from "./bpg-proxmox.js";
@@ -29,6 +29,8 @@ export interface RunnerStackSpec {
   readonly cores: number;
   readonly memoryMb: number;
   readonly swapMb: number;
+  /** false when the JIT config must be set before the first start (delivery mode `env`). Default true. */
+  readonly start?: boolean;
 }
 
 export class RunnerStack extends TerraformStack {
@@ -46,7 +48,7 @@ export class RunnerStack extends TerraformStack {
       poolId: spec.pool,
       tags: [PVE_RUNNERS_TAG, `pve-runners-${spec.runnerName}`],
       unprivileged: true,
-      started: true,
+      started: spec.start ?? true,
       startOnBoot: false,
       clone: {
         vmId: spec.templateVmid,
@@ -61,6 +63,7 @@ export class RunnerStack extends TerraformStack {
       cpu: { cores: spec.cores },
       memory: { dedicated: spec.memoryMb, swap: spec.swapMb },
     });
+    new TerraformOutput(this, "vm_id", { value: this.container.ref("vm_id") });
   }
 }
 

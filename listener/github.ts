@@ -1,0 +1,208 @@
+// The GitHub adapter: the only code that talks to GitHub's REST API.
+// GitHub App auth (JWT → installation tokens, cached by @octokit/auth-app), retries with backoff,
+// throttling that honours rate limits, and the pinned API version header on every call.
+import { Octokit } from "@octokit/rest";
+import { createAppAuth } from "@octokit/auth-app";
+import { retry } from "@octokit/plugin-retry";
+import { throttling } from "@octokit/plugin-throttling";
+import type { Logger } from "pino";
+
+const GH = Octokit.plugin(retry, throttling);
+type GHClient = InstanceType<typeof GH>;
+
+export interface GitHubAdapterOptions {
+  appId: number;
+  privateKey: string;
+  baseUrl: string;
+  apiVersion: string;
+  runnerGroupId: number;
+  logger: Logger;
+  /** Tests turn throttling off: it spaces writes 1 s apart. */
+  throttle?: boolean;
+  /** Retries of 5xx/network errors per call (plugin-retry). */
+  retries?: number;
+}
+
+/** Where a runner is registered: a repository, or an organisation. */
+export type Scope = { kind: "repo"; owner: string; repo: string } | { kind: "org"; org: string };
+
+export function scopeKey(s: Scope): string {
+  return s.kind === "repo" ? `repo:${s.owner}/${s.repo}` : `org:${s.org}`;
+}
+export function parseScopeKey(key: string): Scope {
+  const [kind, rest] = key.split(":", 2);
+  if (kind === "repo") {
+    const [owner, repo] = rest.split("/", 2);
+    return { kind, owner, repo };
+  }
+  if (kind === "org") return { kind, org: rest };
+  throw new Error(`bad scope key ${key}`);
+}
+
+export interface RunnerInfo {
+  id: number;
+  name: string;
+  status: "online" | "offline";
+  busy: boolean;
+  labels: string[];
+}
+
+export type JobState = "queued" | "in_progress" | "completed" | "waiting" | "requested" | "pending";
+
+function status(err: unknown): number | undefined {
+  return typeof err === "object" && err !== null && "status" in err ? Number((err as { status: unknown }).status) : undefined;
+}
+
+export class GitHubAdapter {
+  private readonly clients = new Map<number, GHClient>();
+  private readonly installationIds = new Map<string, number>();
+  private readonly app: GHClient;
+
+  constructor(private readonly opts: GitHubAdapterOptions) {
+    this.app = this.client({ appId: opts.appId, privateKey: opts.privateKey });
+  }
+
+  private client(auth: { appId: number; privateKey: string; installationId?: number }): GHClient {
+    const log = this.opts.logger;
+    const gh = new GH({
+      baseUrl: this.opts.baseUrl,
+      authStrategy: createAppAuth,
+      auth,
+      userAgent: "pve-runners",
+      // Octokit's own logger: warnings only, never request bodies (a JIT config travels in one).
+      log: { debug: () => {}, info: () => {}, warn: (m: string) => log.warn({ octokit: true }, m), error: (m: string) => log.error({ octokit: true }, m) },
+      retry: { doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451], retries: this.opts.retries ?? 3 },
+      throttle: {
+        enabled: this.opts.throttle ?? true,
+        onRateLimit: (retryAfter: number, o: { method: string; url: string }, _k: unknown, n: number) => {
+          log.warn({ retryAfter, method: o.method, url: o.url, attempt: n }, "GitHub rate limit hit");
+          return n < 2;
+        },
+        onSecondaryRateLimit: (retryAfter: number, o: { method: string; url: string }, _k: unknown, n: number) => {
+          log.warn({ retryAfter, method: o.method, url: o.url, attempt: n }, "GitHub secondary rate limit hit");
+          return n < 2;
+        },
+      },
+    });
+    // A `headers` constructor option is silently ignored by Octokit: set the version on every request.
+    gh.hook.before("request", (o) => {
+      o.headers["x-github-api-version"] = this.opts.apiVersion;
+    });
+    return gh;
+  }
+
+  /** The installation that covers a scope; payloads carry it, otherwise it is looked up once and cached. */
+  async installationFor(scope: Scope, hint?: number | null): Promise<number> {
+    const key = scopeKey(scope);
+    if (hint) {
+      this.installationIds.set(key, hint);
+      return hint;
+    }
+    const cached = this.installationIds.get(key);
+    if (cached) return cached;
+    const r =
+      scope.kind === "repo"
+        ? await this.app.rest.apps.getRepoInstallation({ owner: scope.owner, repo: scope.repo })
+        : await this.app.rest.apps.getOrgInstallation({ org: scope.org });
+    this.installationIds.set(key, r.data.id);
+    return r.data.id;
+  }
+
+  private async forScope(scope: Scope, installationHint?: number | null): Promise<GHClient> {
+    const id = await this.installationFor(scope, installationHint);
+    let c = this.clients.get(id);
+    if (!c) {
+      c = this.client({ appId: this.opts.appId, privateKey: this.opts.privateKey, installationId: id });
+      this.clients.set(id, c);
+    }
+    return c;
+  }
+
+  /**
+   * Mints a single-use JIT config for `name`. A 409 means the name exists: a retry after a 5xx that
+   * GitHub had already honoured, or a restart mid-mint. An idle, unused runner of ours by that name
+   * is deleted and the mint retried once; a busy one is an error.
+   */
+  async generateJitConfig(scope: Scope, name: string, labels: string[], installationHint?: number | null): Promise<{ runnerId: number; encodedJitConfig: string }> {
+    const gh = await this.forScope(scope, installationHint);
+    const body = { name, labels, runner_group_id: this.opts.runnerGroupId, work_folder: "_work" };
+    const mint = async () => {
+      const r =
+        scope.kind === "repo"
+          ? await gh.rest.actions.generateRunnerJitconfigForRepo({ owner: scope.owner, repo: scope.repo, ...body })
+          : await gh.rest.actions.generateRunnerJitconfigForOrg({ org: scope.org, ...body });
+      return { runnerId: r.data.runner.id, encodedJitConfig: r.data.encoded_jit_config };
+    };
+    try {
+      return await mint();
+    } catch (err) {
+      if (status(err) !== 409) throw err;
+      const existing = await this.findRunnerByName(scope, name, installationHint);
+      if (existing) {
+        const outcome = await this.deleteRunner(scope, existing.id, installationHint);
+        if (outcome === "busy") throw new Error(`runner ${name} already exists and is running a job`, { cause: err });
+      }
+      this.opts.logger.info({ runner: name }, "JIT name already registered: removed the stale registration, minting again");
+      return await mint();
+    }
+  }
+
+  /** The job's live status; undefined when GitHub does not know it (404). */
+  async jobStatus(repoFullName: string, jobId: number, installationHint?: number | null): Promise<JobState | undefined> {
+    const [owner, repo] = repoFullName.split("/", 2);
+    const gh = await this.forScope({ kind: "repo", owner, repo }, installationHint);
+    try {
+      const r = await gh.rest.actions.getJobForWorkflowRun({ owner, repo, job_id: jobId });
+      return r.data.status as JobState;
+    } catch (err) {
+      if (status(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async getRunner(scope: Scope, id: number, installationHint?: number | null): Promise<RunnerInfo | undefined> {
+    const gh = await this.forScope(scope, installationHint);
+    try {
+      const r =
+        scope.kind === "repo"
+          ? await gh.rest.actions.getSelfHostedRunnerForRepo({ owner: scope.owner, repo: scope.repo, runner_id: id })
+          : await gh.rest.actions.getSelfHostedRunnerForOrg({ org: scope.org, runner_id: id });
+      return toRunnerInfo(r.data);
+    } catch (err) {
+      if (status(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async findRunnerByName(scope: Scope, name: string, installationHint?: number | null): Promise<RunnerInfo | undefined> {
+    const all = await this.listRunners(scope, installationHint, name);
+    return all.find((r) => r.name === name);
+  }
+
+  async listRunners(scope: Scope, installationHint?: number | null, name?: string): Promise<RunnerInfo[]> {
+    const gh = await this.forScope(scope, installationHint);
+    const runners =
+      scope.kind === "repo"
+        ? await gh.paginate(gh.rest.actions.listSelfHostedRunnersForRepo, { owner: scope.owner, repo: scope.repo, per_page: 100, ...(name ? { name } : {}) })
+        : await gh.paginate(gh.rest.actions.listSelfHostedRunnersForOrg, { org: scope.org, per_page: 100, ...(name ? { name } : {}) });
+    return runners.map(toRunnerInfo);
+  }
+
+  /** Deletes a registration. 404 counts as done; 422 means it is running a job right now. */
+  async deleteRunner(scope: Scope, id: number, installationHint?: number | null): Promise<"deleted" | "gone" | "busy"> {
+    const gh = await this.forScope(scope, installationHint);
+    try {
+      if (scope.kind === "repo") await gh.rest.actions.deleteSelfHostedRunnerFromRepo({ owner: scope.owner, repo: scope.repo, runner_id: id });
+      else await gh.rest.actions.deleteSelfHostedRunnerFromOrg({ org: scope.org, runner_id: id });
+      return "deleted";
+    } catch (err) {
+      if (status(err) === 404) return "gone";
+      if (status(err) === 422) return "busy";
+      throw err;
+    }
+  }
+}
+
+function toRunnerInfo(r: { id: number; name: string; status: string; busy: boolean; labels: Array<{ name: string }> }): RunnerInfo {
+  return { id: r.id, name: r.name, status: r.status === "online" ? "online" : "offline", busy: r.busy, labels: r.labels.map((l) => l.name) };
+}

@@ -1,0 +1,493 @@
+// The runner lifecycle (design.md): one state machine for every runner, driven from the durable store.
+//
+//   requested → provisioning (terraform apply in the clone lane) → booting (JIT minted NOW, delivered)
+//   → idle (online at GitHub) → busy (in_progress named it) → done (completed named it)
+//   → destroying (terraform destroy) → gone
+//
+// Teardown keys on the runner name GitHub reports, never on the job the runner was made for: GitHub
+// gives a job to ANY idle runner whose labels match. Every step is idempotent and resumable: after a
+// restart each live runner is driven on from the state the store recorded.
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { parseScopeKey, type GitHubAdapter, type Scope } from "./github.js";
+import type { JitDelivery } from "./jit-delivery.js";
+import { matchLabelSet } from "./labels.js";
+import { repoAllowed, type Allowlist } from "./allowlist.js";
+import { LIVE_STATES, SUPPLY_STATES, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
+import { WorkflowJobPayload } from "./webhook.js";
+import { synthRunnerStack } from "../stacks/runner-stack.js";
+
+export interface LabelSetSpec {
+  name: string;
+  labels: string[];
+  cores: number;
+  memoryMb: number;
+  swapMb: number;
+  maxRunners: number;
+}
+
+export interface PipelineSettings {
+  stateDir: string;
+  labelSets: LabelSetSpec[];
+  allow: Allowlist;
+  runnerScope: "repo" | "org";
+  maxRunners: number;
+  maxRunnersPerRepo: number;
+  proxmox: {
+    endpoint: string;
+    insecure?: boolean;
+    node: string;
+    templateVmid: number;
+    templateNode?: string;
+    bridge: string;
+    vlan?: number;
+    pool?: string;
+    storage?: string;
+    linkedClone: boolean;
+  };
+  timeouts: { applyMs: number; destroyMs: number; bootMs: number; idleMs: number };
+  /** Apply attempts per runner before it is given up (each failure is cleaned up by destroy first). */
+  applyAttempts: number;
+  retryBackoffMs: number;
+  /** How often a booting runner is checked for being online at GitHub. */
+  onlinePollMs: number;
+}
+
+/** What the pipeline needs from the terraform adapter (listener/terraform.ts). */
+export interface TerraformLike {
+  prepare(stackFile: string): Promise<void>;
+  apply(workingDir: string, ctx: { runner: string; signal?: AbortSignal; timeoutMs?: number }): Promise<unknown>;
+  destroy(workingDir: string, ctx: { runner: string; signal?: AbortSignal; timeoutMs?: number }): Promise<void>;
+  output(workingDir: string): Promise<Record<string, unknown>>;
+}
+
+export interface LaneLike {
+  run<T>(templateKey: string, runner: string, fn: () => Promise<T>): Promise<T>;
+}
+
+export interface PipelineDeps {
+  store: Store;
+  github: GitHubAdapter;
+  terraform: TerraformLike;
+  lane: LaneLike;
+  delivery: JitDelivery;
+  settings: PipelineSettings;
+  logger: Logger;
+}
+
+class Stopped extends Error {}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal.aborted) return reject(new Stopped());
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new Stopped());
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class Pipeline {
+  private readonly drivers = new Map<string, Promise<void>>();
+  private readonly wakers = new Map<string, () => void>();
+  private readonly abort = new AbortController();
+  private reconciling: Promise<void> | null = null;
+  private reconcileAgain = false;
+  private readonly log: Logger;
+
+  constructor(private readonly d: PipelineDeps) {
+    this.log = d.logger;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /** Applies one recorded delivery (idempotent), then rebalances supply against demand. */
+  async handleDelivery(guid: string): Promise<void> {
+    const delivery = this.d.store.unprocessedDeliveries().find((x) => x.guid === guid);
+    if (!delivery) return;
+    try {
+      const parsed = WorkflowJobPayload.safeParse(JSON.parse(delivery.payload));
+      if (parsed.success) this.applyJobEvent(parsed.data, guid);
+      else this.log.warn({ delivery: guid }, "stored delivery no longer parses: skipped");
+    } finally {
+      this.d.store.markProcessed(guid);
+    }
+    this.reconcile();
+  }
+
+  private applyJobEvent(p: WorkflowJobPayload, guid: string): void {
+    const wj = p.workflow_job;
+    const repo = p.repository.full_name;
+    const log = this.log.child({ job: wj.id, delivery: guid, action: p.action, repo });
+    const set = matchLabelSet(wj.labels, this.d.settings.labelSets);
+    let labelSet: string | null = set?.name ?? null;
+    if (!repoAllowed(repo, this.d.settings.allow)) {
+      if (p.action === "queued") log.info({ labels: wj.labels }, "job ignored: repository not in the allowlist");
+      labelSet = null;
+    } else if (!set && p.action === "queued") {
+      log.info({ labels: wj.labels }, "job ignored: its labels match no label set of ours");
+    }
+    const scope = this.d.settings.runnerScope === "org" ? `org:${p.repository.owner.login}` : `repo:${repo}`;
+    // A job's runs-on labels are fixed, so "ours or not" is decided by the first event we see.
+    const { job, changed } = this.d.store.applyJobEvent({
+      jobId: wj.id,
+      runId: wj.run_id,
+      runAttempt: wj.run_attempt,
+      repo,
+      owner: p.repository.owner.login,
+      installationId: p.installation?.id ?? null,
+      labels: wj.labels,
+      labelSet,
+      scope: labelSet ? scope : null,
+      status: p.action,
+      runnerName: p.action === "in_progress" || p.action === "completed" ? (wj.runner_name ?? null) : null,
+      conclusion: wj.conclusion ?? null,
+    });
+    if (!changed) log.debug("event changes nothing (duplicate or out of order)");
+    else if (job.labelSet) log.info({ status: job.status, runner: job.runnerName ?? undefined }, "job updated");
+
+    // The runner GitHub names is the one that ran the job, whatever job it was made for.
+    const runnerName = p.action === "in_progress" || p.action === "completed" ? wj.runner_name : null;
+    const runner = runnerName ? this.d.store.getRunner(runnerName) : undefined;
+    if (!runner) return;
+    if (p.action === "in_progress") {
+      if (this.d.store.setRunnerState(runner.name, "busy", { jobId: wj.id }, ["requested", "provisioning", "booting", "idle"])) {
+        log.info({ runner: runner.name, madeFor: runner.madeForJob }, "runner busy");
+      }
+    } else if (this.d.store.setRunnerState(runner.name, "done", { jobId: wj.id }, ["requested", "provisioning", "booting", "idle", "busy"])) {
+      log.info({ runner: runner.name, conclusion: wj.conclusion }, "runner finished its job");
+    }
+    this.wake(runner.name);
+    this.ensureDriver(runner.name);
+  }
+
+  // ---------------------------------------------------------------- demand vs supply
+
+  /** Serialised: one pass at a time, and one more if asked while running. */
+  reconcile(): Promise<void> {
+    if (this.reconciling) {
+      this.reconcileAgain = true;
+      return this.reconciling;
+    }
+    this.reconciling = (async () => {
+      do {
+        this.reconcileAgain = false;
+        this.reconcileOnce();
+      } while (this.reconcileAgain);
+    })().finally(() => (this.reconciling = null));
+    return this.reconciling;
+  }
+
+  private reconcileOnce(): void {
+    if (this.abort.signal.aborted) return;
+    const s = this.d.settings;
+    const queued = this.d.store.queuedJobs();
+    const groups = new Map<string, JobRow[]>();
+    for (const j of queued) {
+      const k = `${j.labelSet}\u0000${j.scope}`;
+      groups.set(k, [...(groups.get(k) ?? []), j]);
+    }
+    const live = this.d.store.runners(LIVE_STATES);
+    const jobsById = new Map(this.d.store.jobs().map((j) => [j.jobId, j]));
+    const repoOf = (r: RunnerRow) => (r.madeForJob ? jobsById.get(r.madeForJob)?.repo : undefined);
+    for (const jobs of groups.values()) {
+      const { labelSet, scope } = jobs[0];
+      const set = s.labelSets.find((x) => x.name === labelSet);
+      if (!set || !scope) continue;
+      const supply = live.filter((r) => SUPPLY_STATES.includes(r.state) && r.labelSet === labelSet && r.scope === scope).length;
+      for (const job of jobs.slice(supply)) {
+        const inSet = live.filter((r) => r.labelSet === set.name).length;
+        const inRepo = live.filter((r) => repoOf(r) === job.repo).length;
+        if (live.length >= s.maxRunners || inSet >= set.maxRunners || inRepo >= s.maxRunnersPerRepo) {
+          this.log.info({ job: job.jobId, labelSet, live: live.length, inSet, inRepo }, "job waits: runner cap reached");
+          break;
+        }
+        const name = `runner-${randomBytes(4).toString("hex")}`;
+        const row = this.d.store.insertRunner({ name, labelSet: set.name, scope, madeForJob: job.jobId });
+        live.push(row);
+        this.log.info({ runner: name, job: job.jobId, labelSet, scope }, "runner requested");
+        this.ensureDriver(name);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- lifecycle drivers
+
+  /** At start: re-apply deliveries that were acknowledged but not applied, and drive every live runner on. */
+  async resume(): Promise<void> {
+    for (const d of this.d.store.unprocessedDeliveries()) await this.handleDelivery(d.guid);
+    for (const r of this.d.store.runners(LIVE_STATES)) {
+      this.log.info({ runner: r.name, state: r.state }, "resuming runner");
+      this.ensureDriver(r.name);
+    }
+    await this.reconcile();
+  }
+
+  /** Stops driving (in-flight terraform is interrupted); state stays in the store for the next start. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    for (const w of this.wakers.values()) w();
+    await Promise.allSettled([...this.drivers.values()]);
+  }
+
+  /** Resolves when no runner is being driven (for tests and the demo). */
+  async idle(): Promise<void> {
+    while (this.drivers.size > 0 || this.reconciling) await Promise.allSettled([...this.drivers.values(), this.reconciling]);
+  }
+
+  ensureDriver(name: string): void {
+    if (this.drivers.has(name) || this.abort.signal.aborted) return;
+    const p = this.drive(name)
+      .catch((err) => {
+        if (!(err instanceof Stopped)) this.log.error({ runner: name, err: errMessage(err) }, "runner driver crashed");
+      })
+      .finally(() => {
+        this.drivers.delete(name);
+        this.reconcile();
+      });
+    this.drivers.set(name, p);
+  }
+
+  private wake(name: string): void {
+    this.wakers.get(name)?.();
+  }
+
+  /** Waits up to `ms`, returning early when an event concerns this runner. */
+  private waitForEvent(name: string, ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.wakers.delete(name);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.wakers.set(name, done);
+    });
+  }
+
+  private async drive(name: string): Promise<void> {
+    const signal = this.abort.signal;
+    for (;;) {
+      if (signal.aborted) throw new Stopped();
+      const r = this.d.store.getRunner(name);
+      if (!r) return;
+      const log = this.log.child({ runner: name, state: r.state, madeFor: r.madeForJob ?? undefined });
+      switch (r.state) {
+        case "requested":
+          await this.stepRequested(r, log);
+          break;
+        case "provisioning":
+          await this.stepProvisioning(r, log, signal);
+          break;
+        case "booting":
+          await this.stepBooting(r, log, signal);
+          break;
+        case "idle":
+          await this.stepIdle(r, log);
+          break;
+        case "busy":
+          // Only `completed` (or the sweeper) ends this; wait for it.
+          await this.waitForEvent(name, 60_000);
+          break;
+        case "done":
+          this.d.store.setRunnerState(name, "destroying", {}, ["done"]);
+          break;
+        case "destroying":
+          await this.stepDestroying(r, log, signal);
+          break;
+        case "gone":
+        case "failed":
+          return;
+      }
+    }
+  }
+
+  /** Demand this runner would serve: queued jobs of its set and scope beyond the other supply. */
+  private stillNeeded(r: RunnerRow): boolean {
+    const demand = this.d.store.queuedJobs(r.labelSet, r.scope).length;
+    const others = this.d.store.runners(SUPPLY_STATES).filter((x) => x.name !== r.name && x.labelSet === r.labelSet && x.scope === r.scope).length;
+    return demand > others;
+  }
+
+  private async stepRequested(r: RunnerRow, log: Logger): Promise<void> {
+    // Before spending a clone: is the job still queued? Fail open — an API error must not strand a job.
+    const job = r.madeForJob ? this.d.store.getJob(r.madeForJob) : undefined;
+    if (job && job.status === "queued") {
+      try {
+        const live = await this.d.github.jobStatus(job.repo, job.jobId, job.installationId);
+        if (live && live !== "queued") {
+          log.info({ job: job.jobId, status: live }, "job no longer queued at GitHub");
+          if (live === "completed" || live === "in_progress") this.d.store.setJobStatus(job.jobId, live);
+          else if (live === "waiting") this.d.store.setJobStatus(job.jobId, "waiting");
+        }
+      } catch (err) {
+        log.warn({ job: job.jobId, err: errMessage(err) }, "could not check job status; provisioning anyway");
+      }
+    }
+    if (!this.stillNeeded(r)) {
+      log.info("no queued job needs this runner any more: dropped before cloning");
+      this.d.store.setRunnerState(r.name, "gone", { lastError: "not needed" }, ["requested"]);
+      return;
+    }
+    this.d.store.setRunnerState(r.name, "provisioning", { stackDir: join(this.d.settings.stateDir, "runners", r.name) }, ["requested"]);
+  }
+
+  private async stepProvisioning(r: RunnerRow, log: Logger, signal: AbortSignal): Promise<void> {
+    const s = this.d.settings;
+    const set = s.labelSets.find((x) => x.name === r.labelSet);
+    if (!set) throw new Error(`label set ${r.labelSet} is no longer configured`);
+    const stackDir = r.stackDir ?? join(s.stateDir, "runners", r.name);
+    const stack = synthRunnerStack(stackDir, {
+      runnerName: r.name,
+      labelSet: set.name,
+      endpoint: s.proxmox.endpoint,
+      insecure: s.proxmox.insecure,
+      node: s.proxmox.node,
+      templateVmid: s.proxmox.templateVmid,
+      templateNode: s.proxmox.templateNode,
+      pool: s.proxmox.pool,
+      bridge: s.proxmox.bridge,
+      vlan: s.proxmox.vlan,
+      linkedClone: s.proxmox.linkedClone,
+      datastore: s.proxmox.storage,
+      cores: set.cores,
+      memoryMb: set.memoryMb,
+      swapMb: set.swapMb,
+      start: !this.d.delivery.startsContainer,
+    });
+    const templateKey = `${s.proxmox.templateNode ?? s.proxmox.node}/${s.proxmox.templateVmid}`;
+    try {
+      await this.d.terraform.prepare(stack.file);
+      const started = Date.now();
+      await this.d.lane.run(templateKey, r.name, () => this.d.terraform.apply(stack.workingDir, { runner: r.name, signal, timeoutMs: s.timeouts.applyMs }));
+      const vmid = await this.vmidOf(stack.workingDir);
+      log.info({ vmid, ms: Date.now() - started }, "container cloned");
+      this.d.store.setRunnerState(r.name, "booting", { vmid, stackDir, lastError: null }, ["provisioning"]);
+    } catch (err) {
+      if (signal.aborted) throw new Stopped();
+      const attempts = r.attempts + 1;
+      log.warn({ attempt: attempts, err: errMessage(err) }, "apply failed: destroying what was made");
+      await this.d.terraform.destroy(stack.workingDir, { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs }).catch((e) => log.warn({ err: errMessage(e) }, "cleanup destroy failed; the sweeper will retry"));
+      if (attempts >= s.applyAttempts) {
+        log.error({ attempts }, "giving up on this runner; demand is re-counted");
+        this.d.store.setRunnerState(r.name, "destroying", { attempts, lastError: errMessage(err) }, ["provisioning"]);
+        return;
+      }
+      this.d.store.setRunnerState(r.name, "provisioning", { attempts, lastError: errMessage(err) }, ["provisioning"]);
+      await sleep(s.retryBackoffMs * 2 ** (attempts - 1), signal);
+    }
+  }
+
+  private async vmidOf(workingDir: string): Promise<number> {
+    const out = await this.d.terraform.output(workingDir);
+    const v = out.vm_id as unknown;
+    const value = typeof v === "object" && v !== null && "value" in v ? (v as { value: unknown }).value : v;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`stack has no vm_id output (got ${JSON.stringify(v)})`);
+    return n;
+  }
+
+  private async stepBooting(r: RunnerRow, log: Logger, signal: AbortSignal): Promise<void> {
+    const s = this.d.settings;
+    const set = s.labelSets.find((x) => x.name === r.labelSet)!;
+    const scope = parseScopeKey(r.scope);
+    const job = r.madeForJob ? this.d.store.getJob(r.madeForJob) : undefined;
+    if (!r.githubRunnerId) {
+      // Minted now, right before the container needs it: unused JIT configs expire within minutes.
+      const jit = await this.d.github.generateJitConfig(scope, r.name, set.labels, job?.installationId);
+      this.d.store.setRunnerState(r.name, "booting", { githubRunnerId: jit.runnerId }, ["booting"]);
+      log.info({ githubRunnerId: jit.runnerId }, "JIT runner config minted");
+      await this.d.delivery.deliver({ node: s.proxmox.node, vmid: r.vmid!, runner: r.name, jitConfig: jit.encodedJitConfig });
+    }
+    const cur = this.d.store.getRunner(r.name)!;
+    const deadline = cur.stateSince + s.timeouts.bootMs;
+    while (Date.now() < deadline) {
+      if (signal.aborted) throw new Stopped();
+      const now = this.d.store.getRunner(r.name)!;
+      if (now.state !== "booting") return; // a webhook moved it on (busy/done)
+      const info = await this.d.github.getRunner(scope, now.githubRunnerId!, job?.installationId).catch((err) => {
+        log.warn({ err: errMessage(err) }, "could not read runner status");
+        return null;
+      });
+      if (info?.status === "online") {
+        const state: RunnerState = info.busy ? "busy" : "idle";
+        if (this.d.store.setRunnerState(r.name, state, {}, ["booting"])) log.info("runner online at GitHub");
+        return;
+      }
+      if (info === undefined && now.githubRunnerId) {
+        // Registration gone while booting: it ran a job and was removed before we saw it online.
+        log.info("registration already removed: the runner has run its job");
+        this.d.store.setRunnerState(r.name, "done", {}, ["booting"]);
+        return;
+      }
+      await this.waitForEvent(r.name, s.onlinePollMs);
+    }
+    log.warn({ bootMs: s.timeouts.bootMs }, "runner never came online: destroying it, demand is re-counted");
+    this.d.store.setRunnerState(r.name, "destroying", { lastError: "boot timeout" }, ["booting"]);
+  }
+
+  private async stepIdle(r: RunnerRow, log: Logger): Promise<void> {
+    const s = this.d.settings;
+    const idleFor = Date.now() - r.stateSince;
+    const surplus = !this.stillNeeded(r);
+    if (surplus || idleFor >= s.timeouts.idleMs) {
+      // Delete the registration first: 422 means GitHub just gave it a job, so it stays.
+      const scope = parseScopeKey(r.scope);
+      const outcome = r.githubRunnerId ? await this.d.github.deleteRunner(scope, r.githubRunnerId).catch((err) => {
+        log.warn({ err: errMessage(err) }, "could not delete registration; keeping the runner for now");
+        return "error" as const;
+      }) : "gone";
+      if (outcome === "busy") {
+        log.info("runner took a job while being retired: keeping it");
+        this.d.store.setRunnerState(r.name, "busy", {}, ["idle"]);
+        return;
+      }
+      if (outcome === "error") {
+        await this.waitForEvent(r.name, s.onlinePollMs);
+        return;
+      }
+      log.info({ reason: surplus ? "no queued job needs it" : "idle timeout" }, "retiring idle runner");
+      this.d.store.setRunnerState(r.name, "destroying", { lastError: surplus ? "surplus" : "idle timeout" }, ["idle"]);
+      return;
+    }
+    await this.waitForEvent(r.name, Math.min(s.timeouts.idleMs - idleFor, 5_000));
+  }
+
+  private async stepDestroying(r: RunnerRow, log: Logger, signal: AbortSignal): Promise<void> {
+    const s = this.d.settings;
+    try {
+      if (r.githubRunnerId) {
+        const outcome = await this.d.github.deleteRunner(parseScopeKey(r.scope), r.githubRunnerId).catch((err) => {
+          log.warn({ err: errMessage(err) }, "could not delete registration; the sweeper removes stale ones");
+          return "error";
+        });
+        if (outcome === "busy") log.warn("registration busy at GitHub while destroying; the payloads say its job is over");
+      }
+      if (r.stackDir) {
+        const started = Date.now();
+        // Destroy does not wait behind clones: it never takes the clone lane.
+        await this.d.terraform.destroy(join(r.stackDir, "stacks", "runner"), { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs });
+        await rm(r.stackDir, { recursive: true, force: true });
+        log.info({ ms: Date.now() - started }, "container destroyed, stack removed");
+      }
+      const final: RunnerState = r.lastError && !["surplus", "idle timeout", "not needed"].includes(r.lastError) && r.attempts >= s.applyAttempts ? "failed" : "gone";
+      this.d.store.setRunnerState(r.name, final, {}, ["destroying"]);
+    } catch (err) {
+      if (signal.aborted) throw new Stopped();
+      log.warn({ err: errMessage(err) }, "destroy failed: retrying");
+      await sleep(s.retryBackoffMs, signal);
+    }
+  }
+}
+
+export type { Scope };

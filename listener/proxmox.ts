@@ -1,0 +1,112 @@
+// The Proxmox VE API adapter for what terraform does not do: env-mode JIT delivery, container
+// status, and (for the sweeper) listing and removing runner containers. Token auth, no CSRF.
+import type { Logger } from "pino";
+
+export class ProxmoxError extends Error {
+  constructor(readonly status: number, message: string, readonly errors?: Record<string, string>) {
+    super(message);
+  }
+  /** PVE answers 500 "Configuration file … does not exist" for an unknown vmid. */
+  get notFound(): boolean {
+    return this.status === 404 || /does not exist/.test(this.message);
+  }
+}
+
+export interface ProxmoxApiOptions {
+  endpoint: string; // https://pve:8006/ (the /api2/json suffix is added)
+  token: string; // USER@REALM!TOKENID=SECRET
+  logger: Logger;
+  requestTimeoutMs?: number;
+  /** Between task status polls. */
+  pollMs?: number;
+  /** Self-signed PVE certificates: operators set `insecure: true` or install their CA (NODE_EXTRA_CA_CERTS). */
+  insecure?: boolean;
+}
+
+export interface ContainerStatus {
+  vmid: number;
+  status: "running" | "stopped" | string;
+  name?: string;
+  lock?: string;
+  tags?: string;
+  template?: number;
+  uptime?: number;
+}
+
+export class ProxmoxApi {
+  private readonly base: string;
+  constructor(private readonly opts: ProxmoxApiOptions) {
+    this.base = opts.endpoint.replace(/\/+$/, "") + "/api2/json";
+  }
+
+  async request<T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, params: Record<string, string | number | boolean | undefined> = {}): Promise<T> {
+    const form = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== undefined) form.set(k, typeof v === "boolean" ? (v ? "1" : "0") : String(v));
+    const withQuery = method === "GET" || method === "DELETE";
+    const url = this.base + path + (withQuery && [...form].length ? `?${form}` : "");
+    const res = await fetch(url, {
+      method,
+      headers: { authorization: `PVEAPIToken=${this.opts.token}`, ...(withQuery ? {} : { "content-type": "application/x-www-form-urlencoded" }) },
+      body: withQuery ? undefined : form.toString(),
+      signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 30_000),
+      // Node's fetch has no per-request TLS switch; `insecure` is applied process-wide by the caller.
+    });
+    const text = await res.text();
+    let body: { data?: unknown; message?: string; errors?: Record<string, string> } = {};
+    try {
+      body = text ? JSON.parse(text) : {};
+    } catch {
+      /* a proxy error page: fall through with the status line */
+    }
+    if (!res.ok) {
+      const detail = body.errors ? ` (${Object.entries(body.errors).map(([k, v]) => `${k}: ${v}`).join("; ")})` : "";
+      throw new ProxmoxError(res.status, `${method} ${path}: ${res.status} ${(body.message ?? res.statusText).trim()}${detail}`, body.errors);
+    }
+    return body.data as T;
+  }
+
+  /** Waits for a task to stop; throws with its exit status unless it is OK (or WARNINGS). */
+  async waitTask(node: string, upid: string, timeoutMs = 300_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const t = await this.request<{ status: string; exitstatus?: string }>("GET", `/nodes/${node}/tasks/${encodeURIComponent(upid)}/status`);
+      if (t.status === "stopped") {
+        if (t.exitstatus === "OK" || t.exitstatus?.startsWith("WARNINGS")) return;
+        throw new ProxmoxError(500, `task ${upid.split(":")[5] ?? ""} failed: ${t.exitstatus}`);
+      }
+      await new Promise((r) => setTimeout(r, this.opts.pollMs ?? 500));
+    }
+    throw new ProxmoxError(504, `task ${upid} did not finish within ${timeoutMs} ms`);
+  }
+
+  containerStatus(node: string, vmid: number): Promise<ContainerStatus> {
+    return this.request("GET", `/nodes/${node}/lxc/${vmid}/status/current`);
+  }
+
+  containerConfig(node: string, vmid: number): Promise<Record<string, string | number>> {
+    return this.request("GET", `/nodes/${node}/lxc/${vmid}/config`);
+  }
+
+  listContainers(node: string): Promise<ContainerStatus[]> {
+    return this.request("GET", `/nodes/${node}/lxc`);
+  }
+
+  async setConfig(node: string, vmid: number, params: Record<string, string | number | boolean | undefined>): Promise<void> {
+    await this.request("PUT", `/nodes/${node}/lxc/${vmid}/config`, params);
+  }
+
+  async start(node: string, vmid: number): Promise<void> {
+    const upid = await this.request<string>("POST", `/nodes/${node}/lxc/${vmid}/status/start`);
+    await this.waitTask(node, upid);
+  }
+
+  async stop(node: string, vmid: number): Promise<void> {
+    const upid = await this.request<string>("POST", `/nodes/${node}/lxc/${vmid}/status/stop`);
+    await this.waitTask(node, upid);
+  }
+
+  async destroy(node: string, vmid: number): Promise<void> {
+    const upid = await this.request<string>("DELETE", `/nodes/${node}/lxc/${vmid}`, { purge: 1, "destroy-unreferenced-disks": 1 });
+    await this.waitTask(node, upid);
+  }
+}

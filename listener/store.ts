@@ -1,0 +1,235 @@
+// The durable store: the webhook inbox, the jobs we know of, and every runner's lifecycle state.
+// SQLite (better-sqlite3) so a restart — or a SIGKILL — loses nothing that was acknowledged.
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+
+export type JobStatus = "queued" | "waiting" | "in_progress" | "completed";
+export type RunnerState =
+  | "requested" // counted as supply, nothing spent yet
+  | "provisioning" // terraform apply (in the clone lane)
+  | "booting" // container up, JIT config delivered, waiting for it to come online at GitHub
+  | "idle" // online at GitHub, no job yet
+  | "busy" // in_progress named it
+  | "done" // completed named it, or the guest powered off
+  | "destroying" // terraform destroy
+  | "gone" // stack dir removed: terminal
+  | "failed"; // gave up after retries; its stack is destroyed by the sweeper: terminal once gone
+
+/** Runners in these states are supply for queued jobs of their label set. */
+export const SUPPLY_STATES: RunnerState[] = ["requested", "provisioning", "booting", "idle"];
+export const LIVE_STATES: RunnerState[] = ["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"];
+
+export interface Delivery {
+  guid: string;
+  event: string;
+  action: string | null;
+  jobId: number | null;
+  receivedAt: number;
+  processedAt: number | null;
+  payload: string;
+}
+
+export interface JobRow {
+  jobId: number;
+  runId: number;
+  runAttempt: number;
+  repo: string; // owner/name
+  owner: string;
+  installationId: number | null;
+  labels: string[];
+  labelSet: string | null; // null: not ours
+  scope: string | null; // "repo:owner/name" or "org:owner": where its runner must be registered
+  status: JobStatus;
+  runnerName: string | null;
+  conclusion: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface RunnerRow {
+  name: string;
+  labelSet: string;
+  scope: string;
+  state: RunnerState;
+  madeForJob: number | null;
+  jobId: number | null; // the job GitHub actually gave it
+  vmid: number | null;
+  githubRunnerId: number | null;
+  stackDir: string | null;
+  attempts: number;
+  lastError: string | null;
+  createdAt: number;
+  stateSince: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS deliveries (
+  guid TEXT PRIMARY KEY, event TEXT NOT NULL, action TEXT, job_id INTEGER,
+  received_at INTEGER NOT NULL, processed_at INTEGER, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS deliveries_unprocessed ON deliveries(processed_at) WHERE processed_at IS NULL;
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, run_attempt INTEGER NOT NULL, repo TEXT NOT NULL,
+  owner TEXT NOT NULL, installation_id INTEGER, labels TEXT NOT NULL, label_set TEXT, scope TEXT,
+  status TEXT NOT NULL, runner_name TEXT, conclusion TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, label_set, scope);
+CREATE TABLE IF NOT EXISTS runners (
+  name TEXT PRIMARY KEY, label_set TEXT NOT NULL, scope TEXT NOT NULL, state TEXT NOT NULL,
+  made_for_job INTEGER, job_id INTEGER, vmid INTEGER, github_runner_id INTEGER, stack_dir TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created_at INTEGER NOT NULL, state_since INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS runners_state ON runners(state, label_set, scope);
+`;
+
+const STATUS_RANK: Record<JobStatus, number> = { waiting: 0, queued: 0, in_progress: 1, completed: 2 };
+
+function toJob(r: any): JobRow {
+  return {
+    jobId: r.job_id, runId: r.run_id, runAttempt: r.run_attempt, repo: r.repo, owner: r.owner,
+    installationId: r.installation_id, labels: JSON.parse(r.labels), labelSet: r.label_set, scope: r.scope,
+    status: r.status, runnerName: r.runner_name, conclusion: r.conclusion, createdAt: r.created_at, updatedAt: r.updated_at,
+  };
+}
+
+function toRunner(r: any): RunnerRow {
+  return {
+    name: r.name, labelSet: r.label_set, scope: r.scope, state: r.state, madeForJob: r.made_for_job, jobId: r.job_id,
+    vmid: r.vmid, githubRunnerId: r.github_runner_id, stackDir: r.stack_dir, attempts: r.attempts,
+    lastError: r.last_error, createdAt: r.created_at, stateSince: r.state_since,
+  };
+}
+
+export class Store {
+  private readonly db: Database.Database;
+  constructor(path: string, private readonly now: () => number = Date.now) {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    // FULL: a delivery acknowledged with 2xx must survive power loss, not just a process crash.
+    this.db.pragma("synchronous = FULL");
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // ---- inbox ----
+
+  /** Records a delivery before it is acknowledged. Returns false for a duplicate GUID (a redelivery we already hold). */
+  recordDelivery(d: Omit<Delivery, "receivedAt" | "processedAt">): boolean {
+    const r = this.db
+      .prepare(`INSERT OR IGNORE INTO deliveries (guid, event, action, job_id, received_at, payload) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(d.guid, d.event, d.action, d.jobId, this.now(), d.payload);
+    return r.changes === 1;
+  }
+
+  markProcessed(guid: string): void {
+    this.db.prepare(`UPDATE deliveries SET processed_at = ? WHERE guid = ?`).run(this.now(), guid);
+  }
+
+  /** Deliveries acknowledged but not yet applied (e.g. the process died in between), oldest first. */
+  unprocessedDeliveries(): Delivery[] {
+    return this.db
+      .prepare(`SELECT * FROM deliveries WHERE processed_at IS NULL ORDER BY received_at, rowid`)
+      .all()
+      .map((r: any) => ({ guid: r.guid, event: r.event, action: r.action, jobId: r.job_id, receivedAt: r.received_at, processedAt: r.processed_at, payload: r.payload }));
+  }
+
+  hasDelivery(guid: string): boolean {
+    return this.db.prepare(`SELECT 1 FROM deliveries WHERE guid = ?`).get(guid) !== undefined;
+  }
+
+  // ---- jobs ----
+
+  getJob(jobId: number): JobRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM jobs WHERE job_id = ?`).get(jobId);
+    return r ? toJob(r) : undefined;
+  }
+
+  /**
+   * Applies a job event. Status only moves forward (queued/waiting → in_progress → completed), because
+   * deliveries are duplicated and reordered: a late `queued` must not resurrect a completed job.
+   * Returns the stored row and whether anything changed.
+   */
+  applyJobEvent(ev: Omit<JobRow, "createdAt" | "updatedAt">): { job: JobRow; changed: boolean } {
+    const tx = this.db.transaction(() => {
+      const cur = this.getJob(ev.jobId);
+      const now = this.now();
+      if (!cur) {
+        this.db
+          .prepare(
+            `INSERT INTO jobs (job_id, run_id, run_attempt, repo, owner, installation_id, labels, label_set, scope, status, runner_name, conclusion, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(ev.jobId, ev.runId, ev.runAttempt, ev.repo, ev.owner, ev.installationId, JSON.stringify(ev.labels), ev.labelSet, ev.scope, ev.status, ev.runnerName, ev.conclusion, now, now);
+        return { job: this.getJob(ev.jobId)!, changed: true };
+      }
+      const forward = STATUS_RANK[ev.status] > STATUS_RANK[cur.status] || (STATUS_RANK[ev.status] === STATUS_RANK[cur.status] && ev.status !== cur.status && cur.status !== "completed");
+      const runnerName = cur.runnerName ?? ev.runnerName;
+      const learnsRunner = runnerName !== cur.runnerName;
+      if (!forward && !learnsRunner) return { job: cur, changed: false };
+      const status = forward ? ev.status : cur.status;
+      const conclusion = forward ? ev.conclusion : cur.conclusion;
+      this.db
+        .prepare(`UPDATE jobs SET status = ?, runner_name = ?, conclusion = ?, updated_at = ? WHERE job_id = ?`)
+        .run(status, runnerName, conclusion, now, ev.jobId);
+      return { job: this.getJob(ev.jobId)!, changed: true };
+    });
+    return tx();
+  }
+
+  setJobStatus(jobId: number, status: JobStatus, conclusion: string | null = null): void {
+    this.db.prepare(`UPDATE jobs SET status = ?, conclusion = COALESCE(?, conclusion), updated_at = ? WHERE job_id = ?`).run(status, conclusion, this.now(), jobId);
+  }
+
+  /** Demand: queued jobs of ours, per label set and scope. */
+  queuedJobs(labelSet?: string, scope?: string): JobRow[] {
+    return this.db
+      .prepare(
+        `SELECT * FROM jobs WHERE status = 'queued' AND label_set IS NOT NULL
+         AND (? IS NULL OR label_set = ?) AND (? IS NULL OR scope = ?) ORDER BY created_at, job_id`,
+      )
+      .all(labelSet ?? null, labelSet ?? null, scope ?? null, scope ?? null)
+      .map(toJob);
+  }
+
+  jobs(): JobRow[] {
+    return this.db.prepare(`SELECT * FROM jobs ORDER BY job_id`).all().map(toJob);
+  }
+
+  // ---- runners ----
+
+  insertRunner(r: { name: string; labelSet: string; scope: string; madeForJob: number | null }): RunnerRow {
+    const now = this.now();
+    this.db
+      .prepare(`INSERT INTO runners (name, label_set, scope, state, made_for_job, created_at, state_since) VALUES (?, ?, ?, 'requested', ?, ?, ?)`)
+      .run(r.name, r.labelSet, r.scope, r.madeForJob, now, now);
+    return this.getRunner(r.name)!;
+  }
+
+  getRunner(name: string): RunnerRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM runners WHERE name = ?`).get(name);
+    return r ? toRunner(r) : undefined;
+  }
+
+  /** Moves a runner to a new state, optionally only from the given states (returns false if it was elsewhere). */
+  setRunnerState(name: string, state: RunnerState, patch: Partial<Pick<RunnerRow, "vmid" | "githubRunnerId" | "stackDir" | "jobId" | "lastError" | "attempts">> = {}, from?: RunnerState[]): boolean {
+    const cur = this.getRunner(name);
+    if (!cur || (from && !from.includes(cur.state))) return false;
+    const next = { ...cur, ...patch };
+    const since = state === cur.state ? cur.stateSince : this.now();
+    this.db
+      .prepare(`UPDATE runners SET state = ?, vmid = ?, github_runner_id = ?, stack_dir = ?, job_id = ?, last_error = ?, attempts = ?, state_since = ? WHERE name = ?`)
+      .run(state, next.vmid, next.githubRunnerId, next.stackDir, next.jobId, next.lastError, next.attempts, since, name);
+    return true;
+  }
+
+  runners(states?: RunnerState[]): RunnerRow[] {
+    const rows = this.db.prepare(`SELECT * FROM runners ORDER BY created_at, name`).all().map(toRunner);
+    return states ? rows.filter((r) => states.includes(r.state)) : rows;
+  }
+
+  countRunners(states: RunnerState[], labelSet?: string, scope?: string): number {
+    return this.runners(states).filter((r) => (!labelSet || r.labelSet === labelSet) && (!scope || r.scope === scope)).length;
+  }
+}

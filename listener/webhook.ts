@@ -1,0 +1,111 @@
+// POST /webhooks/github: verify, record durably, acknowledge — in that order, in milliseconds.
+// The work happens after the answer (GitHub gives a delivery 10 s and never retries by itself).
+import express, { type Request, type Response, type Router } from "express";
+import { verify } from "@octokit/webhooks-methods";
+import type { Logger } from "pino";
+import { z } from "zod";
+import type { Store } from "./store.js";
+
+/** The parts of a workflow_job payload we rely on; everything else is passed through untouched. */
+export const WorkflowJobPayload = z.object({
+  action: z.enum(["queued", "waiting", "in_progress", "completed"]),
+  workflow_job: z.object({
+    id: z.number().int().positive(),
+    run_id: z.number().int().positive(),
+    run_attempt: z.number().int().positive().default(1),
+    status: z.string(),
+    conclusion: z.string().nullable().optional(),
+    labels: z.array(z.string()).max(100),
+    runner_name: z.string().nullable().optional(),
+  }),
+  repository: z.object({
+    full_name: z.string().regex(/^[^/\s]+\/[^/\s]+$/),
+    owner: z.object({ login: z.string(), type: z.string().optional() }),
+  }),
+  installation: z.object({ id: z.number().int() }).optional(),
+});
+export type WorkflowJobPayload = z.infer<typeof WorkflowJobPayload>;
+
+export interface WebhookOptions {
+  secret: string;
+  /** Old secret(s) still accepted while rotating. */
+  additionalSecrets?: string[];
+  bodyLimitBytes: number;
+  store: Store;
+  logger: Logger;
+  /** Called after the 2xx went out, for a new (non-duplicate) workflow_job delivery. */
+  onDelivery: (guid: string) => void;
+}
+
+const GUID = /^[0-9a-f-]{8,64}$/i;
+
+function fail(res: Response, status: number, message: string): void {
+  res.status(status).json({ error: message });
+}
+
+async function signatureValid(opts: WebhookOptions, body: string, signature: string): Promise<boolean> {
+  for (const secret of [opts.secret, ...(opts.additionalSecrets ?? [])]) {
+    // verify() compares with crypto.timingSafeEqual.
+    if (await verify(secret, body, signature).catch(() => false)) return true;
+  }
+  return false;
+}
+
+export function webhookRouter(path: string, opts: WebhookOptions): Router {
+  const router = express.Router();
+  const raw = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
+
+  router.post(path, (req: Request, res: Response, next) => {
+    const type = (req.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+    if (type !== "application/json") return fail(res, 415, "content-type must be application/json (set the webhook's content type to JSON)");
+    raw(req, res, (err?: unknown) => {
+      if (!err) return next();
+      const e = err as { type?: string; status?: number };
+      if (e.type === "entity.too.large") return fail(res, 413, `payload larger than ${opts.bodyLimitBytes} bytes`);
+      return fail(res, e.status && e.status < 500 ? e.status : 400, "unreadable request body");
+    });
+  }, async (req: Request, res: Response) => {
+    const log = opts.logger;
+    const event = req.get("x-github-event");
+    const guid = req.get("x-github-delivery");
+    const signature = req.get("x-hub-signature-256");
+    const body = Buffer.isBuffer(req.body) ? req.body.toString("utf8") : "";
+    if (!signature) return fail(res, 401, "missing X-Hub-Signature-256");
+    if (!(await signatureValid(opts, body, signature))) {
+      log.warn({ delivery: guid, event, ip: req.ip }, "webhook rejected: bad signature");
+      return fail(res, 401, "signature does not match");
+    }
+    if (!event) return fail(res, 400, "missing X-GitHub-Event");
+    if (!guid || !GUID.test(guid)) return fail(res, 400, "missing or malformed X-GitHub-Delivery");
+    let json: unknown;
+    try {
+      json = JSON.parse(body);
+    } catch {
+      return fail(res, 400, "body is not valid JSON");
+    }
+    if (event === "ping") return res.status(200).json({ ok: true, pong: true });
+    if (event !== "workflow_job") {
+      log.info({ delivery: guid, event }, "webhook ignored: not a workflow_job event");
+      return res.status(202).json({ ignored: `event ${event}` });
+    }
+    const parsed = WorkflowJobPayload.safeParse(json);
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+      log.warn({ delivery: guid, problems }, "webhook rejected: malformed workflow_job payload");
+      return fail(res, 400, `malformed workflow_job payload: ${problems.join("; ")}`);
+    }
+    const p = parsed.data;
+    let fresh: boolean;
+    try {
+      fresh = opts.store.recordDelivery({ guid, event, action: p.action, jobId: p.workflow_job.id, payload: body });
+    } catch (err) {
+      // Not recorded means not accepted: answer 5xx so the failure shows in GitHub's delivery log for redelivery.
+      log.error({ err, delivery: guid }, "could not record delivery");
+      return fail(res, 503, "could not record delivery; redeliver later");
+    }
+    res.status(202).json({ accepted: true, duplicate: !fresh });
+    log.debug({ delivery: guid, action: p.action, job: p.workflow_job.id, duplicate: !fresh }, "webhook recorded");
+    if (fresh) setImmediate(() => opts.onDelivery(guid));
+  });
+  return router;
+}

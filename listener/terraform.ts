@@ -1,0 +1,462 @@
+// The terraform/tofu CLI adapter: the only code that runs the engine (research/cdktf.md §5).
+//
+// - No shell, a minimal environment (secrets only by env, never argv, never logged).
+// - `init` runs once into a shared dir; each runner's stack dir gets a copy of its .terraform and
+//   lock file, so per-runner applies need no init (the backend block is byte-identical).
+// - apply/destroy stream their -json UI lines into the log with the runner name.
+// - Cancel (AbortSignal or timeout): SIGINT once, so terraform stops its providers and persists
+//   state; SIGKILL to the whole process group after a grace period.
+// - Each stack has its own dir, state and state lock: nothing here serializes two stacks.
+import { spawn } from "node:child_process";
+import { cp, copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import {
+  changeSummaryOf,
+  diagnosticOf,
+  logFieldsOf,
+  parseUiLine,
+  pinoLevelOf,
+  unsupportedUiVersion,
+  type ChangeSummary,
+  type TerraformDiagnostic,
+} from "./terraform-json.js";
+
+export type { TerraformDiagnostic } from "./terraform-json.js";
+
+export interface TerraformOptions {
+  /** "terraform" or "tofu" (from config), or a path to either. */
+  binary: string;
+  /** TF_CLI_CONFIG_FILE: the provider_installation (filesystem mirror) for the provider. */
+  cliConfigFile?: string;
+  /** Where `init` runs once; its .terraform and .terraform.lock.hcl are reused per stack. */
+  sharedInitDir: string;
+  /** Extra env for terraform, e.g. PROXMOX_VE_API_TOKEN. Values are secrets: never logged. */
+  env?: Record<string, string>;
+  logger: Logger;
+  /** After SIGINT, how long terraform gets to persist state before SIGKILL. Default 20 s. */
+  killGraceMs?: number;
+}
+
+export interface RunContext {
+  runner: string;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface ApplyResult {
+  durationMs: number;
+  /** The apply's own change_summary (not the plan's), when terraform printed one. */
+  changes: ChangeSummary | null;
+  /** Resources whose create/update finished, with the id terraform reported. */
+  applied: Array<{ address: string; action?: string; id?: string }>;
+}
+
+export interface StateResource {
+  address: string;
+  tainted: boolean;
+  id?: string;
+  /** Attribute values as `show -json` reports them. May hold sensitive values: do not log. */
+  attributes?: Record<string, unknown>;
+}
+
+/** A terraform command that failed, was cancelled or timed out; the message is meant for an operator. */
+export class TerraformError extends Error {
+  override readonly name = "TerraformError";
+  constructor(
+    message: string,
+    readonly command: string,
+    readonly exitCode: number | null,
+    readonly diagnostics: TerraformDiagnostic[],
+    readonly cancelled: boolean,
+    readonly timedOut: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** Env inherited from our own process; everything else (TF_LOG, stray TF_* settings, secrets of ours) is not. */
+const INHERITED_ENV = [
+  "PATH", "HOME", "TMPDIR", "TMP", "TEMP", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ",
+  "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+];
+
+const LOCK_TIMEOUT = "-lock-timeout=30s";
+const DEFAULT_KILL_GRACE_MS = 20_000;
+/** How much stderr we keep for an error message when terraform printed no diagnostic. */
+const STDERR_TAIL_CHARS = 4_000;
+/** If a grandchild keeps our pipes open after terraform exited, stop waiting for them after this. */
+const PIPE_DRAIN_MS = 2_000;
+
+interface RunSpec {
+  args: string[];
+  cwd: string;
+  /** Parse stdout as the -json UI stream and log it; otherwise collect stdout as text. */
+  uiStream: boolean;
+  log: Logger;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+interface RunOutcome {
+  exitCode: number | null;
+  exitSignal: NodeJS.Signals | null;
+  stdout: string;
+  stderrTail: string;
+  diagnostics: TerraformDiagnostic[];
+  changes: ChangeSummary[];
+  applied: ApplyResult["applied"];
+  cancelled: boolean;
+  timedOut: boolean;
+  /** Set when the stream was refused (unknown UI major version). */
+  refused: string | null;
+  durationMs: number;
+}
+
+export class Terraform {
+  private readonly killGraceMs: number;
+  private preparing: Promise<void> | null = null;
+  private versionInfo: Promise<{ version: string; engine: "terraform" | "tofu" }> | null = null;
+
+  constructor(private readonly opts: TerraformOptions) {
+    this.killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
+  }
+
+  /** The engine and its version: OpenTofu prints "OpenTofu v1.x", terraform "Terraform v1.x". */
+  version(): Promise<{ version: string; engine: "terraform" | "tofu" }> {
+    this.versionInfo ??= (async () => {
+      const out = await this.runChecked({ args: ["version"], cwd: process.cwd(), uiStream: false, log: this.opts.logger });
+      const m = /^(Terraform|OpenTofu) v(\S+)/m.exec(out.stdout);
+      if (!m) throw new TerraformError(`"${this.opts.binary} version" printed neither "Terraform v…" nor "OpenTofu v…": is it terraform or tofu?`, this.commandName(["version"]), out.exitCode, [], false, false);
+      return { version: m[2], engine: m[1] === "OpenTofu" ? ("tofu" as const) : ("terraform" as const) };
+    })();
+    // A failed probe (binary missing) should be retried after the operator fixes it.
+    this.versionInfo.catch(() => (this.versionInfo = null));
+    return this.versionInfo;
+  }
+
+  /** `init` once into sharedInitDir with `stackFile` as the config; concurrent callers share one run. */
+  prepare(stackFile: string): Promise<void> {
+    if (!this.preparing) {
+      this.preparing = this.initShared(stackFile);
+      this.preparing.catch(() => (this.preparing = null)); // retry on the next call
+    }
+    return this.preparing;
+  }
+
+  /** `apply` in one stack dir (copying the shared .terraform in first if the dir has none). */
+  async apply(workingDir: string, ctx: RunContext): Promise<ApplyResult> {
+    const log = this.opts.logger.child({ runner: ctx.runner });
+    await this.ensureInitialised(workingDir, log);
+    const out = await this.runChecked({
+      args: ["apply", "-auto-approve", "-input=false", "-json", LOCK_TIMEOUT],
+      cwd: workingDir,
+      uiStream: true,
+      log,
+      signal: ctx.signal,
+      timeoutMs: ctx.timeoutMs,
+    });
+    const changes = out.changes.find((c) => c.operation === "apply") ?? null;
+    log.info({ ms: out.durationMs, changes }, "terraform apply complete");
+    return { durationMs: out.durationMs, changes, applied: out.applied };
+  }
+
+  /**
+   * `destroy` in one stack dir. Works on a tainted resource (a failed or cancelled apply leaves one)
+   * and on an empty state; a dir with no state file at all has nothing to destroy.
+   *
+   * Refresh stays ON (no -refresh=false) although it costs one API read: the refresh is what turns a
+   * container deleted out-of-band (by an operator or the sweeper) into "nothing to destroy" — the
+   * provider's read drops a missing container from state. With -refresh=false, terraform would call
+   * Delete on the vanished vmid and whether that fails ("Configuration file … does not exist") is up
+   * to the provider's delete path; a destroy that can never succeed would pin the runner forever.
+   */
+  async destroy(workingDir: string, ctx: RunContext): Promise<void> {
+    const log = this.opts.logger.child({ runner: ctx.runner });
+    if (!(await exists(join(workingDir, "terraform.tfstate")))) {
+      log.info({ workingDir }, "no terraform state in the stack dir: nothing to destroy");
+      return;
+    }
+    await this.ensureInitialised(workingDir, log);
+    const out = await this.runChecked({
+      args: ["destroy", "-auto-approve", "-input=false", "-json", LOCK_TIMEOUT],
+      cwd: workingDir,
+      uiStream: true,
+      log,
+      signal: ctx.signal,
+      timeoutMs: ctx.timeoutMs,
+    });
+    const changes = out.changes.find((c) => c.operation === "destroy") ?? null;
+    log.info({ ms: out.durationMs, destroyed: changes?.remove ?? 0 }, "terraform destroy complete");
+  }
+
+  /** `output -json`: name → { sensitive, type, value }. Empty when nothing was applied. */
+  async output(workingDir: string): Promise<Record<string, unknown>> {
+    const out = await this.runChecked({ args: ["output", "-json"], cwd: workingDir, uiStream: false, log: this.opts.logger });
+    return parseJsonOutput(out.stdout, "output -json") as Record<string, unknown>;
+  }
+
+  /** Resources in the stack's state (`show -json`), e.g. a tainted or partial one after a failed apply. */
+  async stateResources(workingDir: string): Promise<StateResource[]> {
+    const out = await this.runChecked({ args: ["show", "-json"], cwd: workingDir, uiStream: false, log: this.opts.logger });
+    const doc = parseJsonOutput(out.stdout, "show -json") as { values?: { root_module?: ShowModule } };
+    const found: StateResource[] = [];
+    const walk = (m: ShowModule | undefined) => {
+      for (const r of m?.resources ?? []) {
+        const values = r.values && typeof r.values === "object" ? r.values : undefined;
+        const id = values && (typeof values.id === "string" || typeof values.id === "number") ? String(values.id) : undefined;
+        found.push({ address: r.address, tainted: r.tainted === true, ...(id !== undefined ? { id } : {}), ...(values ? { attributes: values } : {}) });
+      }
+      for (const child of m?.child_modules ?? []) walk(child);
+    };
+    walk(doc.values?.root_module);
+    return found;
+  }
+
+  // ---------------------------------------------------------------- init and the shared dir
+
+  private async initShared(stackFile: string): Promise<void> {
+    const dir = this.opts.sharedInitDir;
+    const log = this.opts.logger.child({ sharedInitDir: dir });
+    await mkdir(dir, { recursive: true });
+    // Only the config matters to init (providers, backend); state never lives here.
+    await copyFile(stackFile, join(dir, "cdk.tf.json"));
+    const out = await this.runChecked({ args: ["init", "-input=false", "-no-color"], cwd: dir, uiStream: false, log });
+    log.info({ ms: out.durationMs }, "terraform init done in the shared dir");
+  }
+
+  /** Gives a stack dir the shared .terraform and lock file, unless it has its own already. */
+  private async ensureInitialised(workingDir: string, log: Logger): Promise<void> {
+    if (await exists(join(workingDir, ".terraform"))) return;
+    if (this.preparing) await this.preparing;
+    const shared = this.opts.sharedInitDir;
+    // A shared dir initialised by an earlier run of the daemon is as good (destroy after a restart).
+    if (!(await exists(join(shared, ".terraform")))) {
+      throw new TerraformError(`terraform is not initialised: ${shared}/.terraform is missing (prepare() runs init once)`, this.commandName(["init"]), null, [], false, false);
+    }
+    // Copy under a temporary name and rename, so a crash mid-copy never leaves a half .terraform.
+    const tmp = join(workingDir, `.terraform.copy-${randomBytes(4).toString("hex")}`);
+    try {
+      // verbatimSymlinks: init from a filesystem mirror symlinks the provider into .terraform/providers.
+      await cp(join(shared, ".terraform"), tmp, { recursive: true, verbatimSymlinks: true });
+      await rename(tmp, join(workingDir, ".terraform"));
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+    const lock = join(workingDir, ".terraform.lock.hcl");
+    if ((await exists(join(shared, ".terraform.lock.hcl"))) && !(await exists(lock))) await copyFile(join(shared, ".terraform.lock.hcl"), lock);
+    log.debug({ workingDir }, "copied the shared .terraform into the stack dir");
+  }
+
+  // ---------------------------------------------------------------- running the engine
+
+  private commandName(args: string[]): string {
+    return `${this.opts.binary} ${args[0] ?? ""}`.trim();
+  }
+
+  private env(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {};
+    for (const k of INHERITED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k];
+    env.TF_IN_AUTOMATION = "1";
+    env.TF_INPUT = "0";
+    env.CHECKPOINT_DISABLE = "1";
+    if (this.opts.cliConfigFile) env.TF_CLI_CONFIG_FILE = this.opts.cliConfigFile;
+    return { ...env, ...this.opts.env };
+  }
+
+  /** Runs one command and turns a failure (exit ≠ 0, cancel, timeout, refused stream) into a TerraformError. */
+  private async runChecked(spec: RunSpec): Promise<RunOutcome> {
+    const command = this.commandName(spec.args);
+    const out = await this.run(spec);
+    if (out.exitCode === 0 && !out.cancelled && !out.timedOut && !out.refused) return out;
+    const firstError = out.diagnostics.find((d) => d.severity === "error");
+    let why: string;
+    if (out.refused) why = out.refused;
+    else if (firstError) why = describeDiagnostic(firstError);
+    else why = lastLines(out.stderrTail) || lastLines(out.stdout) || (out.exitCode === null ? `killed by ${out.exitSignal}` : `exit code ${out.exitCode}`);
+    const where = spec.cwd;
+    const what = out.timedOut ? `timed out after ${formatMs(spec.timeoutMs ?? 0)}` : out.cancelled ? "was cancelled" : "failed";
+    const err = new TerraformError(`${command} ${what} (in ${where}): ${why}`, command, out.exitCode, out.diagnostics, out.cancelled, out.timedOut);
+    spec.log.warn({ command, exitCode: out.exitCode, cancelled: out.cancelled, timedOut: out.timedOut, ms: out.durationMs, err: err.message }, "terraform command failed");
+    return Promise.reject(err);
+  }
+
+  private run(spec: RunSpec): Promise<RunOutcome> {
+    const command = this.commandName(spec.args);
+    const started = Date.now();
+    if (spec.signal?.aborted) {
+      return Promise.reject(new TerraformError(`${command} was cancelled before it started`, command, null, [], true, false));
+    }
+    return new Promise<RunOutcome>((resolve, reject) => {
+      const outcome: RunOutcome = {
+        exitCode: null, exitSignal: null, stdout: "", stderrTail: "", diagnostics: [], changes: [], applied: [],
+        cancelled: false, timedOut: false, refused: null, durationMs: 0,
+      };
+      spec.log.debug({ command, args: spec.args, cwd: spec.cwd }, "terraform command starting");
+      // detached: own process group, so SIGKILL reaches the provider plugins terraform started.
+      const child = spawn(this.opts.binary, spec.args, { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
+      let interrupted = false;
+      let killTimer: NodeJS.Timeout | undefined;
+      let timeoutTimer: NodeJS.Timeout | undefined;
+      let drainTimer: NodeJS.Timeout | undefined;
+      let exited = false;
+
+      const killGroup = () => {
+        if (child.pid === undefined) return;
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // ESRCH: the group is already gone.
+        }
+      };
+      const interrupt = (reason: "cancelled" | "timedOut" | "refused") => {
+        if (reason === "cancelled") outcome.cancelled = true;
+        if (reason === "timedOut") outcome.timedOut = true;
+        if (interrupted || exited || child.pid === undefined) return;
+        interrupted = true;
+        spec.log.warn({ command, reason, killGraceMs: this.killGraceMs }, "interrupting terraform (SIGINT)");
+        // One SIGINT only: a second one makes terraform exit at once without persisting state.
+        try {
+          child.kill("SIGINT");
+        } catch {
+          // already exited
+        }
+        killTimer = setTimeout(() => {
+          spec.log.error({ command, killGraceMs: this.killGraceMs }, "terraform did not stop after SIGINT: SIGKILL to its process group");
+          killGroup();
+        }, this.killGraceMs);
+      };
+      const onAbort = () => interrupt("cancelled");
+      spec.signal?.addEventListener("abort", onAbort, { once: true });
+      if (spec.timeoutMs !== undefined && spec.timeoutMs > 0) timeoutTimer = setTimeout(() => interrupt("timedOut"), spec.timeoutMs);
+
+      let pending = "";
+      const onLine = (line: string) => {
+        if (!spec.uiStream) return;
+        const msg = parseUiLine(line);
+        if (!msg) {
+          if (line.trim()) spec.log.info({ tf: "text" }, line.trim());
+          return;
+        }
+        if (msg.type === "version") {
+          const refused = unsupportedUiVersion(msg);
+          if (refused && !outcome.refused) {
+            outcome.refused = refused;
+            interrupt("refused");
+          }
+        }
+        const diag = diagnosticOf(msg);
+        if (diag) outcome.diagnostics.push(diag);
+        const summary = changeSummaryOf(msg);
+        if (summary) outcome.changes.push(summary);
+        if (msg.type === "apply_complete") {
+          const f = logFieldsOf(msg);
+          if (typeof f.address === "string") outcome.applied.push({ address: f.address, ...(typeof f.action === "string" ? { action: f.action } : {}), ...(typeof f.id === "string" ? { id: f.id } : {}) });
+        }
+        spec.log[pinoLevelOf(msg["@level"])]({ tf: msg.type, ...logFieldsOf(msg) }, msg["@message"].trim());
+      };
+      child.stdout.setEncoding("utf8");
+      child.stdout.on("data", (chunk: string) => {
+        if (!spec.uiStream) {
+          outcome.stdout += chunk;
+          return;
+        }
+        pending += chunk;
+        let nl: number;
+        while ((nl = pending.indexOf("\n")) >= 0) {
+          onLine(pending.slice(0, nl));
+          pending = pending.slice(nl + 1);
+        }
+      });
+      child.stderr.setEncoding("utf8");
+      child.stderr.on("data", (chunk: string) => {
+        outcome.stderrTail = (outcome.stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
+      });
+
+      let settled = false;
+      const finish = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(killTimer);
+        clearTimeout(timeoutTimer);
+        clearTimeout(drainTimer);
+        spec.signal?.removeEventListener("abort", onAbort);
+        if (pending) onLine(pending);
+        outcome.durationMs = Date.now() - started;
+        // After an interrupted run, leftovers in the group (a provisioner's child, a stuck plugin) go too.
+        if (interrupted) killGroup();
+        if (outcome.stderrTail.trim()) {
+          spec.log[outcome.exitCode === 0 ? "debug" : "warn"]({ tf: "stderr", command }, lastLines(outcome.stderrTail, 20));
+        }
+        if (err) reject(err);
+        else resolve(outcome);
+      };
+      child.on("error", (err: NodeJS.ErrnoException) => {
+        exited = true;
+        const msg =
+          err.code === "ENOENT"
+            ? `${this.opts.binary}: not found (is terraform/tofu installed and on PATH? set terraform.binary in the config)`
+            : `could not run ${this.opts.binary}: ${err.message}`;
+        finish(new TerraformError(msg, command, null, [], outcome.cancelled, outcome.timedOut));
+      });
+      child.on("exit", (code, signal) => {
+        exited = true;
+        outcome.exitCode = code;
+        outcome.exitSignal = signal;
+        clearTimeout(killTimer);
+        // 'close' waits for our pipes; a grandchild holding them must not hang us.
+        drainTimer = setTimeout(() => {
+          child.stdout.destroy();
+          child.stderr.destroy();
+          finish();
+        }, PIPE_DRAIN_MS);
+      });
+      child.on("close", () => {
+        if (exited) finish();
+      });
+    });
+  }
+}
+
+interface ShowModule {
+  resources?: Array<{ address: string; tainted?: boolean; values?: Record<string, unknown> }>;
+  child_modules?: ShowModule[];
+}
+
+function formatMs(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`;
+}
+
+function describeDiagnostic(d: TerraformDiagnostic): string {
+  const detail = d.detail.trim().replace(/\s+/g, " ");
+  const clipped = detail.length > 600 ? `${detail.slice(0, 600)}…` : detail;
+  return `${d.summary}${clipped ? `: ${clipped}` : ""}${d.address ? ` [${d.address}]` : ""}`;
+}
+
+/** The last few non-empty lines of a text, box-drawing characters of terraform's text UI removed. */
+function lastLines(text: string, n = 6): string {
+  return text
+    .split("\n")
+    .map((l) => l.replace(/^[│╷╵\s]+/, "").trimEnd())
+    .filter((l) => l.trim() !== "")
+    .slice(-n)
+    .join(" | ");
+}
+
+function parseJsonOutput(stdout: string, what: string): unknown {
+  try {
+    return JSON.parse(stdout.trim() || "{}");
+  } catch {
+    throw new Error(`terraform ${what} printed something that is not JSON: ${stdout.slice(0, 200)}`);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

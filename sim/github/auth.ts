@@ -112,8 +112,8 @@ export class Authenticator {
     return issued;
   }
 
-  /** Test hook: every token issued so far expires now. */
-  expireAllTokens(): void {
-    for (const t of this.tokens.values()) t.expiresAt = Date.now() - 1;
+  /** Test hook: tokens issued so far (optionally one installation's) expire now. */
+  expireTokens(installationId?: number): void {
+    for (const t of this.tokens.values()) if (installationId === undefined || t.installationId === installationId) t.expiresAt = Date.now() - 1;
   }
 }

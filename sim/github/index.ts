@@ -165,8 +165,9 @@ export class GitHubSim {
     this.ctx.faults.clear();
   }
 
-  expireTokens(): void {
-    this.ctx.auth.expireAllTokens();
+  /** Expires the installation tokens issued so far (all, or one installation's). */
+  expireTokens(installationId?: number): void {
+    this.ctx.auth.expireTokens(installationId);
   }
 
   jobs(): SimJob[] {

@@ -74,8 +74,9 @@ export function controlRoutes(ctx: SimContext, hooks: ControlHooks): Router {
     hooks.setWebhook(url, secret);
     res.status(204).end();
   });
-  r.post("/tokens/expire", (_req, res) => {
-    ctx.auth.expireAllTokens();
+  r.post("/tokens/expire", (req, res) => {
+    const { installationId } = parseOr400(z.object({ installationId: z.number().int().optional() }), body(req));
+    ctx.auth.expireTokens(installationId);
     res.status(204).end();
   });
   r.post("/ratelimit", (req, res) => {

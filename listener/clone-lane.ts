@@ -1,0 +1,58 @@
+// The clone lane: clones of one template must never overlap. PVE takes a lock on the template for
+// a clone and fails a second clone at once with "CT is locked (disk)" (research/proxmox.md §1), so
+// applies (which clone) queue per template here. Destroys never pass through the lane: tearing a
+// runner down must not wait behind clones.
+import PQueue from "p-queue";
+import type { Logger } from "pino";
+
+export interface CloneLaneOptions {
+  /** Clones allowed at once per template. Default 1: PVE allows no more. */
+  concurrencyPerTemplate?: number;
+  logger: Logger;
+}
+
+export class CloneLane {
+  private readonly lanes = new Map<string, PQueue>();
+  private readonly concurrency: number;
+  private readonly log: Logger;
+
+  constructor(opts: CloneLaneOptions) {
+    this.concurrency = opts.concurrencyPerTemplate ?? 1;
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new Error(`concurrencyPerTemplate must be a positive integer (got ${this.concurrency})`);
+    this.log = opts.logger;
+  }
+
+  /** Runs `fn` when the lane of `templateKey` (e.g. "pve/9000") has room; its result or error passes through. */
+  run<T>(templateKey: string, runner: string, fn: () => Promise<T>): Promise<T> {
+    const lane = this.laneFor(templateKey);
+    const enqueuedAt = Date.now();
+    const ahead = lane.pending + lane.size;
+    if (ahead >= this.concurrency) this.log.info({ runner, templateKey, ahead }, "waiting for the clone lane");
+    return lane.add(async () => {
+      const waitedMs = Date.now() - enqueuedAt;
+      this.log.info({ runner, templateKey, waitedMs }, "clone lane entered");
+      const started = Date.now();
+      try {
+        return await fn();
+      } finally {
+        this.log.debug({ runner, templateKey, heldMs: Date.now() - started }, "clone lane left");
+      }
+    });
+  }
+
+  /** Per template: how many run now and how many wait. */
+  stats(): { [templateKey: string]: { running: number; waiting: number } } {
+    const out: { [templateKey: string]: { running: number; waiting: number } } = {};
+    for (const [key, lane] of this.lanes) out[key] = { running: lane.pending, waiting: lane.size };
+    return out;
+  }
+
+  private laneFor(templateKey: string): PQueue {
+    let lane = this.lanes.get(templateKey);
+    if (!lane) {
+      lane = new PQueue({ concurrency: this.concurrency });
+      this.lanes.set(templateKey, lane);
+    }
+    return lane;
+  }
+}

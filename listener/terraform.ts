@@ -224,6 +224,7 @@ export class Terraform {
     await copyFile(stackFile, join(dir, "cdk.tf.json"));
     const out = await this.runChecked({ args: ["init", "-input=false", "-no-color"], cwd: dir, uiStream: false, log });
     log.info({ ms: out.durationMs }, "terraform init done in the shared dir");
+    log.debug({ tf: "init" }, lastLines(out.stdout));
   }
 
   /** Gives a stack dir the shared .terraform and lock file, unless it has its own already. */
@@ -277,6 +278,9 @@ export class Terraform {
     else why = lastLines(out.stderrTail) || lastLines(out.stdout) || (out.exitCode === null ? `killed by ${out.exitSignal}` : `exit code ${out.exitCode}`);
     const where = spec.cwd;
     const what = out.timedOut ? `timed out after ${formatMs(spec.timeoutMs ?? 0)}` : out.cancelled ? "was cancelled" : "failed";
+    // terraform writes errored.tfstate when it could not persist state: resources may exist that the
+    // state file does not know about, so the operator (or the sweeper, by tag) must look.
+    if (spec.uiStream && (await exists(join(spec.cwd, "errored.tfstate")))) why += " (state could not be saved: see errored.tfstate in the stack dir)";
     const err = new TerraformError(`${command} ${what} (in ${where}): ${why}`, command, out.exitCode, out.diagnostics, out.cancelled, out.timedOut);
     spec.log.warn({ command, exitCode: out.exitCode, cancelled: out.cancelled, timedOut: out.timedOut, ms: out.durationMs, err: err.message }, "terraform command failed");
     return Promise.reject(err);

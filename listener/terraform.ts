@@ -8,6 +8,7 @@
 //   state; SIGKILL to the whole process group after a grace period.
 // - Each stack has its own dir, state and state lock: nothing here serializes two stacks.
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { cp, copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -398,8 +399,11 @@ export class Terraform {
       };
       child.on("error", (err: NodeJS.ErrnoException) => {
         exited = true;
+        // spawn reports a missing cwd as ENOENT too: tell the two apart for the operator.
         const msg =
-          err.code === "ENOENT"
+          err.code === "ENOENT" && !existsSync(spec.cwd)
+            ? `stack dir ${spec.cwd} does not exist`
+            : err.code === "ENOENT"
             ? `${this.opts.binary}: not found (is terraform/tofu installed and on PATH? set terraform.binary in the config)`
             : `could not run ${this.opts.binary}: ${err.message}`;
         finish(new TerraformError(msg, command, null, [], outcome.cancelled, outcome.timedOut));

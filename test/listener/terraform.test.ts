@@ -52,6 +52,9 @@ describe("Terraform adapter", () => {
     const stack = await writeStack(join(dir, "s"), { r: {} });
     const p = await rejection(tf.prepare(stack.file));
     assert.match(p.message, /not found/);
+    // A missing stack dir is not mistaken for a missing binary.
+    const real = new Terraform({ binary: "terraform", sharedInitDir: join(dir, "x"), logger: captureLog().logger });
+    assert.match((await rejection(real.output(join(dir, "no-such-dir")))).message, /stack dir .*no-such-dir does not exist/);
   });
 
   test("init runs once in the shared dir; three stacks reuse its .terraform without init", async () => {

@@ -3,11 +3,8 @@
 import { Command, InvalidArgumentError } from "commander";
 import type { Logger } from "pino";
 import { readFileSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { createLogger } from "./log.js";
-import { PveSim } from "../sim/pve/index.js";
 import { GitHubSim } from "../sim/github/index.js";
-import { installProviderMirror } from "../sim/provider/install.js";
 
 
 const port = (v: string) => {
@@ -37,20 +34,6 @@ export function registerSimCommands(program: Command): void {
     .description("run a stand-in of the outside world (Proxmox VE, GitHub, the terraform provider) for tests and demos");
 
   sim
-    .command("pve")
-    .description("Proxmox VE API simulator on /api2/json, control API on /_sim/")
-    .option("--port <n>", "listen port", port, 8006)
-    .option("--host <addr>", "listen address", "127.0.0.1")
-    .option("--time-scale <x>", "multiply every simulated latency by x", scale, 1)
-    .action(async (o: { port: number; host: string; timeScale: number }) => {
-      const log = createLogger({ name: "sim-pve" });
-      const s = new PveSim({ timeScale: o.timeScale, logger: log });
-      const url = await s.start(o.port, o.host);
-      log.info({ url: `${url}/api2/json`, control: `${url}/_sim/state` }, "Proxmox VE simulator listening");
-      untilSignal(() => s.stop(), log);
-    });
-
-  sim
     .command("github")
     .description("stateful fake GitHub API with GitHub's job scheduler and webhook delivery")
     .option("--port <n>", "listen port", port, 8080)
@@ -71,12 +54,4 @@ export function registerSimCommands(program: Command): void {
       untilSignal(() => s.stop(), log);
     });
 
-  sim
-    .command("provider-install")
-    .description("install the test stand-in of the bpg/proxmox provider into a terraform filesystem mirror")
-    .requiredOption("--dir <path>", "directory for the mirror and its terraform CLI config")
-    .action(async (o: { dir: string }) => {
-      const r = await installProviderMirror(resolve(o.dir));
-      process.stdout.write(`mirror: ${r.mirrorDir}\nexport TF_CLI_CONFIG_FILE=${r.cliConfigFile}\n`);
-    });
 }

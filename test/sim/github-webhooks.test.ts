@@ -142,7 +142,7 @@ describe("fake GitHub webhooks", () => {
 
   test("drop rate with a seeded PRNG drops some, delivers the rest; GitHub never retries by itself", async () => {
     sim.setFaults({ webhook: { dropRate: 0.5 } });
-    const jobs = [];
+    const jobs: Awaited<ReturnType<typeof sim.createJob>>[] = [];
     for (let i = 0; i < 12; i++) jobs.push(await sim.createJob({ repo: "acme/infra", labels: ["self-hosted", "rate"] }));
     await sim.settle();
     const delivered = jobs.filter((j) => hooks.actionsFor(j.id).length === 1).length;

@@ -1,0 +1,78 @@
+// The privileged helper (systemd/deliver-jit) run for real, with a recording `pct` stand-in on PATH.
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pino } from "pino";
+import { PctHelperDelivery } from "../../listener/jit-delivery.js";
+
+const root = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");
+const helper = join(root, "systemd", "deliver-jit");
+const SECRET = "eyJ.runner-jit-config.secret-value";
+
+describe("JIT delivery through the privileged helper", () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  const configs: Record<string, string> = {
+    "201": "hostname: runner-aa11\ntags: pve-runners;pve-runners-runner-aa11\nunprivileged: 1\n",
+    "202": "hostname: runner-bb22\ntags: other\nunprivileged: 1\n",
+    "203": "hostname: runner-cc33\ntags: pve-runners\nunprivileged: 0\n",
+    "204": "hostname: runner-dd44\ntags: pve-runners\ntemplate: 1\nunprivileged: 1\n",
+  };
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "jit-"));
+    for (const [vmid, conf] of Object.entries(configs)) writeFileSync(join(dir, `${vmid}.conf`), conf);
+    // pct stand-in: `config` prints the conf, `exec` records its argv and stdin.
+    writeFileSync(
+      join(dir, "pct"),
+      `#!/bin/bash
+set -e
+d=${JSON.stringify(dir)}
+if [ "$1" = config ]; then [ -f "$d/$2.conf" ] || { echo "Configuration file 'nodes/pve/lxc/$2.conf' does not exist" >&2; exit 2; }; cat "$d/$2.conf"; exit 0; fi
+if [ "$1" = exec ]; then printf '%s\\n' "$@" > "$d/exec-$2.argv"; cat > "$d/exec-$2.stdin"; exit 0; fi
+exit 1
+`,
+    );
+    chmodSync(join(dir, "pct"), 0o755);
+    env = { ...process.env, PATH: `${dir}:${process.env.PATH}` };
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const delivery = () => new PctHelperDelivery({ command: [helper], env, logger: pino({ level: "silent" }) });
+
+  test("delivers the config on stdin into our container, with the host environment kept out", async () => {
+    await delivery().deliver({ node: "pve", vmid: 201, runner: "runner-aa11", jitConfig: SECRET });
+    assert.equal(readFileSync(join(dir, "exec-201.stdin"), "utf8"), SECRET + "\n");
+    const argv = readFileSync(join(dir, "exec-201.argv"), "utf8").split("\n");
+    assert.deepEqual(argv.slice(0, 5), ["exec", "201", "--keep-env", "0", "--"]);
+    assert.ok(!argv.join(" ").includes(SECRET), "the config is never an argument");
+    assert.match(argv.join(" "), /cat > \/run\/pve-runners\/jitconfig\.tmp && mv/);
+  });
+
+  test("refuses containers that are not ours, and says why without echoing the config", async () => {
+    const cases: Array<[number, string, RegExp]> = [
+      [201, "runner-zz99", /is not runner-zz99/],
+      [202, "runner-bb22", /not tagged pve-runners/],
+      [203, "runner-cc33", /privileged/],
+      [204, "runner-dd44", /template/],
+      [299, "runner-ee55", /does not exist/],
+      [201, "../etc", /bad runner name/],
+      [12, "runner-aa11", /bad vmid/],
+    ];
+    for (const [vmid, runner, why] of cases) {
+      await assert.rejects(delivery().deliver({ node: "pve", vmid, runner, jitConfig: SECRET }), (err: Error) => {
+        assert.match(err.message, why);
+        assert.ok(!err.message.includes(SECRET));
+        return true;
+      });
+      if (vmid !== 201) assert.equal(existsSync(join(dir, `exec-${vmid}.stdin`)), false);
+    }
+  });
+
+  test("a missing helper is a clear error", async () => {
+    const d = new PctHelperDelivery({ command: [join(dir, "no-such-helper")], env, logger: pino({ level: "silent" }) });
+    await assert.rejects(d.deliver({ node: "pve", vmid: 201, runner: "runner-aa11", jitConfig: SECRET }), /could not start/);
+  });
+});

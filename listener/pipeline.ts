@@ -282,34 +282,49 @@ export class Pipeline {
       const r = this.d.store.getRunner(name);
       if (!r) return;
       const log = this.log.child({ runner: name, state: r.state, madeFor: r.madeForJob ?? undefined });
-      switch (r.state) {
-        case "requested":
-          await this.stepRequested(r, log);
-          break;
-        case "provisioning":
-          await this.stepProvisioning(r, log, signal);
-          break;
-        case "booting":
-          await this.stepBooting(r, log, signal);
-          break;
-        case "idle":
-          await this.stepIdle(r, log);
-          break;
-        case "busy":
-          // Only `completed` (or the sweeper) ends this; wait for it.
-          await this.waitForEvent(name, 60_000);
-          break;
-        case "done":
-          this.d.store.setRunnerState(name, "destroying", {}, ["done"]);
-          break;
-        case "destroying":
-          await this.stepDestroying(r, log, signal);
-          break;
-        case "gone":
-        case "failed":
-          return;
+      try {
+        if (await this.step(r, log, signal)) return;
+      } catch (err) {
+        if (err instanceof Stopped || signal.aborted) throw new Stopped();
+        // An unexpected failure (an API down, a bug) must not strand the runner: record it, back off, go on.
+        log.error({ err: errMessage(err) }, "runner step failed; retrying");
+        this.d.store.setRunnerState(name, r.state, { lastError: errMessage(err) }, [r.state]);
+        await sleep(this.d.settings.retryBackoffMs, signal);
       }
     }
+  }
+
+  /** One step of the lifecycle; true when the runner reached a terminal state. */
+  private async step(r: RunnerRow, log: Logger, signal: AbortSignal): Promise<boolean> {
+    const name = r.name;
+    switch (r.state) {
+      case "requested":
+        await this.stepRequested(r, log);
+        break;
+      case "provisioning":
+        await this.stepProvisioning(r, log, signal);
+        break;
+      case "booting":
+        await this.stepBooting(r, log, signal);
+        break;
+      case "idle":
+        await this.stepIdle(r, log);
+        break;
+      case "busy":
+        // Only `completed` (or the sweeper) ends this; wait for it.
+        await this.waitForEvent(name, 60_000);
+        break;
+      case "done":
+        this.d.store.setRunnerState(name, "destroying", {}, ["done"]);
+        break;
+      case "destroying":
+        await this.stepDestroying(r, log, signal);
+        break;
+      case "gone":
+      case "failed":
+        return true;
+    }
+    return false;
   }
 
   /** Demand this runner would serve: queued jobs of its set and scope beyond the other supply. */
@@ -407,7 +422,17 @@ export class Pipeline {
       const jit = await this.d.github.generateJitConfig(scope, r.name, set.labels, job?.installationId);
       this.d.store.setRunnerState(r.name, "booting", { githubRunnerId: jit.runnerId }, ["booting"]);
       log.info({ githubRunnerId: jit.runnerId }, "JIT runner config minted");
-      await this.d.delivery.deliver({ node: s.proxmox.node, vmid: r.vmid!, runner: r.name, jitConfig: jit.encodedJitConfig });
+      try {
+        await this.d.delivery.deliver({ node: s.proxmox.node, vmid: r.vmid!, runner: r.name, jitConfig: jit.encodedJitConfig });
+      } catch (err) {
+        // The config never reached the container: forget it (the next mint replaces the registration).
+        const attempts = r.attempts + 1;
+        log.warn({ attempt: attempts, err: errMessage(err) }, "JIT delivery failed");
+        const next: RunnerState = attempts >= s.applyAttempts ? "destroying" : "booting";
+        this.d.store.setRunnerState(r.name, next, { githubRunnerId: next === "booting" ? null : jit.runnerId, attempts, lastError: `JIT delivery: ${errMessage(err)}` }, ["booting"]);
+        if (next === "booting") await sleep(s.retryBackoffMs * 2 ** (attempts - 1), signal);
+        return;
+      }
     }
     const cur = this.d.store.getRunner(r.name)!;
     const deadline = cur.stateSince + s.timeouts.bootMs;

@@ -1,0 +1,157 @@
+// The sweeper: reconciles our records × Proxmox (runner-* containers tagged pve-runners) × GitHub
+// registrations of our runners × stack dirs, so nothing leaks whatever failed. One pass is
+// idempotent; every finding is logged with what was done about it and why.
+import { readdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { parseScopeKey, type GitHubAdapter } from "../listener/github.js";
+import type { ProxmoxApi, ContainerStatus } from "../listener/proxmox.js";
+import { LIVE_STATES, type RunnerRow, type Store } from "../listener/store.js";
+import type { TerraformLike } from "../listener/pipeline.js";
+import { PVE_RUNNERS_TAG } from "../stacks/runner-stack.js";
+
+export interface SweepSettings {
+  node: string;
+  stateDir: string;
+  /** Every registration scope we may have runners in (e.g. "repo:acme/app", "org:acme"). */
+  scopes: () => string[];
+  /** No container lives longer than this, busy or not. */
+  hardTtlMs: number;
+  /** A lock held longer than this is reported (never forced). */
+  lockLimitMs: number;
+  /** Registrations and containers younger than this are left alone: they may be mid-creation. */
+  graceMs: number;
+}
+
+export interface SweepDeps {
+  store: Store;
+  github: GitHubAdapter;
+  pve: ProxmoxApi;
+  terraform: TerraformLike;
+  settings: SweepSettings;
+  logger: Logger;
+  /** Hands a runner back to the pipeline (it drives done → destroying → gone). */
+  wake?: (runner: string) => void;
+}
+
+export type SweepAction =
+  | { kind: "destroy-container"; vmid: number; name: string; reason: string; via: "stack" | "api" }
+  | { kind: "mark-done"; runner: string; reason: string }
+  | { kind: "delete-registration"; scope: string; id: number; name: string; reason: string }
+  | { kind: "remove-stack"; dir: string; reason: string }
+  | { kind: "report-lock"; vmid: number; lock: string; reason: string };
+
+export interface SweepReport {
+  dryRun: boolean;
+  containers: number;
+  registrations: number;
+  stackDirs: number;
+  actions: SweepAction[];
+  errors: string[];
+}
+
+const isOurs = (c: ContainerStatus) => !c.template && typeof c.name === "string" && c.name.startsWith("runner-") && (c.tags ?? "").split(/[;,\s]+/).includes(PVE_RUNNERS_TAG);
+
+export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Promise<SweepReport> {
+  const dryRun = opts.dryRun ?? false;
+  const log = d.logger.child({ part: "sweeper", dryRun });
+  const s = d.settings;
+  const now = Date.now();
+  const report: SweepReport = { dryRun, containers: 0, registrations: 0, stackDirs: 0, actions: [], errors: [] };
+  const act = async (a: SweepAction, fn: () => Promise<void>) => {
+    report.actions.push(a);
+    log.info({ ...a }, dryRun ? `would ${a.kind}` : a.kind);
+    if (dryRun) return;
+    try {
+      await fn();
+    } catch (err) {
+      const msg = `${a.kind} ${"name" in a ? a.name : "dir" in a ? a.dir : ""}: ${(err as Error).message}`;
+      report.errors.push(msg);
+      log.warn({ err: (err as Error).message }, `${a.kind} failed; the next pass retries`);
+    }
+  };
+  const records = new Map(d.store.runners().map((r) => [r.name, r]));
+  const live = (r?: RunnerRow) => !!r && (LIVE_STATES as string[]).includes(r.state);
+
+  // 1. Containers.
+  const containers = (await d.pve.listContainers(s.node)).filter(isOurs);
+  report.containers = containers.length;
+  const containerNames = new Set(containers.map((c) => c.name!));
+  for (const c of containers) {
+    const name = c.name!;
+    const r = records.get(name);
+    const stackDir = join(s.stateDir, "runners", name);
+    const hasStack = await stat(join(stackDir, "stacks", "runner", "terraform.tfstate")).then(() => true, () => false);
+    const destroy = (reason: string) =>
+      act({ kind: "destroy-container", vmid: c.vmid, name, reason, via: hasStack ? "stack" : "api" }, async () => {
+        if (hasStack) {
+          await d.terraform.destroy(join(stackDir, "stacks", "runner"), { runner: name });
+          await rm(stackDir, { recursive: true, force: true });
+        } else {
+          if (c.status === "running") await d.pve.stop(s.node, c.vmid);
+          await d.pve.destroy(s.node, c.vmid);
+        }
+      });
+    if (c.lock) {
+      const since = r ? now - r.stateSince : Infinity;
+      if (since > s.lockLimitMs) await act({ kind: "report-lock", vmid: c.vmid, lock: c.lock, reason: `locked (${c.lock}) past ${Math.round(s.lockLimitMs / 1000)} s: needs an operator` }, async () => {});
+      continue; // never force a lock
+    }
+    if (!live(r)) {
+      // A record in progress of creation is younger than the grace; an unknown container is an orphan.
+      if (r && now - r.stateSince < s.graceMs) continue;
+      await destroy(r ? `runner record is ${r.state}` : "no record of this container");
+      continue;
+    }
+    if (now - r!.createdAt > s.hardTtlMs) {
+      await act({ kind: "mark-done", runner: name, reason: "older than the hard TTL" }, async () => {
+        d.store.setRunnerState(name, "done", { lastError: "hard TTL" });
+        d.wake?.(name);
+      });
+      continue;
+    }
+    if (c.status === "stopped" && ["booting", "idle", "busy"].includes(r!.state) && now - r!.stateSince > s.graceMs) {
+      // The template's unit powers the guest off after its one job: the job is over, whatever the webhooks said.
+      await act({ kind: "mark-done", runner: name, reason: "guest powered off" }, async () => {
+        d.store.setRunnerState(name, "done", {}, ["booting", "idle", "busy"]);
+        d.wake?.(name);
+      });
+    }
+  }
+
+  // 2. GitHub registrations of runners named like ours.
+  for (const key of s.scopes()) {
+    let regs;
+    try {
+      regs = await d.github.listRunners(parseScopeKey(key));
+    } catch (err) {
+      report.errors.push(`list runners of ${key}: ${(err as Error).message}`);
+      continue;
+    }
+    for (const g of regs.filter((x) => x.name.startsWith("runner-"))) {
+      report.registrations++;
+      const r = records.get(g.name);
+      if (live(r) && (containerNames.has(g.name) || ["requested", "provisioning"].includes(r!.state))) continue;
+      if (r && live(r) && now - r.stateSince < s.graceMs) continue;
+      await act({ kind: "delete-registration", scope: key, id: g.id, name: g.name, reason: live(r) ? "its container is gone" : "no live runner of ours has this name" }, async () => {
+        const outcome = await d.github.deleteRunner(parseScopeKey(key), g.id);
+        if (outcome === "busy") log.warn({ runner: g.name }, "registration is running a job: kept");
+      });
+    }
+  }
+
+  // 3. Stack dirs with neither a live record nor a container.
+  const dirs = await readdir(join(s.stateDir, "runners")).catch(() => [] as string[]);
+  report.stackDirs = dirs.length;
+  for (const name of dirs) {
+    const r = records.get(name);
+    if (live(r) || containerNames.has(name)) continue;
+    const dir = join(s.stateDir, "runners", name);
+    await act({ kind: "remove-stack", dir, reason: r ? `runner record is ${r.state}` : "no record" }, async () => {
+      await d.terraform.destroy(join(dir, "stacks", "runner"), { runner: name });
+      await rm(dir, { recursive: true, force: true });
+    });
+  }
+  log.info({ containers: report.containers, registrations: report.registrations, stackDirs: report.stackDirs, actions: report.actions.length, errors: report.errors.length }, "sweep done");
+  return report;
+}

@@ -3,12 +3,14 @@
 import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { registerSimCommands } from "./sim.js";
+import { registerRunCommands } from "./run.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 const program = new Command("pve-runners")
   .description("Ephemeral GitHub Actions runners on Proxmox VE: one fresh unprivileged LXC per job")
   .version(pkg.version);
 
+registerRunCommands(program);
 registerSimCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,108 @@
+// `pve-runners demo`: the main job, end to end, on the embedded stand-in world.
+// Real listener, real terraform, the provider stand-in, the PVE simulator and the fake GitHub.
+// Exits 0 only if every job ran on a runner made for it or for its label set, and nothing is left:
+// no container, no GitHub registration, no stack directory.
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { startWorld, DEMO_LABEL_SETS } from "../sim/world.js";
+import { startService } from "../listener/service.js";
+import { SIM_TOKENS, SIM_NODE } from "../sim/pve/index.js";
+import { matchLabelSet } from "../listener/labels.js";
+import type { SimJob } from "../sim/github/index.js";
+
+export interface DemoOptions {
+  jobs: number;
+  timeScale: number;
+  timeoutMs: number;
+  logger: Logger;
+  out: (line: string) => void;
+}
+
+export interface DemoResult {
+  jobs: number;
+  served: number;
+  containersLeft: number;
+  runnersLeft: number;
+  stackDirsLeft: number;
+  ok: boolean;
+}
+
+const JOB_MIX = [
+  { repo: "acme/app", labels: ["self-hosted", "linux"] },
+  { repo: "acme/app", labels: ["self-hosted", "linux", "x64", "large"] },
+  { repo: "acme/infra", labels: ["self-hosted", "linux", "x64"] },
+  { repo: "solo/dotfiles", labels: ["self-hosted", "linux"] },
+];
+
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  const started = Date.now();
+  const t = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s`;
+  o.out(`demo: starting the stand-in world (time scale ${o.timeScale})`);
+  const world = await startWorld({ timeScale: o.timeScale, logger: o.logger });
+  const service = await startService(world.config, world.secrets, o.logger.child({ part: "listener" }), {
+    helperEnv: world.helperEnv, terraformEnv: world.terraformEnv,
+    onlinePollMs: 100,
+    retryBackoffMs: 200,
+    githubThrottle: false,
+  });
+  try {
+    world.github.setWebhook(service.url + world.config.github.webhookPath, world.secrets.webhookSecret);
+    o.out(`demo: listener ${service.url}, PVE ${world.pve.url}, GitHub ${world.github.url}`);
+    const created: SimJob[] = [];
+    for (let i = 0; i < o.jobs; i++) {
+      const spec = JOB_MIX[i % JOB_MIX.length];
+      const job = await world.github.createJob({ ...spec, durationMs: 4000, workflowName: "demo", jobName: `build-${i + 1}` });
+      created.push(job);
+      o.out(`${t()} job ${job.id} queued in ${spec.repo} runs-on [${spec.labels.join(", ")}]`);
+    }
+
+    // Progress: print every change of a job's or a runner's state until all is settled.
+    const seen = new Map<string, string>();
+    const report = (key: string, state: string, line: string) => {
+      if (seen.get(key) === state) return;
+      seen.set(key, state);
+      o.out(`${t()} ${line}`);
+    };
+    const deadline = Date.now() + o.timeoutMs;
+    for (;;) {
+      for (const r of service.store.runners()) report(`r:${r.name}`, r.state, `${r.name} ${r.state}${r.vmid ? ` (CT ${r.vmid})` : ""}${r.jobId ? ` job ${r.jobId}` : ""}`);
+      const jobs = world.github.jobs().filter((j) => created.some((c) => c.id === j.id));
+      for (const j of jobs) report(`j:${j.id}`, j.status, `job ${j.id} ${j.status}${j.runnerName ? ` on ${j.runnerName}` : ""}${j.conclusion ? ` (${j.conclusion})` : ""}`);
+      const allDone = jobs.every((j) => j.status === "completed");
+      const live = service.store.runners(["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"]);
+      if (allDone && live.length === 0) break;
+      if (Date.now() > deadline) {
+        o.out(`demo: timed out with ${jobs.filter((j) => j.status !== "completed").length} jobs unfinished and ${live.length} runners live`);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+
+    // Verify against the outside world, not our own records.
+    const runnersByName = new Map(service.store.runners().map((r) => [r.name, r]));
+    const jobs = world.github.jobs().filter((j) => created.some((c) => c.id === j.id));
+    let served = 0;
+    o.out("demo: job       labels                                runner            made for   conclusion");
+    for (const j of jobs) {
+      const r = j.runnerName ? runnersByName.get(j.runnerName) : undefined;
+      const set = matchLabelSet(j.labels, DEMO_LABEL_SETS);
+      const ok = j.status === "completed" && j.conclusion === "success" && !!r && r.labelSet === set?.name;
+      if (ok) served++;
+      o.out(`demo: ${String(j.id).padEnd(9)} ${j.labels.join(",").padEnd(37)} ${(j.runnerName ?? "-").padEnd(17)} ${String(r?.madeForJob ?? "-").padEnd(10)} ${j.conclusion ?? j.status}${ok ? "" : "  <- NOT SERVED"}`);
+    }
+    const cts = (await (
+      await fetch(`${world.pve.url}/api2/json/nodes/${SIM_NODE}/lxc`, { headers: { authorization: `PVEAPIToken=${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}` } })
+    ).json()) as { data: Array<{ vmid: number; template?: number }> };
+    const containersLeft = cts.data.filter((c) => !c.template).length;
+    const runnersLeft = world.github.runners().filter((r) => !r.removedAt).length;
+    const stackDirsLeft = (await readdir(join(world.config.stateDir, "runners")).catch(() => [])).length;
+    const result = { jobs: created.length, served, containersLeft, runnersLeft, stackDirsLeft, ok: served === created.length && containersLeft === 0 && runnersLeft === 0 && stackDirsLeft === 0 };
+    if (stackDirsLeft) o.out(`demo: ${stackDirsLeft} stack directories left behind`);
+    o.out(`demo: ${result.jobs} jobs, ${result.served} served, ${containersLeft} containers left, ${runnersLeft} runners left`);
+    return result;
+  } finally {
+    await service.stop();
+    await world.stop();
+  }
+}

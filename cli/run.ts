@@ -1,0 +1,93 @@
+// `pve-runners serve`, `pve-runners demo`, `pve-runners stack synth`.
+import { Command, InvalidArgumentError } from "commander";
+import { resolve } from "node:path";
+import { createLogger } from "./log.js";
+import { ConfigError, loadConfig } from "../listener/config.js";
+import { startService } from "../listener/service.js";
+import { synthRunnerStack } from "../stacks/runner-stack.js";
+
+const positive = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("must be a positive number");
+  return n;
+};
+
+function loadOrExit(path: string) {
+  try {
+    return loadConfig(path);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`pve-runners: ${path} is not valid:\n${err.problems.map((p) => `  - ${p}`).join("\n")}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+export function registerRunCommands(program: Command): void {
+  program
+    .command("serve")
+    .description("run the webhook listener: one fresh LXC runner per queued job, destroyed when done")
+    .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
+    .action(async (o: { config: string }) => {
+      const { config, secrets } = loadOrExit(o.config);
+      const log = createLogger({ level: config.log?.level });
+      const service = await startService(config, secrets, log);
+      const stop = (sig: string) => {
+        log.info({ sig }, "stopping: runners keep their recorded state and are resumed at the next start");
+        service.stop().then(() => process.exit(0), (err) => {
+          log.error({ err: String(err) }, "stop failed");
+          process.exit(1);
+        });
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+
+  program
+    .command("demo")
+    .description("run the main job end to end on the embedded stand-ins (PVE simulator, fake GitHub, real terraform)")
+    .option("--jobs <n>", "how many jobs to queue", positive, 8)
+    .option("--time-scale <x>", "scale of simulated latencies (1 = realistic)", positive, 0.05)
+    .option("--timeout <s>", "give up after this many seconds", positive, 240)
+    .action(async (o: { jobs: number; timeScale: number; timeout: number }) => {
+      const { runDemo } = await import("./demo.js");
+      const r = await runDemo({
+        jobs: Math.floor(o.jobs),
+        timeScale: o.timeScale,
+        timeoutMs: o.timeout * 1000,
+        logger: createLogger({ level: process.env.LOG_LEVEL ?? "warn" }),
+        out: (l) => process.stdout.write(l + "\n"),
+      });
+      process.exit(r.ok ? 0 : 1);
+    });
+
+  const stack = program.command("stack").description("inspect the terraform stacks pve-runners synthesizes");
+  stack
+    .command("synth")
+    .description("synthesize one runner stack (cdk.tf.json) from the config, for inspection")
+    .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
+    .option("--label-set <name>", "label set of the runner (default: the first)")
+    .option("--name <runner>", "runner name", "runner-example")
+    .option("--out <dir>", "write the stack here instead of printing it")
+    .action(async (o: { config: string; labelSet?: string; name: string; out?: string }) => {
+      const { config } = loadOrExit(o.config);
+      const set = o.labelSet ? config.labelSets.find((s) => s.name === o.labelSet) : config.labelSets[0];
+      if (!set) throw new InvalidArgumentError(`no label set named ${o.labelSet}`);
+      const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
+      const { tmpdir } = await import("node:os");
+      const dir = o.out ? resolve(o.out) : mkdtempSync(`${tmpdir()}/pve-runners-synth-`);
+      const p = config.proxmox;
+      const r = synthRunnerStack(dir, {
+        runnerName: o.name, labelSet: set.name, endpoint: p.endpoint, insecure: p.insecure, node: p.node,
+        templateVmid: p.templateVmid, templateNode: p.templateNode, pool: p.pool, bridge: p.bridge, vlan: p.vlan,
+        linkedClone: p.linkedClone, datastore: p.storage, cores: set.cores, memoryMb: set.memoryMb, swapMb: set.swapMb,
+        start: config.delivery.mode !== "env",
+      });
+      if (o.out) process.stdout.write(`${r.file}\n`);
+      else {
+        process.stdout.write(readFileSync(r.file, "utf8") + "\n");
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+}

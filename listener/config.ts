@@ -1,0 +1,242 @@
+// The one config file (YAML), validated with a schema at start. Every problem is listed at once,
+// with its path, so an operator fixes the file in one go. Secrets never live in the file: it names
+// files (systemd credentials, `${CREDENTIALS_DIRECTORY}/…`) and they are read here, once.
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+}
+
+const seconds = (dflt: number) => z.number().positive().max(86_400 * 7).default(dflt);
+const filePath = z.string().min(1, "must name a file");
+const labelName = z.string().min(1).max(256).regex(/^[^,\s]+$/, "a label has no spaces or commas");
+
+const LabelSet = z
+  .object({
+    /** Names the set in logs, metrics and the runner record. */
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, "lower-case letters, digits and '-', at most 31"),
+    /** What the runner registers with; a job is served when its labels are a subset of these. */
+    labels: z.array(labelName).min(1).max(100),
+    cores: z.number().int().min(1).max(512).default(2),
+    memoryMb: z.number().int().min(256).max(4_194_304).default(2048),
+    swapMb: z.number().int().min(0).max(4_194_304).default(512),
+    maxRunners: z.number().int().min(1).max(1000).default(4),
+  })
+  .strict();
+
+const Schema = z
+  .object({
+    github: z
+      .object({
+        appId: z.number().int().positive(),
+        privateKeyFile: filePath,
+        webhookSecretFile: filePath,
+        /** GitHub Enterprise Server: https://ghe.example.com/api/v3 */
+        baseUrl: z.url({ protocol: /^https?$/ }).default("https://api.github.com"),
+        apiVersion: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).default("2022-11-28"),
+        runnerScope: z.enum(["repo", "org"]).default("repo"),
+        /** Org runners only: the runner group they join (1 = Default). */
+        runnerGroupId: z.number().int().positive().default(1),
+        webhookPath: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default("/webhooks/github"),
+      })
+      .strict(),
+    proxmox: z
+      .object({
+        endpoint: z.url({ protocol: /^https?$/ }),
+        tokenFile: filePath,
+        insecure: z.boolean().default(false),
+        node: z.string().min(1),
+        templateVmid: z.number().int().min(100).max(999_999_999),
+        /** Where the template lives when it is not on `node` (shared storage). */
+        templateNode: z.string().min(1).optional(),
+        bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux bridge name"),
+        vlan: z.number().int().min(1).max(4094).optional(),
+        pool: z.string().min(1).optional(),
+        /** Full clones only (PVE refuses a storage for linked clones). */
+        storage: z.string().min(1).optional(),
+        linkedClone: z.boolean().default(true),
+      })
+      .strict(),
+    labelSets: z.array(LabelSet).min(1),
+    allow: z
+      .object({
+        repos: z.array(z.string().regex(/^[\w.-]+\/[\w.-]+$/, "owner/name")).default([]),
+        orgs: z.array(z.string().regex(/^[\w.-]+$/)).default([]),
+        /** Serve every repository the App is installed on. Never implied. */
+        any: z.boolean().default(false),
+      })
+      .strict(),
+    limits: z
+      .object({
+        maxRunners: z.number().int().min(1).max(1000).default(4),
+        maxRunnersPerRepo: z.number().int().min(1).max(1000).default(4),
+      })
+      .strict()
+      .default({ maxRunners: 4, maxRunnersPerRepo: 4 }),
+    timeouts: z
+      .object({
+        apply: seconds(600),
+        destroy: seconds(300),
+        /** From the JIT config delivered to online at GitHub. */
+        boot: seconds(300),
+        /** Online but never given a job: longer than the JIT window GitHub keeps a config valid. */
+        idle: seconds(900),
+      })
+      .strict()
+      .default({ apply: 600, destroy: 300, boot: 300, idle: 900 }),
+    delivery: z
+      .object({
+        mode: z.enum(["pct", "env"]).default("pct"),
+        /** argv prefix of the privileged helper; vmid and runner name are appended, the config goes on stdin. */
+        helper: z.array(z.string().min(1)).min(1).default(["sudo", "-n", "/usr/libexec/pve-runners/deliver-jit"]),
+      })
+      .strict()
+      .default({ mode: "pct", helper: ["sudo", "-n", "/usr/libexec/pve-runners/deliver-jit"] }),
+    listener: z
+      .object({
+        host: z.string().min(1).default("127.0.0.1"),
+        port: z.number().int().min(0).max(65535).default(8790),
+        trustProxy: z.boolean().default(false),
+        /** workflow_job payloads are a few KiB; anything far larger is not GitHub. */
+        bodyLimitBytes: z.number().int().min(1024).max(26_214_400).default(1_048_576),
+      })
+      .strict()
+      .default({ host: "127.0.0.1", port: 8790, trustProxy: false, bodyLimitBytes: 1_048_576 }),
+    stateDir: z.string().min(1).default("/var/lib/pve-runners"),
+    terraform: z
+      .object({
+        binary: z.string().min(1).default("terraform"),
+        /** TF_CLI_CONFIG_FILE for terraform, e.g. a filesystem mirror for air-gapped hosts. */
+        cliConfigFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({ binary: "terraform" }),
+    sweeper: z
+      .object({
+        enabled: z.boolean().default(true),
+        schedule: z.string().min(1).default("*/2 * * * *"),
+        /** No container lives longer than this, busy or not. */
+        hardTtl: seconds(6 * 3600),
+        /** A lock held longer than this is reported to the operator, never forced. */
+        lockLimit: seconds(1800),
+      })
+      .strict()
+      .default({ enabled: true, schedule: "*/2 * * * *", hardTtl: 6 * 3600, lockLimit: 1800 }),
+    log: z
+      .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })
+      .strict()
+      .default({ level: "info" }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const names = new Set<string>();
+    for (const [i, s] of c.labelSets.entries()) {
+      if (names.has(s.name)) ctx.addIssue({ code: "custom", path: ["labelSets", i, "name"], message: `duplicate label set name "${s.name}"` });
+      names.add(s.name);
+    }
+    if (!c.allow.any && c.allow.repos.length === 0 && c.allow.orgs.length === 0)
+      ctx.addIssue({ code: "custom", path: ["allow"], message: "allows nothing: list repos or orgs (or set any: true)" });
+    if (c.proxmox.linkedClone && c.proxmox.storage)
+      ctx.addIssue({ code: "custom", path: ["proxmox", "storage"], message: "only for full clones (linkedClone: false): PVE refuses a storage for linked clones" });
+    if (c.limits.maxRunnersPerRepo > c.limits.maxRunners)
+      ctx.addIssue({ code: "custom", path: ["limits", "maxRunnersPerRepo"], message: "is larger than limits.maxRunners" });
+  });
+
+export type Config = z.infer<typeof Schema>;
+export type LabelSetConfig = Config["labelSets"][number];
+
+/** Read from the files the config names; never logged, never written anywhere by us. */
+export interface Secrets {
+  readonly githubAppPrivateKey: string;
+  readonly webhookSecret: string;
+  /** USER@REALM!TOKENID=SECRET */
+  readonly pveApiToken: string;
+}
+
+export interface ParseOptions {
+  /** Relative paths in the file are relative to this (the config file's directory). */
+  baseDir: string;
+  /** For `${VAR}` in paths, e.g. CREDENTIALS_DIRECTORY from systemd's LoadCredential=. */
+  env?: NodeJS.ProcessEnv;
+  /** Tests and `stack synth` read no secrets. */
+  readSecrets?: boolean;
+}
+
+function issuePath(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("").replace(/^\./, "") || "(top level)";
+}
+
+/** Expands `${VAR}` from env and resolves against baseDir; an unset variable is a problem, not "". */
+function expandPath(p: string, o: ParseOptions, problems: string[], where: string): string {
+  const expanded = p.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+    const v = (o.env ?? process.env)[name];
+    if (v === undefined) problems.push(`${where}: \${${name}} is not set (run under systemd with LoadCredential=, or set it)`);
+    return v ?? "";
+  });
+  return isAbsolute(expanded) ? expanded : resolve(o.baseDir, expanded);
+}
+
+function readSecret(path: string, where: string, problems: string[], check: (v: string) => string | null): string {
+  let v = "";
+  try {
+    v = readFileSync(path, "utf8").trim();
+  } catch (err) {
+    problems.push(`${where}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    return "";
+  }
+  // The message names the file, never the content.
+  const bad = v ? check(v) : "is empty";
+  if (bad) problems.push(`${where}: ${path} ${bad}`);
+  return v;
+}
+
+export function parseConfig(text: string, o: ParseOptions): { config: Config; secrets: Secrets } {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    throw new ConfigError([`not valid YAML: ${(err as Error).message.split("\n")[0]}`]);
+  }
+  const parsed = Schema.safeParse(raw ?? {});
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${issuePath(i.path)}: ${i.message}`));
+  const c = parsed.data;
+  const problems: string[] = [];
+  c.github.privateKeyFile = expandPath(c.github.privateKeyFile, o, problems, "github.privateKeyFile");
+  c.github.webhookSecretFile = expandPath(c.github.webhookSecretFile, o, problems, "github.webhookSecretFile");
+  c.proxmox.tokenFile = expandPath(c.proxmox.tokenFile, o, problems, "proxmox.tokenFile");
+  c.stateDir = expandPath(c.stateDir, o, problems, "stateDir");
+  if (c.terraform.cliConfigFile) c.terraform.cliConfigFile = expandPath(c.terraform.cliConfigFile, o, problems, "terraform.cliConfigFile");
+  c.github.baseUrl = c.github.baseUrl.replace(/\/+$/, "");
+
+  let secrets: Secrets = { githubAppPrivateKey: "", webhookSecret: "", pveApiToken: "" };
+  if (o.readSecrets !== false && problems.length === 0) {
+    secrets = {
+      githubAppPrivateKey: readSecret(c.github.privateKeyFile, "github.privateKeyFile", problems, (v) =>
+        /^-----BEGIN (RSA )?PRIVATE KEY-----/.test(v) ? null : "is not a PEM private key (download it from the App's settings)",
+      ),
+      webhookSecret: readSecret(c.github.webhookSecretFile, "github.webhookSecretFile", problems, (v) =>
+        v.length >= 16 ? null : "holds a secret shorter than 16 characters: use a random one",
+      ),
+      pveApiToken: readSecret(c.proxmox.tokenFile, "proxmox.tokenFile", problems, (v) =>
+        /^[^@\s]+@[^!\s]+![^=\s]+=\S+$/.test(v) ? null : "is not USER@REALM!TOKENID=SECRET",
+      ),
+    };
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return { config: c, secrets };
+}
+
+export function loadConfig(path: string, o: Omit<ParseOptions, "baseDir"> = {}): { config: Config; secrets: Secrets } {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError([`cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`]);
+  }
+  return parseConfig(text, { ...o, baseDir: dirname(resolve(path)) });
+}

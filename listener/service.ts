@@ -1,0 +1,135 @@
+// Wires the listener together from a validated config: store, adapters, clone lane, pipeline, HTTP.
+import express from "express";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { Config, Secrets } from "./config.js";
+import { GitHubAdapter } from "./github.js";
+import { EnvOptionDelivery, PctHelperDelivery, type JitDelivery } from "./jit-delivery.js";
+import { Pipeline, type PipelineSettings } from "./pipeline.js";
+import { ProxmoxApi } from "./proxmox.js";
+import { Store } from "./store.js";
+import { Terraform } from "./terraform.js";
+import { CloneLane } from "./clone-lane.js";
+import { webhookRouter } from "./webhook.js";
+
+export interface ServiceOverrides {
+  /** Environment of the JIT delivery helper (tests: a `pct` stand-in first on PATH). */
+  helperEnv?: NodeJS.ProcessEnv;
+  /** Extra environment for terraform (tests: the provider stand-in's poll interval). */
+  terraformEnv?: Record<string, string>;
+  /** Poll interval while a runner boots (tests shorten it). */
+  onlinePollMs?: number;
+  retryBackoffMs?: number;
+  githubThrottle?: boolean;
+}
+
+export interface Service {
+  readonly url: string;
+  readonly store: Store;
+  readonly pipeline: Pipeline;
+  stop(): Promise<void>;
+}
+
+export function pipelineSettings(config: Config, o: ServiceOverrides = {}): PipelineSettings {
+  return {
+    stateDir: config.stateDir,
+    labelSets: config.labelSets,
+    allow: config.allow,
+    runnerScope: config.github.runnerScope,
+    maxRunners: config.limits.maxRunners,
+    maxRunnersPerRepo: config.limits.maxRunnersPerRepo,
+    proxmox: {
+      endpoint: config.proxmox.endpoint,
+      insecure: config.proxmox.insecure,
+      node: config.proxmox.node,
+      templateVmid: config.proxmox.templateVmid,
+      templateNode: config.proxmox.templateNode,
+      bridge: config.proxmox.bridge,
+      vlan: config.proxmox.vlan,
+      pool: config.proxmox.pool,
+      storage: config.proxmox.storage,
+      linkedClone: config.proxmox.linkedClone,
+    },
+    timeouts: {
+      applyMs: config.timeouts.apply * 1000,
+      destroyMs: config.timeouts.destroy * 1000,
+      bootMs: config.timeouts.boot * 1000,
+      idleMs: config.timeouts.idle * 1000,
+    },
+    applyAttempts: 3,
+    retryBackoffMs: o.retryBackoffMs ?? 5_000,
+    onlinePollMs: o.onlinePollMs ?? 2_000,
+  };
+}
+
+export async function startService(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides = {}): Promise<Service> {
+  const store = new Store(join(config.stateDir, "pve-runners.sqlite"));
+  const github = new GitHubAdapter({
+    appId: config.github.appId,
+    privateKey: secrets.githubAppPrivateKey,
+    baseUrl: config.github.baseUrl,
+    apiVersion: config.github.apiVersion,
+    runnerGroupId: config.github.runnerGroupId,
+    logger: logger.child({ adapter: "github" }),
+    throttle: o.githubThrottle,
+  });
+  const terraform = new Terraform({
+    binary: config.terraform.binary,
+    cliConfigFile: config.terraform.cliConfigFile,
+    sharedInitDir: join(config.stateDir, "terraform-init"),
+    env: { ...o.terraformEnv, PROXMOX_VE_API_TOKEN: secrets.pveApiToken },
+    logger: logger.child({ adapter: "terraform" }),
+  });
+  const pve = new ProxmoxApi({ endpoint: config.proxmox.endpoint, token: secrets.pveApiToken, insecure: config.proxmox.insecure, logger });
+  const delivery: JitDelivery =
+    config.delivery.mode === "env"
+      ? new EnvOptionDelivery(pve, logger)
+      : new PctHelperDelivery({ command: config.delivery.helper, env: o.helperEnv ?? process.env, logger });
+  const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
+  const pipeline = new Pipeline({ store, github, terraform, lane, delivery, settings: pipelineSettings(config, o), logger });
+
+  const app = express();
+  app.disable("x-powered-by");
+  if (config.listener.trustProxy) app.set("trust proxy", true);
+  // The webhook route comes before any body parser: the HMAC is over the raw bytes.
+  app.use(
+    webhookRouter(config.github.webhookPath, {
+      secret: secrets.webhookSecret,
+      bodyLimitBytes: config.listener.bodyLimitBytes,
+      store,
+      logger: logger.child({ part: "webhook" }),
+      onDelivery: (guid) => void pipeline.handleDelivery(guid).catch((err) => logger.error({ err: String(err), delivery: guid }, "delivery processing failed")),
+    }),
+  );
+  app.get("/healthz", (_req, res) => {
+    res.json({ ok: true, runners: store.countRunners(["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"]), queued: store.queuedJobs().length });
+  });
+  app.use((_req, res) => {
+    res.status(404).json({ error: "not found" });
+  });
+
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(config.listener.port, config.listener.host);
+    s.once("listening", () => resolve(s));
+    s.once("error", reject);
+  });
+  const addr = server.address() as AddressInfo;
+  const url = `http://${addr.address.includes(":") ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  logger.info({ url, webhook: config.github.webhookPath }, "listener up");
+  await pipeline.resume();
+
+  return {
+    url,
+    store,
+    pipeline,
+    async stop() {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await closed;
+      await pipeline.stop();
+      store.close();
+    },
+  };
+}

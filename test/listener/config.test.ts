@@ -1,0 +1,118 @@
+// The config file: defaults, every problem listed at once, secrets read from files and never echoed.
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { stringify } from "yaml";
+import { ConfigError, loadConfig, parseConfig } from "../../listener/config.js";
+
+const PEM = "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAq\n-----END PRIVATE KEY-----\n";
+const TOKEN = "pve-runners@pve!listener=8a3b5c1e-2d4f-4e6a-9b7c-0d1e2f3a4b5c";
+const WEBHOOK = "s3cr3t-webhook-value-0123456789";
+
+let dir: string;
+const minimal = () => ({
+  github: { appId: 42, privateKeyFile: "${CREDENTIALS_DIRECTORY}/app.pem", webhookSecretFile: "creds/webhook" },
+  proxmox: { endpoint: "https://pve.example:8006/", tokenFile: "${CREDENTIALS_DIRECTORY}/token", node: "pve", templateVmid: 9000, bridge: "vmbr1", vlan: 30, pool: "ci" },
+  labelSets: [{ name: "linux", labels: ["self-hosted", "linux"] }],
+  allow: { orgs: ["acme"] },
+});
+const env = () => ({ CREDENTIALS_DIRECTORY: join(dir, "creds") });
+const problemsOf = (fn: () => unknown): string[] => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  assert.fail("expected a ConfigError");
+};
+
+describe("config", () => {
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "pve-runners-config-"));
+    const { mkdir } = await import("node:fs/promises");
+    await mkdir(join(dir, "creds"));
+    await writeFile(join(dir, "creds", "app.pem"), PEM);
+    await writeFile(join(dir, "creds", "token"), TOKEN + "\n");
+    await writeFile(join(dir, "creds", "webhook"), WEBHOOK + "\n");
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test("a minimal file gets the documented defaults and its secrets from files", () => {
+    const { config, secrets } = parseConfig(stringify(minimal()), { baseDir: dir, env: env() });
+    assert.equal(config.github.baseUrl, "https://api.github.com");
+    assert.equal(config.github.apiVersion, "2022-11-28");
+    assert.equal(config.github.runnerScope, "repo");
+    assert.equal(config.github.webhookPath, "/webhooks/github");
+    assert.equal(config.proxmox.linkedClone, true);
+    assert.equal(config.delivery.mode, "pct");
+    assert.equal(config.listener.host, "127.0.0.1");
+    assert.equal(config.terraform.binary, "terraform");
+    assert.equal(config.labelSets[0].cores, 2);
+    assert.equal(config.sweeper.enabled, true);
+    assert.deepEqual(config.allow, { repos: [], orgs: ["acme"], any: false });
+    // ${CREDENTIALS_DIRECTORY} expanded, relative paths resolved against the config's directory.
+    assert.equal(config.github.privateKeyFile, join(dir, "creds", "app.pem"));
+    assert.equal(config.github.webhookSecretFile, resolve(dir, "creds/webhook"));
+    assert.deepEqual(secrets, { githubAppPrivateKey: PEM.trim(), webhookSecret: WEBHOOK, pveApiToken: TOKEN });
+  });
+
+  test("every problem is listed at once, each with its path", () => {
+    const bad = minimal() as Record<string, any>;
+    bad.github.appId = "forty-two";
+    bad.proxmox.vlan = 5000;
+    bad.proxmox.endpoint = "pve.example:8006";
+    bad.labelSets.push({ name: "linux", labels: [] });
+    bad.listner = { port: 1 };
+    const problems = problemsOf(() => parseConfig(stringify(bad), { baseDir: dir, env: env() }));
+    const has = (prefix: string) => assert.ok(problems.some((p) => p.startsWith(prefix)), `a problem at ${prefix} in:\n${problems.join("\n")}`);
+    has("github.appId:");
+    has("proxmox.vlan:");
+    has("proxmox.endpoint:");
+    has("labelSets[1].labels:");
+    has("(top level): Unrecognized key");
+    assert.ok(problems.length >= 5);
+  });
+
+  test("cross-field rules: duplicate label sets, an empty allowlist, a storage for linked clones", () => {
+    const bad = minimal() as Record<string, any>;
+    bad.labelSets.push({ name: "linux", labels: ["x"] });
+    bad.allow = {};
+    bad.proxmox.storage = "local-lvm";
+    const problems = problemsOf(() => parseConfig(stringify(bad), { baseDir: dir, env: env() }));
+    assert.ok(problems.some((p) => p.startsWith("labelSets[1].name: duplicate")), problems.join("\n"));
+    assert.ok(problems.some((p) => p.startsWith("allow: allows nothing")), problems.join("\n"));
+    assert.ok(problems.some((p) => p.startsWith("proxmox.storage: only for full clones")), problems.join("\n"));
+  });
+
+  test("missing or malformed secret files are problems that name the file, never its content", async () => {
+    await writeFile(join(dir, "creds", "badtoken"), "not-a-token-but-a-secret-value\n");
+    const cfg = minimal() as Record<string, any>;
+    cfg.proxmox.tokenFile = "${CREDENTIALS_DIRECTORY}/badtoken";
+    cfg.github.webhookSecretFile = "/nonexistent/webhook";
+    const problems = problemsOf(() => parseConfig(stringify(cfg), { baseDir: dir, env: env() }));
+    assert.ok(problems.some((p) => p.includes("proxmox.tokenFile") && p.includes("USER@REALM!TOKENID=SECRET")), problems.join("\n"));
+    assert.ok(problems.some((p) => p.includes("github.webhookSecretFile") && p.includes("ENOENT")), problems.join("\n"));
+    assert.ok(!problems.join("\n").includes("not-a-token-but-a-secret-value"), "the secret is not echoed");
+  });
+
+  test("an unset ${VAR} in a path is a problem, not an empty string", () => {
+    const problems = problemsOf(() => parseConfig(stringify(minimal()), { baseDir: dir, env: {} }));
+    assert.ok(problems.some((p) => p.includes("${CREDENTIALS_DIRECTORY} is not set")), problems.join("\n"));
+  });
+
+  test("not YAML, or not a file: one clear problem", () => {
+    assert.match(problemsOf(() => parseConfig("github: [unclosed", { baseDir: dir }))[0], /not valid YAML/);
+    assert.match(problemsOf(() => loadConfig(join(dir, "missing.yaml")))[0], /cannot read .*missing\.yaml \(ENOENT\)/);
+  });
+
+  test("the shipped example config is valid", () => {
+    const example = readFileSync(new URL("../../../listener/config-example.yaml", import.meta.url), "utf8");
+    const { config } = parseConfig(example, { baseDir: dir, readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/run/credentials/pve-runners.service" } });
+    assert.ok(config.labelSets.length >= 1);
+    assert.equal(config.github.privateKeyFile, "/run/credentials/pve-runners.service/github-app.pem");
+  });
+});

@@ -3,7 +3,8 @@ import { Command, InvalidArgumentError } from "commander";
 import { resolve } from "node:path";
 import { createLogger } from "./log.js";
 import { ConfigError, loadConfig } from "../listener/config.js";
-import { startService } from "../listener/service.js";
+import { buildParts, startService } from "../listener/service.js";
+import { sweep } from "../sweeper/sweep.js";
 import { synthRunnerStack } from "../stacks/runner-stack.js";
 
 const positive = (v: string) => {
@@ -42,6 +43,26 @@ export function registerRunCommands(program: Command): void {
       };
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+    });
+
+  program
+    .command("sweep")
+    .description("one sweeper pass: destroy orphaned or finished runner containers, stale registrations and stack dirs")
+    .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
+    .option("--dry-run", "report what would be done, change nothing", false)
+    .action(async (o: { config: string; dryRun: boolean }) => {
+      const { config, secrets } = loadOrExit(o.config);
+      const log = createLogger({ level: config.log?.level });
+      const { store, sweepDeps } = buildParts(config, secrets, log);
+      try {
+        const report = await sweep(sweepDeps(), { dryRun: o.dryRun });
+        for (const a of report.actions) process.stdout.write(`${o.dryRun ? "would " : ""}${a.kind} ${"name" in a ? a.name : "runner" in a ? a.runner : "dir" in a ? a.dir : a.vmid}: ${a.reason}\n`);
+        for (const e of report.errors) process.stdout.write(`error: ${e}\n`);
+        process.stdout.write(`sweep: ${report.containers} containers, ${report.registrations} registrations, ${report.stackDirs} stack dirs seen; ${report.actions.length} actions, ${report.errors.length} errors\n`);
+        process.exitCode = report.errors.length ? 1 : 0;
+      } finally {
+        store.close();
+      }
     });
 
   program

@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
+import cron from "node-cron";
 import { z } from "zod";
 
 export class ConfigError extends Error {
@@ -124,9 +125,11 @@ const Schema = z
         hardTtl: seconds(6 * 3600),
         /** A lock held longer than this is reported to the operator, never forced. */
         lockLimit: seconds(1800),
+        /** Records and registrations younger than this may be mid-creation: left alone. */
+        grace: seconds(120),
       })
       .strict()
-      .default({ enabled: true, schedule: "*/2 * * * *", hardTtl: 6 * 3600, lockLimit: 1800 }),
+      .default({ enabled: true, schedule: "*/2 * * * *", hardTtl: 6 * 3600, lockLimit: 1800, grace: 120 }),
     log: z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })
       .strict()
@@ -143,6 +146,8 @@ const Schema = z
       ctx.addIssue({ code: "custom", path: ["allow"], message: "allows nothing: list repos or orgs (or set any: true)" });
     if (c.proxmox.linkedClone && c.proxmox.storage)
       ctx.addIssue({ code: "custom", path: ["proxmox", "storage"], message: "only for full clones (linkedClone: false): PVE refuses a storage for linked clones" });
+    if (!cron.validate(c.sweeper.schedule))
+      ctx.addIssue({ code: "custom", path: ["sweeper", "schedule"], message: `"${c.sweeper.schedule}" is not a cron expression` });
     if (c.limits.maxRunnersPerRepo > c.limits.maxRunners)
       ctx.addIssue({ code: "custom", path: ["limits", "maxRunnersPerRepo"], message: "is larger than limits.maxRunners" });
   });

@@ -258,6 +258,12 @@ export class Pipeline {
     this.drivers.set(name, p);
   }
 
+  /** Something outside the webhooks (the sweeper) changed this runner's record: drive it on. */
+  nudge(name: string): void {
+    this.wake(name);
+    this.ensureDriver(name);
+  }
+
   private wake(name: string): void {
     this.wakers.get(name)?.();
   }

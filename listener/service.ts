@@ -13,6 +13,8 @@ import { Store } from "./store.js";
 import { Terraform } from "./terraform.js";
 import { CloneLane } from "./clone-lane.js";
 import { webhookRouter } from "./webhook.js";
+import { sweep, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
+import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
 
 export interface ServiceOverrides {
   /** Environment of the JIT delivery helper (tests: a `pct` stand-in first on PATH). */
@@ -23,12 +25,16 @@ export interface ServiceOverrides {
   onlinePollMs?: number;
   retryBackoffMs?: number;
   githubThrottle?: boolean;
+  /** Sweeper grace for records mid-creation (tests shorten it). */
+  sweepGraceMs?: number;
 }
 
 export interface Service {
   readonly url: string;
   readonly store: Store;
   readonly pipeline: Pipeline;
+  /** One sweeper pass now (the cron schedule runs the same). */
+  sweep(opts?: { dryRun?: boolean }): Promise<SweepReport>;
   stop(): Promise<void>;
 }
 
@@ -64,7 +70,8 @@ export function pipelineSettings(config: Config, o: ServiceOverrides = {}): Pipe
   };
 }
 
-export async function startService(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides = {}): Promise<Service> {
+/** The adapters and the store, shared by `serve` and the one-shot `sweep`. */
+export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides = {}) {
   const store = new Store(join(config.stateDir, "pve-runners.sqlite"));
   const github = new GitHubAdapter({
     appId: config.github.appId,
@@ -83,12 +90,35 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     logger: logger.child({ adapter: "terraform" }),
   });
   const pve = new ProxmoxApi({ endpoint: config.proxmox.endpoint, token: secrets.pveApiToken, insecure: config.proxmox.insecure, logger });
+  const sweepDeps = (wake?: (runner: string) => void): SweepDeps => ({
+    store,
+    github,
+    pve,
+    terraform,
+    logger,
+    wake,
+    settings: {
+      node: config.proxmox.node,
+      stateDir: config.stateDir,
+      // Every scope we have made runners in or seen jobs for: stale registrations can only be there.
+      scopes: () => [...new Set([...store.runners().map((r) => r.scope), ...store.jobs().map((j) => j.scope)].filter((x): x is string => !!x))],
+      hardTtlMs: config.sweeper.hardTtl * 1000,
+      lockLimitMs: config.sweeper.lockLimit * 1000,
+      graceMs: o.sweepGraceMs ?? config.sweeper.grace * 1000,
+    },
+  });
+  return { store, github, terraform, pve, sweepDeps };
+}
+
+export async function startService(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides = {}): Promise<Service> {
+  const { store, github, terraform, pve, sweepDeps } = buildParts(config, secrets, logger, o);
   const delivery: JitDelivery =
     config.delivery.mode === "env"
       ? new EnvOptionDelivery(pve, logger)
       : new PctHelperDelivery({ command: config.delivery.helper, env: o.helperEnv ?? process.env, logger });
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
   const pipeline = new Pipeline({ store, github, terraform, lane, delivery, settings: pipelineSettings(config, o), logger });
+  const runSweep = (opts: { dryRun?: boolean } = {}) => sweep(sweepDeps((name) => pipeline.nudge(name)), opts);
 
   const app = express();
   app.disable("x-powered-by");
@@ -119,12 +149,16 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   const url = `http://${addr.address.includes(":") ? `[${addr.address}]` : addr.address}:${addr.port}`;
   logger.info({ url, webhook: config.github.webhookPath }, "listener up");
   await pipeline.resume();
+  let schedule: SweepSchedule | undefined;
+  if (config.sweeper.enabled) schedule = scheduleSweeps(config.sweeper.schedule, () => runSweep(), logger.child({ part: "sweeper" }));
 
   return {
     url,
     store,
     pipeline,
+    sweep: runSweep,
     async stop() {
+      await schedule?.stop();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await closed;

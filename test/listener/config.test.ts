@@ -82,10 +82,12 @@ describe("config", () => {
     bad.labelSets.push({ name: "linux", labels: ["x"] });
     bad.allow = {};
     bad.proxmox.storage = "local-lvm";
+    bad.sweeper = { schedule: "every five minutes" };
     const problems = problemsOf(() => parseConfig(stringify(bad), { baseDir: dir, env: env() }));
     assert.ok(problems.some((p) => p.startsWith("labelSets[1].name: duplicate")), problems.join("\n"));
     assert.ok(problems.some((p) => p.startsWith("allow: allows nothing")), problems.join("\n"));
     assert.ok(problems.some((p) => p.startsWith("proxmox.storage: only for full clones")), problems.join("\n"));
+    assert.ok(problems.some((p) => p.startsWith("sweeper.schedule:")), problems.join("\n"));
   });
 
   test("missing or malformed secret files are problems that name the file, never its content", async () => {

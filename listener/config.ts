@@ -127,9 +127,13 @@ const Schema = z
         lockLimit: seconds(1800),
         /** Records and registrations younger than this may be mid-creation: left alone. */
         grace: seconds(120),
+        /** On start, failed webhook deliveries this far back are redelivered (GitHub keeps 3 days). */
+        lookback: seconds(86_400),
+        /** Repositories with a job seen this recently are asked for queued jobs we never heard of. */
+        repoWindow: seconds(86_400),
       })
       .strict()
-      .default({ enabled: true, schedule: "*/2 * * * *", hardTtl: 6 * 3600, lockLimit: 1800, grace: 120 }),
+      .default({ enabled: true, schedule: "*/2 * * * *", hardTtl: 6 * 3600, lockLimit: 1800, grace: 120, lookback: 86_400, repoWindow: 86_400 }),
     log: z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })
       .strict()

@@ -23,6 +23,26 @@ export interface GitHubAdapterOptions {
   retries?: number;
 }
 
+/** One attempt at a webhook delivery, as the App's deliveries API lists it. */
+export interface DeliveryAttempt {
+  id: number;
+  guid: string;
+  deliveredAt: number;
+  redelivery: boolean;
+  statusCode: number;
+  event: string;
+  action: string | null;
+}
+
+/** A job GitHub holds as queued, as the jobs API describes it. */
+export interface QueuedJob {
+  id: number;
+  runId: number;
+  runAttempt: number;
+  labels: string[];
+  status: string;
+}
+
 /** Where a runner is registered: a repository, or an organisation. */
 export type Scope = { kind: "repo"; owner: string; repo: string } | { kind: "org"; org: string };
 
@@ -186,6 +206,37 @@ export class GitHubAdapter {
         ? await gh.paginate(gh.rest.actions.listSelfHostedRunnersForRepo, { owner: scope.owner, repo: scope.repo, per_page: 100, ...(name ? { name } : {}) })
         : await gh.paginate(gh.rest.actions.listSelfHostedRunnersForOrg, { org: scope.org, per_page: 100, ...(name ? { name } : {}) });
     return runners.map(toRunnerInfo);
+  }
+
+  /** Delivery attempts of the App's webhook since `sinceMs`, newest first (GitHub keeps 3 days). */
+  async deliveriesSince(sinceMs: number): Promise<DeliveryAttempt[]> {
+    const out: DeliveryAttempt[] = [];
+    for await (const page of this.app.paginate.iterator(this.app.rest.apps.listWebhookDeliveries, { per_page: 100 })) {
+      for (const d of page.data) {
+        const at = Date.parse(d.delivered_at);
+        if (at < sinceMs) return out;
+        out.push({ id: d.id, guid: d.guid, deliveredAt: at, redelivery: d.redelivery, statusCode: d.status_code, event: d.event, action: d.action ?? null });
+      }
+    }
+    return out;
+  }
+
+  /** Asks GitHub to send a delivery again: same GUID, same payload. */
+  async redeliver(deliveryId: number): Promise<void> {
+    await this.app.rest.apps.redeliverWebhookDelivery({ delivery_id: deliveryId });
+  }
+
+  /** Jobs GitHub holds as queued in a repository (bounded: the newest 100 queued runs). */
+  async queuedJobs(repoFullName: string, installationHint?: number | null): Promise<QueuedJob[]> {
+    const [owner, repo] = repoFullName.split("/", 2);
+    const gh = await this.forScope({ kind: "repo", owner, repo }, installationHint);
+    const runs = await gh.rest.actions.listWorkflowRunsForRepo({ owner, repo, status: "queued", per_page: 100 });
+    const out: QueuedJob[] = [];
+    for (const run of runs.data.workflow_runs) {
+      const jobs = await gh.paginate(gh.rest.actions.listJobsForWorkflowRun, { owner, repo, run_id: run.id, filter: "latest", per_page: 100 });
+      for (const j of jobs) if (j.status === "queued") out.push({ id: j.id, runId: j.run_id, runAttempt: j.run_attempt ?? 1, labels: j.labels, status: j.status });
+    }
+    return out;
   }
 
   /** Deletes a registration. 404 counts as done; 422 means it is running a job right now. */

@@ -15,6 +15,7 @@ import { CloneLane } from "./clone-lane.js";
 import { webhookRouter } from "./webhook.js";
 import { sweep, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
 import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
+import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
 
 export interface ServiceOverrides {
   /** Environment of the JIT delivery helper (tests: a `pct` stand-in first on PATH). */
@@ -35,6 +36,8 @@ export interface Service {
   readonly pipeline: Pipeline;
   /** One sweeper pass now (the cron schedule runs the same). */
   sweep(opts?: { dryRun?: boolean }): Promise<SweepReport>;
+  /** One missed-webhook recovery pass now (redeliver failed deliveries, feed unseen queued jobs). */
+  recover(): Promise<RecoveryReport>;
   stop(): Promise<void>;
 }
 
@@ -119,6 +122,15 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
   const pipeline = new Pipeline({ store, github, terraform, lane, delivery, settings: pipelineSettings(config, o), logger });
   const runSweep = (opts: { dryRun?: boolean } = {}) => sweep(sweepDeps((name) => pipeline.nudge(name)), opts);
+  const recovery = new Recovery(
+    { store, github, logger: logger.child({ part: "recovery" }), onDelivery: (guid) => pipeline.handleDelivery(guid), reconcile: () => pipeline.reconcile() },
+    {
+      lookbackMs: config.sweeper.lookback * 1000,
+      repoWindowMs: config.sweeper.repoWindow * 1000,
+      staleQueuedMs: o.sweepGraceMs ?? config.sweeper.grace * 1000,
+      alwaysRepos: () => config.allow.repos,
+    },
+  );
 
   const app = express();
   app.disable("x-powered-by");
@@ -150,13 +162,21 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   logger.info({ url, webhook: config.github.webhookPath }, "listener up");
   await pipeline.resume();
   let schedule: SweepSchedule | undefined;
-  if (config.sweeper.enabled) schedule = scheduleSweeps(config.sweeper.schedule, () => runSweep(), logger.child({ part: "sweeper" }));
+  if (config.sweeper.enabled) {
+    // Deliveries lost while we were down are asked for again at once; the schedule repeats both.
+    void recovery.run().catch((err) => logger.warn({ err: String(err) }, "recovery pass failed; the next sweep retries"));
+    schedule = scheduleSweeps(config.sweeper.schedule, async () => {
+      await recovery.run();
+      await runSweep();
+    }, logger.child({ part: "sweeper" }));
+  }
 
   return {
     url,
     store,
     pipeline,
     sweep: runSweep,
+    recover: () => recovery.run(),
     async stop() {
       await schedule?.stop();
       const closed = new Promise<void>((r) => server.close(() => r()));

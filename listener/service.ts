@@ -164,7 +164,11 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   let schedule: SweepSchedule | undefined;
   if (config.sweeper.enabled) {
     // Deliveries lost while we were down are asked for again at once; the schedule repeats both.
-    void recovery.run().catch((err) => logger.warn({ err: String(err) }, "recovery pass failed; the next sweep retries"));
+    // Containers, registrations and stack dirs left by a crash are dealt with at once too.
+    void recovery
+      .run()
+      .then(() => runSweep())
+      .catch((err) => logger.warn({ err: String(err) }, "start-up recovery or sweep failed; the next sweep retries"));
     schedule = scheduleSweeps(config.sweeper.schedule, async () => {
       await recovery.run();
       await runSweep();

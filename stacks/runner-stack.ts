@@ -59,7 +59,8 @@ export class RunnerStack extends TerraformStack {
       // Re-sent exactly as the template has them: a token may not change features (research §4).
       features: { nesting: true, keyctl: true },
       networkInterface: [{ name: "eth0", bridge: spec.bridge, vlanId: spec.vlan, firewall: false }],
-      initialization: { hostname: spec.runnerName },
+      // bpg's config PUT rewrites net0 whole: without ip= the clone would lose the template's DHCP.
+      initialization: { hostname: spec.runnerName, ipConfig: { ipv4: { address: "dhcp" } } },
       cpu: { cores: spec.cores },
       memory: { dedicated: spec.memoryMb, swap: spec.swapMb },
     });

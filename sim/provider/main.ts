@@ -1,0 +1,71 @@
+// Entry point of the terraform provider stand-in (terraform-provider-proxmox_v0.111.1 in the
+// filesystem mirror execs this). It serves terraform's plugin protocol 6 over gRPC on 127.0.0.1,
+// with go-plugin's handshake and AutoMTLS, and drives the PVE API the way bpg/proxmox does.
+import * as grpc from "@grpc/grpc-js";
+import { clientAcceptsV6, handshakeLine, hasMagicCookie, NOT_A_COMMAND } from "./handshake.js";
+import { stderrLog } from "./log.js";
+import { loadProtos } from "./protos.js";
+import { ProviderServer } from "./server.js";
+import { generateServerCert } from "./tls.js";
+
+const DEFAULT_POLL_MS = 1000;
+
+async function main(): Promise<void> {
+  const env = process.env;
+  if (!hasMagicCookie(env)) {
+    process.stderr.write(NOT_A_COMMAND);
+    process.exit(1);
+  }
+  const log = stderrLog();
+  if (!clientAcceptsV6(env)) log("warn", "the client did not offer plugin protocol 6; answering with 6 anyway", { offered: env.PLUGIN_PROTOCOL_VERSIONS });
+
+  const pollMs = Number.parseInt(env.PVE_SIM_PROVIDER_POLL_MS ?? "", 10);
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 256 << 20, "grpc.max_send_message_length": 256 << 20 });
+  let grpcServer: grpc.Server | undefined = server;
+  const provider = new ProviderServer({
+    log,
+    env,
+    pollMs: Number.isFinite(pollMs) && pollMs > 0 ? pollMs : DEFAULT_POLL_MS,
+    onShutdown: () => exit(0),
+  });
+  provider.register(server, loadProtos());
+
+  let creds: grpc.ServerCredentials;
+  let certField = "";
+  const clientCert = env.PLUGIN_CLIENT_CERT;
+  if (clientCert) {
+    const cert = generateServerCert();
+    creds = grpc.ServerCredentials.createSsl(Buffer.from(clientCert), [{ private_key: Buffer.from(cert.keyPem), cert_chain: Buffer.from(cert.certPem) }], true);
+    certField = cert.handshakeField;
+  } else {
+    creds = grpc.ServerCredentials.createInsecure();
+  }
+
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", creds, (err, p) => (err ? reject(err) : resolve(p))));
+  // The one line on stdout; everything else goes to stderr.
+  process.stdout.write(handshakeLine(`127.0.0.1:${port}`, certField));
+  log("debug", "plugin address", { network: "tcp", address: `127.0.0.1:${port}`, tls: clientCert ? "auto-mtls" : "none" });
+
+  // go-plugin servers eat interrupts: terraform handles Ctrl-C and stops us through StopProvider.
+  process.on("SIGINT", () => log("debug", "ignoring SIGINT; terraform stops providers itself"));
+  // A go plugin dies with its client's kill; if terraform itself was SIGKILLed, do not linger.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) exit(0);
+  }, 1000).unref();
+  // Keep running until Shutdown (the gRPC server holds the event loop).
+
+  function exit(code: number): void {
+    provider.closeStreams();
+    const s = grpcServer;
+    grpcServer = undefined;
+    if (!s) return;
+    s.tryShutdown(() => process.exit(code));
+    setTimeout(() => process.exit(code), 500).unref();
+  }
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`terraform provider stand-in failed to start: ${err.stack ?? err.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,237 @@
+// The tfplugin6 Provider service plus go-plugin's companion services (GRPCController, GRPCStdio,
+// GRPCBroker) and the grpc health check terraform pings with service name "plugin".
+import * as grpc from "@grpc/grpc-js";
+import { decodeDynamic, encodeMsgpack, fromJson } from "./codec.js";
+import { createContainer, deleteContainerResource, importContainer, readContainer, type Diagnostic } from "./container.js";
+import type { Log } from "./log.js";
+import { redact } from "./log.js";
+import { planBlock, planResourceChange, type PathStep } from "./plan.js";
+import { providerSettings, type ProviderSettings } from "./provider-config.js";
+import { PveClient } from "./pve-client.js";
+import type { OpContext } from "./pve-ops.js";
+import { CONTAINER, CONTAINER_SCHEMA, CONTAINER_TYPE, PROVIDER_SCHEMA, PROVIDER_TYPE, schemaToProto } from "./schema.js";
+import { validateContainer } from "./validate.js";
+import { asObject, unknownsToNull, valuesEqual, type ObjectValue, type Value } from "./values.js";
+import type { Protos } from "./protos.js";
+
+export interface ServerOptions {
+  log: Log;
+  env: NodeJS.ProcessEnv;
+  /** bpg polls every second; tests make it faster (PVE_SIM_PROVIDER_POLL_MS). */
+  pollMs: number;
+  /** GRPCController.Shutdown: the plugin exits after answering. */
+  onShutdown: () => void;
+}
+
+type Msg = Record<string, any>;
+type Handler = (req: Msg) => Promise<Msg>;
+
+const CAPABILITIES = { plan_destroy: false, get_provider_schema_optional: false, move_resource_state: false };
+
+interface ProtoDiag {
+  severity: "ERROR" | "WARNING";
+  summary: string;
+  detail: string;
+  attribute?: { steps: PathStep[] };
+}
+
+const error = (summary: string, detail = ""): ProtoDiag => ({ severity: "ERROR", summary, detail });
+
+export class ProviderServer {
+  private settings?: ProviderSettings;
+  private client?: PveClient;
+  /** StopProvider cancels whatever is in flight, like a cancelled Go context. */
+  private readonly stop = new AbortController();
+  private readonly openStreams = new Set<grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>>();
+
+  constructor(private readonly opts: ServerOptions) {}
+
+  register(server: grpc.Server, protos: Protos): void {
+    server.addService(protos.Provider, this.providerService());
+    server.addService(protos.GRPCController, {
+      Shutdown: (_call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) => {
+        cb(null, {});
+        this.opts.log("debug", "shutdown requested by the client");
+        setImmediate(() => this.opts.onShutdown());
+      },
+    });
+    // go-plugin streams the plugin's stdout/stderr over this; ours goes to the real stderr, so the stream stays empty.
+    server.addService(protos.GRPCStdio, {
+      StreamStdio: (call: grpc.ServerWritableStream<Msg, Msg>) => this.holdOpen(call),
+    });
+    // Terraform never brokers extra connections to a provider; keep the stream open and idle.
+    server.addService(protos.GRPCBroker, {
+      StartStream: (call: grpc.ServerDuplexStream<Msg, Msg>) => {
+        call.on("data", () => undefined);
+        this.holdOpen(call);
+      },
+    });
+    const serving = (service: string) => service === "" || service === "plugin";
+    server.addService(protos.Health, {
+      Check: (call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) => {
+        if (serving(call.request.service)) cb(null, { status: "SERVING" });
+        else cb({ code: grpc.status.NOT_FOUND, details: "unknown service" });
+      },
+      List: (_call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) => cb(null, { statuses: { plugin: { status: "SERVING" } } }),
+      Watch: (call: grpc.ServerWritableStream<Msg, Msg>) => {
+        call.write({ status: serving(call.request.service) ? "SERVING" : "SERVICE_UNKNOWN" });
+        this.holdOpen(call);
+      },
+    });
+  }
+
+  /** Ends the streams held open for go-plugin, so the server can shut down. */
+  closeStreams(): void {
+    for (const s of this.openStreams) s.end();
+    this.openStreams.clear();
+  }
+
+  private holdOpen(call: grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>): void {
+    this.openStreams.add(call);
+    call.on("cancelled", () => this.openStreams.delete(call));
+    call.on("error", () => this.openStreams.delete(call));
+  }
+
+  private providerService(): grpc.UntypedServiceImplementation {
+    const handlers: Record<string, Handler> = {
+      GetMetadata: async () => ({ server_capabilities: CAPABILITIES, diagnostics: [], data_sources: [], resources: [{ type_name: CONTAINER }], functions: [], ephemeral_resources: [] }),
+      GetProviderSchema: async () => ({
+        provider: schemaToProto(PROVIDER_SCHEMA),
+        resource_schemas: { [CONTAINER]: schemaToProto(CONTAINER_SCHEMA) },
+        data_source_schemas: {},
+        functions: {},
+        ephemeral_resource_schemas: {},
+        diagnostics: [],
+        server_capabilities: CAPABILITIES,
+      }),
+      ValidateProviderConfig: async (req) => {
+        decodeDynamic(PROVIDER_TYPE, req.config); // a malformed value fails here, as a type error would
+        return { diagnostics: [] };
+      },
+      ValidateResourceConfig: async (req) => {
+        this.checkType(req.type_name);
+        const diags = validateContainer(decodeDynamic(CONTAINER_TYPE, req.config));
+        return { diagnostics: diags.map((d) => ({ ...error(d.summary), attribute: { steps: d.path } })) };
+      },
+      ValidateDataResourceConfig: async (req) => ({ diagnostics: [error(`unknown data source type ${JSON.stringify(req.type_name)}`, "The provider stand-in has no data sources.")] }),
+      ValidateEphemeralResourceConfig: async (req) => ({ diagnostics: [error(`unknown ephemeral resource type ${JSON.stringify(req.type_name)}`)] }),
+      UpgradeResourceState: async (req) => {
+        this.checkType(req.type_name);
+        const raw = req.raw_state ?? {};
+        if (!raw.json || raw.json.length === 0) {
+          if (raw.flatmap && Object.keys(raw.flatmap).length > 0) return { diagnostics: [error("legacy flatmap state is not supported by the provider stand-in")] };
+          return { upgraded_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, null) }, diagnostics: [] };
+        }
+        // Schema version 0 throughout: upgrading is re-reading the JSON with today's schema.
+        const value = fromJson(CONTAINER_TYPE, JSON.parse(Buffer.from(raw.json).toString("utf8")));
+        return { upgraded_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, value) }, diagnostics: [] };
+      },
+      ConfigureProvider: async (req) => {
+        const { settings, diagnostics } = providerSettings(decodeDynamic(PROVIDER_TYPE, req.config), this.opts.env);
+        if (settings) {
+          this.client?.close();
+          this.settings = settings;
+          this.client = new PveClient({ endpoint: settings.endpoint, insecure: settings.insecure, auth: settings.auth, log: this.opts.log });
+          if (settings.endpoint.startsWith("http:")) this.opts.log("warn", "plain-http endpoint accepted (bpg would refuse it; the PVE simulator serves http)", { endpoint: settings.endpoint });
+          this.opts.log("debug", "provider configured", { endpoint: settings.endpoint, insecure: settings.insecure, auth: settings.auth.kind, terraform_version: req.terraform_version });
+        }
+        return { diagnostics };
+      },
+      ReadResource: async (req) => {
+        this.checkType(req.type_name);
+        const current = asObject(decodeDynamic(CONTAINER_TYPE, req.current_state));
+        if (!current) return { new_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, null) }, diagnostics: [], private: req.private };
+        const out = await readContainer(this.ctx(undefined), current);
+        return { new_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, out.state) }, diagnostics: this.diags(out.diagnostics), private: req.private };
+      },
+      PlanResourceChange: async (req) => {
+        this.checkType(req.type_name);
+        const prior = decodeDynamic(CONTAINER_TYPE, req.prior_state);
+        const proposed = decodeDynamic(CONTAINER_TYPE, req.proposed_new_state);
+        const config = decodeDynamic(CONTAINER_TYPE, req.config);
+        const { planned, requiresReplace } = planResourceChange(CONTAINER_SCHEMA, prior, proposed, config);
+        return { planned_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, planned) }, requires_replace: requiresReplace.map((steps) => ({ steps })), planned_private: req.prior_private, diagnostics: [] };
+      },
+      ApplyResourceChange: async (req) => {
+        this.checkType(req.type_name);
+        const prior = asObject(decodeDynamic(CONTAINER_TYPE, req.prior_state));
+        const planned = asObject(decodeDynamic(CONTAINER_TYPE, req.planned_state));
+        const encode = (v: Value) => ({ msgpack: encodeMsgpack(CONTAINER_TYPE, v) });
+        if (!planned) {
+          if (!prior) return { new_state: encode(null), diagnostics: [] };
+          const diags = await deleteContainerResource(this.ctx(prior, "timeout_delete", 60), prior);
+          const failed = diags.some((d) => d.severity === "ERROR");
+          // A failed delete keeps the object in state, as SDKv2 does.
+          return { new_state: encode(failed ? prior : null), diagnostics: this.diags(diags), private: req.planned_private };
+        }
+        if (!prior) {
+          const out = await createContainer(this.ctx(planned, "timeout_clone", 1800), planned);
+          return { new_state: encode(out.state), diagnostics: this.diags(out.diagnostics), private: req.planned_private };
+        }
+        // Every change is planned as a replacement, so an in-place update only arrives with nothing to do.
+        if (valuesEqual(prior, planned)) return { new_state: encode(planned), diagnostics: [], private: req.planned_private };
+        return { new_state: encode(prior), diagnostics: [error("in-place update is not supported by the provider stand-in", "The stand-in plans every change as a replacement; this update should not have been planned.")] };
+      },
+      ImportResourceState: async (req) => {
+        this.checkType(req.type_name);
+        const skeleton = unknownsToNull(planBlock(CONTAINER_SCHEMA, {}, null)) as ObjectValue;
+        const out = await importContainer(this.ctx(undefined), String(req.id), skeleton);
+        return {
+          imported_resources: out.state ? [{ type_name: CONTAINER, state: { msgpack: encodeMsgpack(CONTAINER_TYPE, out.state) }, private: Buffer.alloc(0) }] : [],
+          diagnostics: this.diags(out.diagnostics),
+        };
+      },
+      MoveResourceState: async () => ({ diagnostics: [error("moving resource state is not supported by the provider stand-in")] }),
+      ReadDataSource: async (req) => ({ diagnostics: [error(`unknown data source type ${JSON.stringify(req.type_name)}`)] }),
+      OpenEphemeralResource: async () => ({ diagnostics: [error("the provider stand-in has no ephemeral resources")] }),
+      RenewEphemeralResource: async () => ({ diagnostics: [error("the provider stand-in has no ephemeral resources")] }),
+      CloseEphemeralResource: async () => ({ diagnostics: [] }),
+      GetFunctions: async () => ({ functions: {}, diagnostics: [] }),
+      CallFunction: async (req) => ({ error: { text: `unknown function ${JSON.stringify(req.name)}` } }),
+      StopProvider: async () => {
+        this.opts.log("info", "stop requested: cancelling operations in flight");
+        this.stop.abort(new Error("context canceled"));
+        return { Error: "" };
+      },
+    };
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const [name, fn] of Object.entries(handlers)) {
+      impl[name] = (call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) => {
+        fn(call.request).then(
+          (res) => cb(null, res),
+          (err: Error) => {
+            const message = this.scrub(err.message);
+            this.opts.log("error", `${name} failed`, { error: message });
+            // Most responses carry diagnostics: an error there reads better in terraform than a gRPC status.
+            if (name === "CallFunction") cb({ code: grpc.status.INTERNAL, details: message });
+            else cb(null, { diagnostics: [error(`provider stand-in: ${name} failed`, message)] });
+          },
+        );
+      };
+    }
+    return impl;
+  }
+
+  private checkType(typeName: string): void {
+    if (typeName !== CONTAINER) throw new Error(`unknown resource type ${JSON.stringify(typeName)}`);
+  }
+
+  /** Context for one operation: the stop signal, plus the resource's own timeout attribute if given. */
+  private ctx(state: ObjectValue | undefined, timeoutAttr?: string, defaultSec?: number): OpContext {
+    if (!this.client) throw new Error("the provider is not configured (ConfigureProvider was not called or failed)");
+    const signals = [this.stop.signal];
+    if (timeoutAttr && defaultSec) {
+      const sec = typeof state?.[timeoutAttr] === "number" ? (state[timeoutAttr] as number) : defaultSec;
+      signals.push(AbortSignal.timeout(sec * 1000));
+    }
+    return { client: this.client, signal: AbortSignal.any(signals), pollMs: this.opts.pollMs, log: this.opts.log };
+  }
+
+  private scrub(text: string): string {
+    return redact(text, [...(this.settings?.secrets ?? []), this.opts.env.PROXMOX_VE_API_TOKEN, this.opts.env.PROXMOX_VE_PASSWORD]);
+  }
+
+  private diags(ds: Diagnostic[]): ProtoDiag[] {
+    return ds.map((d) => ({ severity: d.severity, summary: this.scrub(d.summary), detail: this.scrub(d.detail) }));
+  }
+}

@@ -1,0 +1,108 @@
+// /api2/json as pveproxy serves it: API-token auth (failures delayed 3 s, status line only),
+// parameters from the query string and form or JSON bodies, {"data": …} envelopes, PVE's error
+// shapes, and 501 for any method/path it does not know.
+import express, { Router, type NextFunction, type Request, type Response } from "express";
+import { ClusterApi } from "./cluster.js";
+import { delay, type PveContext } from "./context.js";
+import { PveError, notImplemented, paramError, proxyTimeout } from "./errors.js";
+import { LxcApi } from "./lxc.js";
+import { flatten, type RawParams } from "./params.js";
+import { callerOf, type Caller, type TokenDef } from "./privileges.js";
+
+/** A response with PVE's `total` attribute next to `data` (task logs). */
+export class WithTotal {
+  constructor(
+    readonly data: unknown,
+    readonly total: number,
+  ) {}
+}
+
+type Handler = (caller: Caller, params: RawParams) => unknown;
+
+/** `PVEAPIToken=USER@REALM!TOKENID=SECRET` (also with a space after the name). */
+export function tokenFrom(header: string | undefined, tokens: readonly TokenDef[]): TokenDef | null | undefined {
+  if (!header) return undefined;
+  const m = /(?:^|\s)PVEAPIToken[=\s](\S+)/.exec(header);
+  if (!m) return null;
+  const eq = m[1].lastIndexOf("=");
+  if (eq < 0) return null;
+  const [id, secret] = [m[1].slice(0, eq), m[1].slice(eq + 1)];
+  return tokens.find((t) => t.id === id && t.secret === secret) ?? null;
+}
+
+export function sendError(res: Response, err: PveError): void {
+  res.statusMessage = err.message.split("\n")[0].replace(/[^\x20-\x7e]/g, "?");
+  res.status(err.status);
+  if (err.bare) res.end();
+  else res.json(err.body());
+}
+
+export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[]): Router {
+  const r = Router();
+  const lxc = new LxcApi(ctx);
+  const cluster = new ClusterApi(ctx);
+
+  r.use(async (req: Request, res: Response, next: NextFunction) => {
+    const token = tokenFrom(req.get("authorization"), tokens());
+    if (!token) {
+      // pveproxy delays every failed login by 3 s; the answer is a bare status line.
+      await ctx.clock.sleep(ctx.latency.authFailure);
+      throw new PveError(401, token === undefined ? "No ticket" : "Authentication failed!", undefined, true);
+    }
+    res.locals.caller = callerOf(token);
+    if (["GET", "DELETE"].includes(req.method) && Number(req.get("content-length") ?? 0) > 0) {
+      throw new PveError(501, `Unexpected content for method '${req.method}'`, undefined, true);
+    }
+    const fault = ctx.faults.forRequest(req.path);
+    if (fault?.kind === "timeout") throw proxyTimeout();
+    if (fault?.kind === "error" && fault.message) throw new PveError(500, `${fault.message}\n`);
+    await delay(ctx, ctx.latency.api);
+    next();
+  });
+
+  const route = (method: "get" | "post" | "put" | "delete", path: string, fn: Handler) => {
+    r[method](path, async (req: Request, res: Response) => {
+      const params = { ...flatten(req.query), ...flatten(req.body) };
+      for (const [k, v] of Object.entries(req.params as Record<string, string>)) {
+        if (params[k] !== undefined && params[k] !== v) throw paramError({ [k]: "duplicate parameter (already defined in URI) with conflicting values!" });
+        params[k] = v;
+      }
+      const out = await fn(res.locals.caller as Caller, params);
+      res.json(out instanceof WithTotal ? { data: out.data, total: out.total } : { data: out ?? null });
+    });
+  };
+
+  route("get", "/version", (_c, p) => cluster.version(p));
+  route("get", "/nodes", (c, p) => cluster.nodes(c, p));
+  route("get", "/nodes/:node/storage", (c, p) => cluster.storage(c, p));
+  route("get", "/nodes/:node/lxc", (c, p) => lxc.list(c, p));
+  route("get", "/nodes/:node/lxc/:vmid", (c, p) => lxc.index(c, p));
+  route("delete", "/nodes/:node/lxc/:vmid", (c, p) => lxc.destroy(c, p));
+  route("get", "/nodes/:node/lxc/:vmid/config", (c, p) => lxc.getConfig(c, p));
+  route("put", "/nodes/:node/lxc/:vmid/config", (c, p) => lxc.setConfig(c, p));
+  route("post", "/nodes/:node/lxc/:vmid/clone", (c, p) => lxc.clone(c, p));
+  route("get", "/nodes/:node/lxc/:vmid/status/current", (c, p) => lxc.status(c, p));
+  route("post", "/nodes/:node/lxc/:vmid/status/start", (c, p) => lxc.start(c, p));
+  route("post", "/nodes/:node/lxc/:vmid/status/stop", (c, p) => lxc.stop(c, p));
+  route("post", "/nodes/:node/lxc/:vmid/status/shutdown", (c, p) => lxc.shutdown(c, p));
+  route("get", "/nodes/:node/tasks", (c, p) => cluster.taskList(c, p));
+  route("get", "/nodes/:node/tasks/:upid/status", (c, p) => cluster.taskStatus(c, p));
+  route("get", "/nodes/:node/tasks/:upid/log", (c, p) => {
+    const { data, total } = cluster.taskLog(c, p);
+    return new WithTotal(data, total);
+  });
+  route("get", "/pools", (c, p) => cluster.pools(c, p));
+  route("get", "/pools/:poolid", (c, p) => cluster.pool(c, p));
+  route("get", "/cluster/resources", (c, p) => cluster.resources(c, p));
+  route("get", "/cluster/nextid", (_c, p) => cluster.nextid(p));
+
+  r.use((req: Request) => {
+    throw notImplemented(req.method, req.path);
+  });
+  return r;
+}
+
+/** Body parsing as pveproxy accepts it: form-urlencoded or JSON, at most 64 KiB. */
+export function bodyParsers(): express.RequestHandler[] {
+  return [express.urlencoded({ extended: false, limit: "64kb" }), express.json({ limit: "64kb" })];
+}

@@ -1,0 +1,284 @@
+// The Proxmox VE API simulator: one node ("pve") with the runner template, pool and storages,
+// speaking /api2/json the way PVE 8/9 does (research/proxmox.md §3–§7) — envelopes and errors,
+// locks, tasks and UPIDs, token privileges, lagging /cluster/resources — plus simulated guests
+// that run one GitHub Actions job each and power themselves off.
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { pino, type Logger } from "pino";
+import { SimClock } from "../github/clock.js";
+import { createRng } from "../github/rng.js";
+import { apiRouter, bodyParsers, sendError } from "./api.js";
+import type { PveContext } from "./context.js";
+import { controlRouter } from "./control.js";
+import { PveError, configMissing, die } from "./errors.js";
+import { DEFAULT_LATENCY, FaultInjector, type FaultsBody, type Latency } from "./faults.js";
+import { DEFAULT_GUEST, type GuestTimings } from "./guest.js";
+import { LxcApi } from "./lxc.js";
+import { Acl, SIM_TOKENS, type TokenDef } from "./privileges.js";
+import { StatsDaemon } from "./rrd.js";
+import { execInGuest, type ExecResult } from "./shell.js";
+import { PveState, type Container } from "./state.js";
+import { TaskRegistry, type SimTask } from "./tasks.js";
+
+export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_POOL, SIM_BRIDGE, SIM_VLAN } from "./state.js";
+export { SIM_TOKENS, PVE_RUNNERS_ROLE, PVE_RUNNERS_SDN_ROLE, PVE_RUNNERS_ACLS, ALL_PRIVILEGES, type TokenDef, type AclEntry } from "./privileges.js";
+export { JIT_FILE, JIT_ENV, JOB_MARKER, DEFAULT_GUEST, type GuestTimings } from "./guest.js";
+export { DEFAULT_LATENCY, type Latency, type FaultsBody } from "./faults.js";
+export { decodeUpid, encodeUpid, type SimTask } from "./tasks.js";
+export type { ExecResult } from "./shell.js";
+
+export interface PveSimOptions {
+  /** Multiplies every simulated duration (tasks, guest boot, lock and auth delays). Default 1. */
+  timeScale?: number;
+  logger?: Logger;
+  /** Seeds MACs, jitter and fault rates. Default 1. */
+  seed?: number;
+  /** Per-operation latencies in simulated ms (see DEFAULT_LATENCY). */
+  latencyMs?: Partial<Latency>;
+  /** The simulated guest's timings (see DEFAULT_GUEST). */
+  guest?: Partial<GuestTimings>;
+  /** Extra API tokens (tests of other ACL layouts). */
+  tokens?: TokenDef[];
+}
+
+/** A container as tests see it. The `env` value is never shown: it may hold a JIT config. */
+export interface SimContainer {
+  vmid: number;
+  name: string;
+  status: "running" | "stopped";
+  lock: string | null;
+  template: boolean;
+  pool: string | null;
+  tags: string[];
+  config: Record<string, string>;
+  /** Names of the variables in the `env` option. */
+  envKeys: string[];
+  guest: Record<string, unknown> | null;
+  files: Array<{ path: string; kind: string; mode: string; size: number }>;
+}
+
+export class PveSim {
+  private readonly ctx: PveContext;
+  private readonly clock: SimClock;
+  private readonly log: Logger;
+  private readonly lxc: LxcApi;
+  private readonly tokens: TokenDef[];
+  private server?: Server;
+  private baseUrl = "";
+
+  constructor(opts: PveSimOptions = {}) {
+    this.log = opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? "silent" });
+    this.clock = new SimClock(opts.timeScale ?? 1);
+    this.tokens = [...Object.values(SIM_TOKENS), ...(opts.tokens ?? [])];
+    const rng = createRng(opts.seed ?? 1);
+    const state = new PveState(rng);
+    const lxcRef: { api?: LxcApi } = {};
+    const stats = new StatsDaemon(state, this.clock, (vmid) => {
+      const ct = state.get(vmid);
+      return ct && lxcRef.api?.vmstatus(ct);
+    });
+    this.ctx = {
+      state,
+      acl: new Acl(() => state.poolMembers()),
+      tasks: new TaskRegistry(state.node, this.log.child({ part: "tasks" })),
+      faults: new FaultInjector(rng),
+      clock: this.clock,
+      log: this.log,
+      rng,
+      latency: { ...DEFAULT_LATENCY, ...opts.latencyMs },
+      guestTimings: { ...DEFAULT_GUEST, ...opts.guest },
+      stats,
+    };
+    this.lxc = lxcRef.api = new LxcApi(this.ctx);
+  }
+
+  get url(): string {
+    return this.baseUrl;
+  }
+
+  async start(port = 0, host = "127.0.0.1"): Promise<string> {
+    if (this.server) throw new Error("PveSim already started");
+    const server = this.buildApp().listen(port, host);
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("listening", resolve);
+      server.once("error", reject);
+    });
+    const addr = server.address() as AddressInfo;
+    this.baseUrl = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    this.ctx.stats.start(this.ctx.latency.statsInterval);
+    this.log.info({ url: this.baseUrl }, "Proxmox VE simulator listening");
+    return this.baseUrl;
+  }
+
+  async stop(): Promise<void> {
+    this.ctx.stats.stop();
+    this.abortGuests();
+    this.clock.stop();
+    const server = this.server;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+    await this.ctx.tasks.settle();
+    this.abortGuests();
+  }
+
+  setTimeScale(scale: number): void {
+    this.clock.scale = scale;
+    this.ctx.stats.rescale();
+  }
+
+  get timeScale(): number {
+    return this.clock.scale;
+  }
+
+  setFaults(faults: FaultsBody): void {
+    this.ctx.faults.apply(faults);
+  }
+
+  clearFaults(): void {
+    this.ctx.faults.clear();
+  }
+
+  faults(): Record<string, unknown> {
+    return this.ctx.faults.snapshot();
+  }
+
+  setLatency(latency: Partial<Latency>): void {
+    Object.assign(this.ctx.latency, latency);
+    if (latency.statsInterval !== undefined && this.server) this.ctx.stats.start(latency.statsInterval);
+  }
+
+  latency(): Latency {
+    return { ...this.ctx.latency };
+  }
+
+  containers(): SimContainer[] {
+    return [...this.ctx.state.containers.values()].sort((a, b) => a.vmid - b.vmid).map((ct) => this.view(ct));
+  }
+
+  container(vmid: number): SimContainer | undefined {
+    const ct = this.ctx.state.get(vmid);
+    return ct && this.view(ct);
+  }
+
+  tasks(): SimTask[] {
+    return structuredClone(this.ctx.tasks.list());
+  }
+
+  /** Resolves when no task is running. */
+  settle(): Promise<void> {
+    return this.ctx.tasks.settle();
+  }
+
+  /** Runs one pvestatd pass now (tests of /cluster/resources). */
+  sampleStats(): void {
+    this.ctx.stats.sample();
+  }
+
+  /** `pct exec <vmid> -- <command…>` with `stdin`: exit 255 if the CT is missing or stopped. */
+  async exec(vmid: number, command: string[], stdin = "", node = this.ctx.state.node): Promise<ExecResult> {
+    const ct = node === this.ctx.state.node ? this.ctx.state.get(vmid) : undefined;
+    if (!ct) return { exitcode: 255, stdout: "", stderr: `Configuration file 'nodes/${node}/lxc/${vmid}.conf' does not exist\n` };
+    if (!ct.running) return { exitcode: 255, stdout: "", stderr: `CT ${vmid} not running\n` };
+    await this.clock.sleep(this.ctx.latency.exec);
+    if (!ct.running) return { exitcode: 255, stdout: "", stderr: `CT ${vmid} not running\n` };
+    const r = execInGuest(ct.fs, command, stdin, vmid);
+    // Log what ran, never what went in on stdin (a JIT config).
+    this.log.info({ vmid, command: command.map((a) => (a.length > 200 ? `${a.slice(0, 200)}…` : a)), exitcode: r.exitcode }, "pct exec");
+    return r;
+  }
+
+  /** The guest powers itself off (`systemctl poweroff` inside): stopped, no task. */
+  powerOff(vmid: number, node = this.ctx.state.node): void {
+    const ct = node === this.ctx.state.node ? this.ctx.state.get(vmid) : undefined;
+    if (!ct) throw configMissing(node, vmid);
+    if (!ct.running) throw die(`CT ${vmid} not running`);
+    this.lxc.markStopped(ct);
+  }
+
+  state(): Record<string, unknown> {
+    const { state } = this.ctx;
+    return {
+      url: this.baseUrl,
+      node: state.node,
+      timeScale: this.clock.scale,
+      containers: this.containers(),
+      pools: [...state.pools.values()].map((p) => ({ id: p.id, comment: p.comment, vms: [...p.vms], storage: [...p.storage] })),
+      storages: [...state.storages.values()].map((s) => ({ id: s.id, type: s.type, content: s.content, volumes: [...s.volumes.values()] })),
+      tasks: this.ctx.tasks.list().map(({ log: _log, ...t }) => t),
+      faults: this.faults(),
+      latency: this.latency(),
+      guest: this.ctx.guestTimings,
+    };
+  }
+
+  private view(ct: Container): SimContainer {
+    const { env, ...config } = ct.conf;
+    return {
+      vmid: ct.vmid,
+      name: ct.conf.hostname ?? `CT${ct.vmid}`,
+      status: ct.running ? "running" : "stopped",
+      lock: ct.conf.lock ?? null,
+      template: ct.conf.template === "1",
+      pool: this.ctx.state.poolOf(ct.vmid) ?? null,
+      tags: (ct.conf.tags ?? "").split(";").filter(Boolean),
+      config,
+      envKeys: (env ?? "").split("\0").filter(Boolean).map((kv) => kv.split("=")[0]),
+      guest: ct.guest?.describe() ?? null,
+      files: ct.fs.list().map((f) => ({ ...f, mode: f.mode.toString(8).padStart(4, "0") })),
+    };
+  }
+
+  private abortGuests(): void {
+    for (const ct of this.ctx.state.containers.values()) ct.guest?.abort("simulator stopped");
+  }
+
+  private buildApp(): express.Express {
+    const app = express();
+    app.disable("x-powered-by");
+    app.set("etag", false);
+    app.use((_req, res, next) => {
+      res.setHeader("Server", "pve-api-daemon/3.0");
+      res.setHeader("Cache-Control", "max-age=0");
+      next();
+    });
+    app.use(
+      "/_sim",
+      controlRouter({
+        tokens: () => this.tokens,
+        root: SIM_TOKENS.root,
+        state: () => this.state(),
+        containers: () => this.containers(),
+        tasks: () => this.ctx.tasks.list().map(({ log: _log, ...t }) => t),
+        faults: () => this.faults(),
+        setFaults: (f) => this.setFaults(f),
+        clearFaults: () => this.clearFaults(),
+        latency: () => this.latency(),
+        setLatency: (l) => this.setLatency(l),
+        setTimeScale: (s) => this.setTimeScale(s),
+        exec: (node, vmid, command, stdin) => this.exec(vmid, command, stdin, node),
+        powerOff: (node, vmid) => this.powerOff(vmid, node),
+      }),
+    );
+    app.use("/api2/json", ...bodyParsers(), apiRouter(this.ctx, () => this.tokens));
+    app.use(() => {
+      throw new PveError(501, "no such uri", undefined, true);
+    });
+    app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+      void _next;
+      if (res.headersSent) return;
+      if (err instanceof PveError) return sendError(res, err);
+      const e = err as { type?: string; message?: string };
+      if (e.type === "entity.too.large") return sendError(res, new PveError(501, "for data too large", undefined, true));
+      if (e.type === "entity.parse.failed") return sendError(res, new PveError(400, `malformed JSON string\n`));
+      this.log.error({ err, path: req.path }, "PVE simulator route crashed");
+      sendError(res, new PveError(500, `${e.message ?? String(err)}\n`));
+    });
+    return app;
+  }
+}

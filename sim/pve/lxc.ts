@@ -1,0 +1,489 @@
+// The container endpoints (pve-container src/PVE/API2/LXC.pm, LXC/Config.pm, LXC/Status.pm):
+// the permission check first (the method's `permissions`), then parameter verification, then the
+// code — synchronous checks, then a worker task that holds the CT's config flock.
+import { checkNode, delay, lockTimeout, simSecondsSince, type PveContext } from "./context.js";
+import { configFlockTimeout, die, errorText, locked, paramError, permError, storageLockTimeout } from "./errors.js";
+import type { Fault } from "./faults.js";
+import { SimGuest } from "./guest.js";
+import { CONFIG_KEYS, dynamicKey, isConfigKey, normalizeTags, parseEnv, parseFeatures, parseMountpoint, parseNet, printMountpoint, printNet, splitTags, typedConfig } from "./lxc-config.js";
+import { BOOL_OPT, DNS_NAME, NODE, POOL_ID, STORAGE_ID, VMID, bool, verify, type RawParams, type Schema } from "./params.js";
+import { isRootPam, type Caller } from "./privileges.js";
+import { splitVolid, type Container } from "./state.js";
+import type { TaskLog } from "./tasks.js";
+
+const CONFIG_PRIVS = ["VM.Config.Disk", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options"];
+/** Keys whose value GET /config hides from callers without the privilege (pve-container 6.0.15). */
+const READ_RESTRICTED: Record<string, string> = { env: "VM.Config.Options" };
+const REQUIRED_KEYS = ["memory", "rootfs", "ostype"];
+const BASE = { node: NODE, vmid: VMID };
+const isVolumeKey = (k: string) => k === "rootfs" || /^mp\d+$/.test(k);
+const isUnused = (k: string) => /^unused\d+$/.test(k);
+
+export class LxcApi {
+  constructor(private readonly ctx: PveContext) {}
+
+  // --- reading ---------------------------------------------------------------
+
+  list(caller: Caller, raw: RawParams): unknown[] {
+    const p = verify(raw, { node: NODE });
+    checkNode(this.ctx, p.node);
+    return [...this.ctx.state.containers.values()]
+      .filter((ct) => this.ctx.acl.has(caller, `/vms/${ct.vmid}`, ["VM.Audit"]))
+      .sort((a, b) => a.vmid - b.vmid)
+      .map((ct) => this.vmstatus(ct));
+  }
+
+  index(caller: Caller, raw: RawParams): unknown[] {
+    this.ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Audit"]);
+    const p = verify(raw, BASE);
+    checkNode(this.ctx, p.node);
+    this.ctx.state.load(Number(p.vmid));
+    return ["config", "pending", "status", "vncproxy", "termproxy", "vncwebsocket", "spiceproxy", "migrate", "clone", "snapshot", "firewall", "rrd", "rrddata", "interfaces"].map((subdir) => ({ subdir }));
+  }
+
+  status(caller: Caller, raw: RawParams): Record<string, unknown> {
+    this.ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Audit"]);
+    const p = verify(raw, BASE);
+    checkNode(this.ctx, p.node);
+    const ct = this.ctx.state.load(Number(p.vmid));
+    return { ...this.vmstatus(ct), ha: { managed: 0 } };
+  }
+
+  getConfig(caller: Caller, raw: RawParams): Record<string, unknown> {
+    this.ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Audit"]);
+    const p = verify(raw, { ...BASE, current: BOOL_OPT, snapshot: { type: "string", optional: true } });
+    checkNode(this.ctx, p.node);
+    const ct = this.ctx.state.load(Number(p.vmid));
+    if (p.snapshot) throw die(`snapshot '${p.snapshot}' does not exist`);
+    const conf = typedConfig(ct.conf);
+    for (const [key, priv] of Object.entries(READ_RESTRICTED)) {
+      if (key in conf && !this.ctx.acl.has(caller, `/vms/${ct.vmid}`, [priv])) delete conf[key];
+    }
+    return { ...conf, digest: this.ctx.state.digest(ct) };
+  }
+
+  vmstatus(ct: Container): Record<string, unknown> {
+    return this.ctx.state.vmstatus(ct, (t) => simSecondsSince(this.ctx, t));
+  }
+
+  // --- PUT /config (synchronous) -----------------------------------------------
+
+  async setConfig(caller: Caller, raw: RawParams): Promise<null> {
+    const { ctx } = this;
+    ctx.acl.checkAny(caller, `/vms/${raw.vmid}`, CONFIG_PRIVS);
+    const schema: Schema = {
+      ...BASE,
+      ...CONFIG_KEYS,
+      delete: { type: "string", optional: true },
+      revert: { type: "string", optional: true },
+      digest: { type: "string", optional: true, maxLength: 40 },
+    };
+    const p = verify(raw, schema, dynamicKey);
+    checkNode(ctx, p.node);
+    const vmid = Number(p.vmid);
+    const { node: _n, vmid: _v, digest, delete: del, revert: rev, ...param } = p;
+    if (!Object.keys(param).length && del === undefined && rev === undefined) throw die("no options specified");
+    const deletes = splitList(del);
+    const reverts = splitList(rev);
+
+    // The realistic failure of a config update is its flock timing out (bpg retries on "got timeout").
+    const fault = ctx.faults.forOp("config");
+    if (fault?.kind === "error" && fault.message) throw die(fault.message);
+    if (fault) await lockTimeout(ctx, configFlockTimeout(vmid));
+    const release = await ctx.state.flock(vmid, ctx.clock.scaled(ctx.latency.lockTimeout));
+    try {
+      const ct = ctx.state.load(vmid);
+      if (ct.conf.lock) throw locked(ct.conf.lock);
+      if (digest !== undefined && digest !== ctx.state.digest(ct)) throw die("detected modified configuration - file changed by other user? Try again.");
+      const unprivileged = ct.conf.unprivileged === "1";
+      for (const opt of [...deletes, ...reverts]) this.checkModifyPerm(caller, ct, opt, undefined, true, unprivileged);
+      for (const opt of reverts) if (!isConfigKey(opt)) throw paramError({ revert: `unknown option '${opt}'` });
+      for (const opt of deletes) {
+        if (!isConfigKey(opt)) throw paramError({ delete: `unknown option '${opt}'` });
+        if (param[opt] !== undefined) throw paramError({ delete: `you can't use '-${opt}' and -delete ${opt}' at the same time` });
+      }
+      for (const [opt, value] of Object.entries(param)) this.checkModifyPerm(caller, ct, opt, value, false, unprivileged);
+
+      // update_pct_config: validate everything, then write once.
+      const next = { ...ct.conf };
+      for (const opt of deletes) {
+        if (next[opt] === undefined) continue; // "cannot delete '…' - not set in current configuration!" is only a warning
+        if (REQUIRED_KEYS.includes(opt)) throw die(`unable to delete required option '${opt}'`);
+        if (opt === "unprivileged") throw die(`unable to delete read-only option: '${opt}'`);
+        delete next[opt];
+      }
+      for (const [opt, value] of Object.entries(param)) {
+        if (opt === "unprivileged") throw die(`unable to modify read-only option: '${opt}'`);
+        next[opt] = this.normalizeValue(opt, value);
+      }
+      await delay(ctx, ctx.latency.config);
+      ct.conf = next;
+      return null;
+    } finally {
+      release();
+    }
+  }
+
+  /** check_ct_modify_config_perm (src/PVE/LXC.pm), one option. */
+  private checkModifyPerm(caller: Caller, ct: Container, opt: string, value: string | undefined, isDelete: boolean, unprivileged: boolean): void {
+    if (isRootPam(caller)) return;
+    const { acl } = this.ctx;
+    const vm = (privs: string[]) => acl.checkVm(caller, ct.vmid, undefined, privs);
+    if (["cores", "cpuunits", "cpulimit"].includes(opt)) vm(["VM.Config.CPU"]);
+    else if (isVolumeKey(opt)) {
+      vm(["VM.Config.Disk"]);
+      if (isDelete || value === undefined) return;
+      const mp = parseMountpoint(value, opt);
+      if (!mp.volume.includes(":")) throw permError("mount point type bind is only allowed for root@pam");
+      acl.check(caller, `/storage/${splitVolid(mp.volume)[0]}`, ["Datastore.AllocateSpace"]);
+    } else if (opt === "memory" || opt === "swap") vm(["VM.Config.Memory"]);
+    else if (/^net\d+$/.test(opt)) {
+      vm(["VM.Config.Network"]);
+      if (ct.conf[opt]) this.checkBridge(caller, ct.conf[opt], opt);
+      if (!isDelete && value) this.checkBridge(caller, value, opt);
+    } else if (/^dev\d+$/.test(opt)) throw permError("configuring device passthrough is only allowed for root@pam");
+    else if (["nameserver", "searchdomain", "hostname"].includes(opt)) vm(["VM.Config.Network"]);
+    else if (opt === "features") this.checkFeatures(caller, ct, value, isDelete, unprivileged);
+    else if (opt === "hookscript") throw permError("changing the hookscript is only allowed for root@pam");
+    else if (opt === "tags") {
+      vm(["VM.Config.Options"]);
+      // datacenter.cfg user-tag-access defaults to "free": any tag is allowed with VM.Config.Options.
+    } else vm(["VM.Config.Options"]);
+  }
+
+  /** Only nesting may change without root@pam; re-sending identical features is no change. */
+  private checkFeatures(caller: Caller, ct: Container, value: string | undefined, isDelete: boolean, unprivileged: boolean): void {
+    if (!unprivileged) throw permError("changing feature flags for privileged container is only allowed for root@pam");
+    let nesting = false;
+    let other = false;
+    if (!isDelete) {
+      const next = parseFeatures(value);
+      if (ct.conf.features) {
+        const old = parseFeatures(ct.conf.features);
+        for (const f of [...Object.keys(old), ...Object.keys(next)]) {
+          if ((old[f] ?? "") === (next[f] ?? "")) continue;
+          if (f === "nesting") nesting = true;
+          else {
+            other = true;
+            break;
+          }
+        }
+      } else {
+        const keys = Object.keys(next);
+        if (keys.length === 1 && keys[0] === "nesting") nesting = true;
+        else if (keys.length) other = true;
+      }
+    } else {
+      const keys = Object.keys(parseFeatures(ct.conf.features));
+      if (keys.length === 1 && keys[0] === "nesting") nesting = true;
+      else if (keys.length) other = true;
+    }
+    if (other) throw permError("changing feature flags (except nesting) is only allowed for root@pam");
+    if (nesting) this.ctx.acl.checkVm(caller, ct.vmid, undefined, ["VM.Allocate"]);
+  }
+
+  /** check_bridge_access → SDN.Use on /sdn/zones/localnetwork/<bridge>[/<tag>]. */
+  private checkBridge(caller: Caller, netValue: string, key: string): void {
+    if (isRootPam(caller)) return;
+    const net = parseNet(netValue, key);
+    if (!net.bridge) return;
+    const path = `/sdn/zones/localnetwork/${net.bridge}${net.tag ? `/${net.tag}` : ""}`;
+    if (net.trunks && !net.tag) {
+      for (const t of net.trunks.split(";")) this.ctx.acl.check(caller, `/sdn/zones/localnetwork/${net.bridge}/${t}`, ["SDN.Use"]);
+    } else this.ctx.acl.check(caller, path, ["SDN.Use"]);
+  }
+
+  private normalizeValue(opt: string, value: string): string {
+    if (opt === "tags") return normalizeTags(value);
+    if (/^net\d+$/.test(opt)) {
+      // parse_lxc_network: type=veth, and a fresh MAC when none is given.
+      const net = parseNet(value, opt);
+      net.type = "veth";
+      net.hwaddr ??= this.ctx.state.randomMac();
+      return printNet(net);
+    }
+    return value;
+  }
+
+  // --- clone -----------------------------------------------------------------
+
+  async clone(caller: Caller, raw: RawParams): Promise<string> {
+    const { ctx } = this;
+    const { acl, state } = ctx;
+    // ['and', VM.Clone on the source, ['or', VM.Allocate on /vms/{newid}, on /pool/{pool}]]
+    acl.check(caller, `/vms/${raw.vmid}`, ["VM.Clone"]);
+    const mayAllocate = acl.has(caller, `/vms/${raw.newid ?? ""}`, ["VM.Allocate"]) || (raw.pool !== undefined && acl.has(caller, `/pool/${raw.pool}`, ["VM.Allocate"]));
+    if (!mayAllocate) throw permError();
+    const p = verify(raw, {
+      ...BASE,
+      newid: VMID,
+      hostname: { ...DNS_NAME, optional: true },
+      description: { type: "string", optional: true },
+      pool: { ...POOL_ID, optional: true },
+      snapname: { type: "string", optional: true },
+      storage: { ...STORAGE_ID, optional: true },
+      full: BOOL_OPT,
+      target: { ...NODE, optional: true },
+      bwlimit: { type: "number", optional: true, min: 0 },
+    });
+    checkNode(ctx, p.node);
+    const vmid = Number(p.vmid);
+    const newid = Number(p.newid);
+    if (p.pool !== undefined && !state.pools.has(p.pool)) throw permError(`pool '${p.pool}' does not exist`);
+    if (p.target !== undefined && p.target !== state.node && p.target !== "localhost") throw die(`no such cluster node '${p.target}'`);
+    if (p.storage !== undefined) state.storage(p.storage);
+
+    // set_lock($vmid, 'disk'): held on the source for the whole clone.
+    const release = await state.flock(vmid, ctx.clock.scaled(ctx.latency.lockTimeout));
+    let src: Container;
+    try {
+      src = state.load(vmid);
+      if (src.conf.lock) throw locked(src.conf.lock);
+      src.conf.lock = "disk";
+    } finally {
+      release();
+    }
+    const unlockSource = () => {
+      if (src.conf.lock === "disk") delete src.conf.lock;
+    };
+    let target: Container;
+    try {
+      state.assertUnused(newid);
+      target = state.create(newid, { lock: "create" });
+    } catch (err) {
+      unlockSource();
+      throw err;
+    }
+
+    const full = p.full !== undefined ? bool(p.full) : src.conf.template !== "1";
+    const mountpoints: Array<{ opt: string; mp: Record<string, string>; sid: string }> = [];
+    try {
+      if (p.storage !== undefined && !full) throw die("parameter 'storage' not allowed for linked clones");
+      if (p.snapname) throw die(`snapshot '${p.snapname}' does not exist`);
+      const newconf: Record<string, string> = {};
+      for (const opt of Object.keys(src.conf).sort()) {
+        const value = src.conf[opt];
+        if (isUnused(opt)) continue;
+        if (isVolumeKey(opt)) {
+          const mp = parseMountpoint(value, opt);
+          const [volSid, volname] = splitVolid(mp.volume);
+          const sid = p.storage ?? volSid;
+          acl.check(caller, `/storage/${sid}`, ["Datastore.AllocateSpace"]);
+          if (full && src.running) throw die("Full clone of a running container is only possible from a snapshot");
+          if (!full && (!/^base-/.test(volname) || volname.includes("/"))) throw die(`Linked clone feature for '${mp.volume}' is not available`);
+          mountpoints.push({ opt, mp, sid });
+          newconf[opt] = value;
+        } else if (/^net\d+$/.test(opt)) {
+          const net = parseNet(value, opt);
+          net.hwaddr = state.randomMac(); // always a new MAC
+          newconf[opt] = printNet({ ...net, type: "veth" });
+          this.checkBridge(caller, newconf[opt], opt);
+        } else newconf[opt] = value;
+      }
+      newconf.lock = "create";
+      delete newconf.template;
+      if (p.hostname) newconf.hostname = p.hostname;
+      if (p.description) newconf.description = p.description;
+      target.conf = newconf;
+    } catch (err) {
+      unlockSource();
+      state.remove(newid);
+      throw err;
+    }
+
+    const latency = full ? ctx.latency.cloneFull : ctx.latency.cloneLinked;
+    return ctx.tasks.spawn("vzclone", vmid, caller.userid, async (log) => {
+      log.print(`create ${full ? "full" : "linked"} clone of container ${vmid} with ID ${newid}`);
+      const created: string[] = [];
+      try {
+        const fault = ctx.faults.forOp("clone");
+        await this.failLater(fault, latency, () => storageLockTimeout(mountpoints[0]?.sid ?? "local-lvm"), () =>
+          die(`lvcreate 'pve/vm-${newid}-disk-0' error:   Cannot create new thin volume, free space in thin pool pve/data reached threshold.`),
+        );
+        await delay(ctx, latency);
+        for (const { opt, mp, sid } of mountpoints) {
+          const [volSid, volname] = splitVolid(mp.volume);
+          const size = state.storage(volSid).volumes.get(volname)?.size ?? 8 * 1024 ** 3;
+          log.print(`create ${full ? "full clone" : "linked clone"} of mount point ${opt} (${mp.volume})`);
+          const volid = state.allocVolume(sid, newid, size, full ? undefined : { volname });
+          created.push(volid);
+          log.print(`  Logical volume "${volid.split("/").pop()?.split(":").pop()}" created.`);
+          target.conf[opt] = printMountpoint({ ...mp, volume: volid });
+        }
+        if (p.pool) state.pools.get(p.pool)?.vms.add(newid);
+      } catch (err) {
+        unlockSource();
+        for (const volid of created) state.freeVolume(volid, newid, () => {});
+        if (state.get(newid) === target) state.remove(newid);
+        throw die(`clone failed: ${errorText(err)}`);
+      }
+      unlockSource();
+      if (target.conf.lock === "create") delete target.conf.lock;
+    });
+  }
+
+  // --- power -----------------------------------------------------------------
+
+  start(caller: Caller, raw: RawParams): string {
+    const { ctx } = this;
+    ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.PowerMgmt"]);
+    const p = verify(raw, { ...BASE, skiplock: BOOL_OPT, debug: BOOL_OPT });
+    checkNode(ctx, p.node);
+    const vmid = Number(p.vmid);
+    const skiplock = bool(p.skiplock);
+    if (skiplock && !isRootPam(caller)) throw paramError({ skiplock: "Only root may use this option." });
+    if (ctx.state.get(vmid)?.running) throw die(`CT ${vmid} already running`);
+    return ctx.tasks.spawn("vzstart", vmid, caller.userid, (log) =>
+      this.withFlock(vmid, async () => {
+        const ct = ctx.state.load(vmid);
+        if (ct.conf.template === "1") throw die("you can't start a CT if it's a template");
+        if (!skiplock && ct.conf.lock && ct.conf.lock !== "mounted") throw locked(ct.conf.lock);
+        if (ct.running) throw die(`CT ${vmid} already running`);
+        await this.failLater(ctx.faults.forOp("start"), ctx.latency.start, () => configFlockTimeout(vmid), () => die(`startup for container '${vmid}' failed`));
+        await delay(ctx, ctx.latency.start);
+        this.boot(ct, log);
+      }),
+    );
+  }
+
+  stop(caller: Caller, raw: RawParams): string {
+    const { ctx } = this;
+    ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.PowerMgmt"]);
+    const p = verify(raw, { ...BASE, skiplock: BOOL_OPT, "overrule-shutdown": BOOL_OPT, timeout: { type: "integer", optional: true, min: 0 } });
+    checkNode(ctx, p.node);
+    const vmid = Number(p.vmid);
+    const skiplock = bool(p.skiplock);
+    if (skiplock && !isRootPam(caller)) throw paramError({ skiplock: "Only root may use this option." });
+    if (!ctx.state.get(vmid)?.running) throw die(`CT ${vmid} not running`);
+    return ctx.tasks.spawn("vzstop", vmid, caller.userid, () =>
+      this.withFlock(vmid, async () => {
+        const ct = ctx.state.load(vmid);
+        if (!skiplock && ct.conf.lock && ct.conf.lock !== "mounted") throw locked(ct.conf.lock);
+        await this.failLater(ctx.faults.forOp("stop"), ctx.latency.stop, () => configFlockTimeout(vmid), () => die("container did not stop"));
+        ct.guest?.abort("stop");
+        await delay(ctx, ctx.latency.stop);
+        this.markStopped(ct);
+      }),
+    );
+  }
+
+  shutdown(caller: Caller, raw: RawParams): string {
+    const { ctx } = this;
+    ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.PowerMgmt"]);
+    const p = verify(raw, { ...BASE, timeout: { type: "integer", optional: true, min: 0 }, forceStop: BOOL_OPT });
+    checkNode(ctx, p.node);
+    const vmid = Number(p.vmid);
+    if (!ctx.state.get(vmid)?.running) throw die(`CT ${vmid} not running`);
+    return ctx.tasks.spawn("vzshutdown", vmid, caller.userid, () =>
+      this.withFlock(vmid, async () => {
+        const ct = ctx.state.load(vmid);
+        if (ct.conf.lock) throw locked(ct.conf.lock);
+        await this.failLater(ctx.faults.forOp("shutdown"), ctx.latency.shutdown, () => configFlockTimeout(vmid), () => die("container did not stop"));
+        ct.guest?.abort("shutdown");
+        await delay(ctx, ctx.latency.shutdown);
+        this.markStopped(ct);
+      }),
+    );
+  }
+
+  // --- destroy ---------------------------------------------------------------
+
+  destroy(caller: Caller, raw: RawParams): string {
+    const { ctx } = this;
+    const { state } = ctx;
+    ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Allocate"]);
+    const p = verify(raw, { ...BASE, force: BOOL_OPT, purge: BOOL_OPT, "destroy-unreferenced-disks": BOOL_OPT });
+    checkNode(ctx, p.node);
+    const vmid = Number(p.vmid);
+    const force = bool(p.force);
+    const early = (ct: Container) => {
+      if (ct.conf.protection === "1") throw die(`can't remove CT ${vmid} - protection mode enabled`);
+      if (ct.conf.lock) throw locked(ct.conf.lock);
+    };
+    const running = `unable to destroy CT ${vmid} - container is running`;
+    early(state.load(vmid));
+    if (!force && state.get(vmid)?.running) throw die(running);
+    return ctx.tasks.spawn("vzdestroy", vmid, caller.userid, (log) =>
+      this.withFlock(vmid, async () => {
+        const ct = state.load(vmid);
+        early(ct);
+        if (ct.running) {
+          if (!force) throw die(running);
+          log.warn(`forced to stop CT ${vmid} before destroying!`);
+          ct.guest?.abort("destroy");
+          this.markStopped(ct);
+        }
+        const volids = Object.entries(ct.conf)
+          .filter(([k]) => isVolumeKey(k) || isUnused(k))
+          .map(([k, v]) => (isUnused(k) ? v : parseMountpoint(v, k).volume))
+          .filter((v) => v.includes(":"));
+        const sid = volids[0] ? splitVolid(volids[0])[0] : "local-lvm";
+        await this.failLater(ctx.faults.forOp("destroy"), ctx.latency.destroy, () => storageLockTimeout(sid), () =>
+          die(`lvremove 'pve/vm-${vmid}-disk-0' error:   Logical volume pve/vm-${vmid}-disk-0 in use.`),
+        );
+        await delay(ctx, ctx.latency.destroy * 0.7);
+        for (const volid of volids) state.freeVolume(volid, vmid, (l) => log.warn(l));
+        ct.conf = { lock: "destroyed" }; // the replacement config until the end
+        await delay(ctx, ctx.latency.destroy * 0.3);
+        if (bool(p.purge)) log.print(`purging CT ${vmid} from related configurations..`);
+        state.remove(vmid);
+        ctx.stats.forget(vmid);
+      }),
+    );
+  }
+
+  // --- helpers ---------------------------------------------------------------
+
+  /** lock_config around a worker: waits for the CT's flock (10 s, then "got timeout"). */
+  private async withFlock(vmid: number, fn: () => Promise<void>): Promise<void> {
+    const release = await this.ctx.state.flock(vmid, this.ctx.clock.scaled(this.ctx.latency.lockTimeout));
+    try {
+      await fn();
+    } finally {
+      release();
+    }
+  }
+
+  /** An injected fault: a lock wait runs into its timeout; an error strikes halfway through. */
+  private async failLater(fault: Fault | null, latency: number, lockErr: () => Error, opErr: () => Error): Promise<void> {
+    if (!fault) return;
+    if (fault.kind === "lock") return lockTimeout(this.ctx, lockErr());
+    await delay(this.ctx, latency / 2);
+    throw fault.kind === "error" && fault.message ? die(fault.message.replace(/^clone failed: /, "")) : opErr();
+  }
+
+  /** vm_start succeeded: the container runs and its guest boots. */
+  private boot(ct: Container, log: TaskLog): void {
+    const { ctx } = this;
+    ct.running = true;
+    ct.startedAt = Date.now();
+    ct.pid = ctx.state.newPid();
+    const env = parseEnv(ct.conf.env);
+    const guest: SimGuest = new SimGuest({
+      vmid: ct.vmid,
+      fs: ct.fs,
+      env,
+      clock: ctx.clock,
+      log: ctx.log.child({ part: "guest", vmid: ct.vmid }),
+      timings: ctx.guestTimings,
+      hang: ctx.faults.forOp("guest")?.kind === "hang",
+      powerOff: () => {
+        if (ct.guest === guest) this.markStopped(ct);
+      },
+    });
+    ct.guest = guest;
+    void guest.run();
+    if (Object.keys(env).length) log.print(`container environment: ${Object.keys(env).sort().join(", ")}`);
+  }
+
+  markStopped(ct: Container): void {
+    ct.guest?.abort("stopped");
+    ct.guest = null;
+    ct.running = false;
+    ct.startedAt = null;
+    ct.pid = null;
+    ct.fs.wipeTmpfs();
+  }
+}
+
+const splitList = (v: string | undefined): string[] => splitTags(v ?? "");

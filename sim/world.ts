@@ -1,0 +1,117 @@
+// The whole stand-in world in one process: Proxmox VE simulator, fake GitHub, the provider
+// stand-in in a terraform filesystem mirror, a `pct` stand-in for the JIT delivery helper, and a
+// config file that points the real listener at all of it. Used by `pve-runners demo` and the e2e tests.
+import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Logger } from "pino";
+import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS } from "./pve/index.js";
+import { GitHubSim } from "./github/index.js";
+import { installProviderMirror } from "./provider/install.js";
+import { installPctShim } from "./pct/install.js";
+import { parseConfig, type Config, type Secrets } from "../listener/config.js";
+
+export const DEMO_LABEL_SETS = [
+  { name: "linux-small", labels: ["self-hosted", "linux", "x64"], cores: 2, memoryMb: 2048, swapMb: 512, maxRunners: 6 },
+  { name: "linux-large", labels: ["self-hosted", "linux", "x64", "large"], cores: 8, memoryMb: 16384, swapMb: 0, maxRunners: 4 },
+  { name: "linux-docker", labels: ["self-hosted", "linux", "x64", "docker"], cores: 4, memoryMb: 4096, swapMb: 1024, maxRunners: 4 },
+];
+
+export interface WorldOptions {
+  /** Scales every simulated latency and duration (PVE tasks, guest boot, job run time). */
+  timeScale?: number;
+  logger: Logger;
+  /** Extra YAML merged over the generated config (as text appended under the given top-level keys). */
+  configPatch?: (cfg: Record<string, unknown>) => void;
+  /** Keep the temp dir (debugging). */
+  keep?: boolean;
+}
+
+export interface World {
+  readonly dir: string;
+  readonly pve: PveSim;
+  readonly github: GitHubSim;
+  readonly config: Config;
+  readonly secrets: Secrets;
+  readonly configFile: string;
+  /** Environment for the JIT delivery helper: the `pct` stand-in first on PATH. */
+  readonly helperEnv: NodeJS.ProcessEnv;
+  /** Extra environment for terraform: the provider stand-in polls the simulator quickly. */
+  readonly terraformEnv: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), import.meta.url.endsWith(".ts") ? ".." : "../..");
+
+export async function startWorld(o: WorldOptions): Promise<World> {
+  const dir = await mkdtemp(join(tmpdir(), "pve-runners-world-"));
+  const timeScale = o.timeScale ?? 0.05;
+  const pve = new PveSim({ timeScale, logger: o.logger.child({ sim: "pve" }) });
+  const github = new GitHubSim({ timeScale, logger: o.logger.child({ sim: "github" }) });
+  const pveUrl = await pve.start(0, "127.0.0.1");
+  const ghUrl = await github.start(0, "127.0.0.1");
+
+  const { cliConfigFile } = await installProviderMirror(join(dir, "terraform"));
+  const binDir = join(dir, "bin");
+  await installPctShim(binDir, { url: pveUrl, token: `${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}`, node: SIM_NODE });
+
+  const secretsDir = join(dir, "credentials");
+  await mkdir(secretsDir, { mode: 0o700 });
+  const webhookSecret = `whsec-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+  await writeFile(join(secretsDir, "github-app.pem"), github.appPrivateKeyPem, { mode: 0o600 });
+  await writeFile(join(secretsDir, "webhook-secret"), webhookSecret + "\n", { mode: 0o600 });
+  await writeFile(join(secretsDir, "pve-token"), `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}\n`, { mode: 0o600 });
+
+  const cfg: Record<string, any> = {
+    github: {
+      appId: github.appId,
+      privateKeyFile: "${CREDENTIALS_DIRECTORY}/github-app.pem",
+      webhookSecretFile: "${CREDENTIALS_DIRECTORY}/webhook-secret",
+      baseUrl: ghUrl,
+      runnerScope: "repo",
+    },
+    proxmox: {
+      endpoint: pveUrl + "/",
+      tokenFile: "${CREDENTIALS_DIRECTORY}/pve-token",
+      node: SIM_NODE,
+      templateVmid: SIM_TEMPLATE_VMID,
+      bridge: "vmbr1",
+      vlan: 30,
+      pool: "ci",
+      linkedClone: true,
+    },
+    labelSets: DEMO_LABEL_SETS,
+    allow: { orgs: ["acme"], repos: ["solo/dotfiles"] },
+    limits: { maxRunners: 10, maxRunnersPerRepo: 8 },
+    timeouts: { apply: 120, destroy: 120, boot: 60, idle: 400 },
+    delivery: { mode: "pct", helper: [join(repoRoot, "systemd", "deliver-jit")] },
+    listener: { host: "127.0.0.1", port: 0 },
+    stateDir: join(dir, "state"),
+    terraform: { binary: "terraform", cliConfigFile },
+    sweeper: { enabled: false },
+  };
+  o.configPatch?.(cfg);
+  const { stringify } = await import("yaml");
+  const configFile = join(dir, "config.yaml");
+  const text = stringify(cfg);
+  await writeFile(configFile, text, { mode: 0o600 });
+  const { config, secrets } = parseConfig(text, { baseDir: dir, env: { ...process.env, CREDENTIALS_DIRECTORY: secretsDir } });
+
+  const helperEnv: NodeJS.ProcessEnv = { ...process.env, PATH: `${binDir}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+  const terraformEnv = { PVE_SIM_PROVIDER_POLL_MS: "50" };
+  return {
+    dir,
+    pve,
+    github,
+    config,
+    secrets,
+    configFile,
+    helperEnv,
+    terraformEnv,
+    async stop() {
+      await Promise.allSettled([pve.stop(), github.stop()]);
+      if (!o.keep) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,154 @@
+#!/bin/bash
+# pve-runners: the least-privilege Proxmox VE identity of the listener (research/proxmox.md §4).
+# Run as root on a PVE 8/9 host; installed as /usr/libexec/pve-runners/pveum-setup.
+#
+#   pveum-setup --bridge vmbr1 [--vlan 30] [--storage local-lvm] [--pool ci] [--template-vmid 9000]
+#               [--user pve-runners@pve] [--token listener] [--role PVERunners]
+#               [--token-file /etc/pve-runners/credentials/pve-token] [--dry-run]
+#
+# - role PVERunners with exactly: VM.Clone VM.Allocate VM.PowerMgmt VM.Config.Network VM.Config.CPU
+#   VM.Config.Memory VM.Config.Options VM.Audit Datastore.AllocateSpace SDN.Use
+# - pool `ci`: the template and the storage are members, so the role granted on /pool/ci reaches
+#   them (pool ACLs are inherited by members); runners join it when they are cloned
+# - user pve-runners@pve (no password: it only ever uses the token) and its privilege-separated
+#   token `listener` (a privsep token gets the intersection of its own and the user's ACLs, so both
+#   are granted the role)
+# - ACLs on /pool/<pool> and on /sdn/zones/localnetwork/<bridge> (SDN.Use for the CI bridge; it
+#   propagates to the VLAN tags under it)
+# The token's secret is shown by PVE once: with --token-file it goes straight into that file (0600),
+# never to the terminal. Running it again keeps what exists (the token is never regenerated).
+# --dry-run prints the pveum commands and changes nothing. PVE_RUNNERS_PVEUM overrides `pveum` (tests).
+set -euo pipefail
+umask 077
+export LC_ALL=C
+
+PRIVS="VM.Clone,VM.Allocate,VM.PowerMgmt,VM.Config.Network,VM.Config.CPU,VM.Config.Memory,VM.Config.Options,VM.Audit,Datastore.AllocateSpace,SDN.Use"
+pveum_cmd="${PVE_RUNNERS_PVEUM:-pveum}"
+bridge=""
+vlan=""
+storage=""
+pool=ci
+template_vmid=""
+user=pve-runners@pve
+token=listener
+role=PVERunners
+token_file=""
+dry=0
+
+die() {
+  echo "pveum-setup: $*" >&2
+  exit 2
+}
+need() { [[ -n "${2:-}" ]] || die "$1 needs a value"; }
+while (($#)); do
+  case "$1" in
+    --bridge) need "$1" "${2:-}"; bridge="$2"; shift ;;
+    --vlan) need "$1" "${2:-}"; vlan="$2"; shift ;;
+    --storage) need "$1" "${2:-}"; storage="$2"; shift ;;
+    --pool) need "$1" "${2:-}"; pool="$2"; shift ;;
+    --template-vmid) need "$1" "${2:-}"; template_vmid="$2"; shift ;;
+    --user) need "$1" "${2:-}"; user="$2"; shift ;;
+    --token) need "$1" "${2:-}"; token="$2"; shift ;;
+    --role) need "$1" "${2:-}"; role="$2"; shift ;;
+    --token-file) need "$1" "${2:-}"; token_file="$2"; shift ;;
+    --dry-run) dry=1 ;;
+    -h | --help)
+      sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+  shift
+done
+[[ -n "$bridge" ]] || die "--bridge is required (the CI bridge, e.g. vmbr1)"
+[[ "$bridge" =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "bad bridge name '$bridge'"
+[[ -z "$vlan" || "$vlan" =~ ^[0-9]{1,4}$ ]] || die "bad VLAN tag '$vlan'"
+[[ "$pool" =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || die "bad pool name '$pool'"
+[[ -z "$template_vmid" || "$template_vmid" =~ ^[1-9][0-9]{2,8}$ ]] || die "bad vmid '$template_vmid'"
+[[ "$user" =~ ^[^@[:space:]]+@[^@![:space:]]+$ ]] || die "bad user '$user' (name@realm)"
+[[ "$token" =~ ^[A-Za-z][A-Za-z0-9._-]*$ ]] || die "bad token id '$token'"
+tokenid="$user!$token"
+
+# Prints a command so it can be pasted into a shell: arguments quoted only when they need it
+# ('!' too: interactive bash would expand it).
+show() {
+  local a line="$pveum_cmd"
+  for a in "$@"; do
+    if [[ "$a" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then line+=" $a"; else line+=" '${a//\'/\'\\\'\'}'"; fi
+  done
+  echo "$line"
+}
+# pve ARGS...: run pveum (or print it under --dry-run).
+pve() {
+  if ((dry)); then show "$@"; else "$pveum_cmd" "$@"; fi
+}
+# pve_keep 'already-pattern' ARGS...: as pve, but an answer saying it is already so is fine.
+pve_keep() {
+  local pattern="$1" out
+  shift
+  if ((dry)); then
+    show "$@"
+    return 0
+  fi
+  if out="$("$pveum_cmd" "$@" 2>&1)"; then
+    [[ -z "$out" ]] || echo "$out"
+    return 0
+  fi
+  if [[ "$out" =~ $pattern ]]; then
+    echo "pveum-setup: kept: ${out%%$'\n'*}"
+    return 0
+  fi
+  echo "$out" >&2
+  return 1
+}
+
+((dry)) && echo "# pveum-setup: dry run, the commands:"
+# The role: created, or brought to exactly these privileges.
+if ((dry)); then
+  show role add "$role" --privs "$PRIVS"
+elif ! "$pveum_cmd" role add "$role" --privs "$PRIVS" 2>/dev/null; then
+  "$pveum_cmd" role modify "$role" --privs "$PRIVS"
+fi
+pve_keep "already exists" pool add "$pool" --comment "pve-runners: the runner template, its storage and every runner"
+if [[ -n "$template_vmid" ]]; then
+  pve_keep "already a pool member" pool modify "$pool" --vms "$template_vmid"
+fi
+if [[ -n "$storage" ]]; then
+  pve_keep "already a pool member" pool modify "$pool" --storage "$storage"
+fi
+pve_keep "already exists" user add "$user" --comment "pve-runners webhook listener (token only)"
+
+# The token: its secret is printed once by PVE; it goes into the credentials file only.
+token_add=(user token add "$user" "$token" --privsep 1 --comment "pve-runners listener" --output-format json)
+if ((dry)); then
+  show "${token_add[@]}"
+  if [[ -n "$token_file" ]]; then echo "# the token's value would be written to $token_file as $tokenid=<secret>"; fi
+elif out="$("$pveum_cmd" "${token_add[@]}" 2>&1)"; then
+  secret="$(sed -nE 's/.*"value" *: *"([0-9A-Za-z-]+)".*/\1/p' <<<"$out")"
+  [[ -n "$secret" ]] || die "pveum answered without a token value"
+  if [[ -n "$token_file" ]]; then
+    mkdir -p "$(dirname "$token_file")"
+    printf '%s=%s\n' "$tokenid" "$secret" >"$token_file.new"
+    chmod 0600 "$token_file.new"
+    mv "$token_file.new" "$token_file"
+    echo "pveum-setup: token $tokenid created; its secret is in $token_file"
+  else
+    echo "pveum-setup: token $tokenid created. Its secret, shown once (store it as USER@REALM!TOKENID=SECRET):"
+    echo "$tokenid=$secret"
+  fi
+  secret=""
+elif [[ "$out" =~ already\ exists ]]; then
+  echo "pveum-setup: kept: token $tokenid exists (to rotate it: $pveum_cmd user token remove $user $token, then run this again)"
+else
+  echo "$out" >&2
+  exit 1
+fi
+
+for path in "/pool/$pool" "/sdn/zones/localnetwork/$bridge"; do
+  pve acl modify "$path" --users "$user" --roles "$role"
+  pve acl modify "$path" --tokens "$tokenid" --roles "$role"
+done
+if [[ -n "$vlan" ]]; then
+  echo "# SDN.Use on /sdn/zones/localnetwork/$bridge propagates to VLAN $vlan (/sdn/zones/localnetwork/$bridge/$vlan)"
+fi
+((dry)) || echo "pveum-setup: done: $tokenid has role $role on /pool/$pool and /sdn/zones/localnetwork/$bridge"

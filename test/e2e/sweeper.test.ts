@@ -1,0 +1,101 @@
+// The sweeper on the world: every leak it exists for is made for real, then one pass must end it.
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { pino } from "pino";
+import { startE2E, waitFor, settled, containersLeft, registrationsLeft, type E2E } from "./harness.js";
+import { ProxmoxApi } from "../../listener/proxmox.js";
+import { GitHubAdapter } from "../../listener/github.js";
+import { SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS } from "../../sim/pve/index.js";
+
+const quiet = pino({ level: "silent" });
+
+async function withE2E(fn: (e: E2E) => Promise<void>, o: Parameters<typeof startE2E>[0] = {}): Promise<void> {
+  // No cron here: each test runs its passes by hand. Grace 0: nothing is "mid-creation" for long.
+  const e = await startE2E({ ...o, overrides: { sweepGraceMs: 0, ...o.overrides } });
+  try {
+    await fn(e);
+  } finally {
+    await e.stop();
+  }
+}
+
+const rootApi = (e: E2E) => new ProxmoxApi({ endpoint: e.world.pve.url + "/", token: `${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}`, logger: quiet, pollMs: 20 });
+
+/** A runner-like container made behind the listener's back (as a crash between clone and record would). */
+async function cloneBehindOurBack(e: E2E, hostname: string, tags: string): Promise<number> {
+  const api = rootApi(e);
+  const vmid = Number(await api.request<string>("GET", "/cluster/nextid"));
+  const upid = await api.request<string>("POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: vmid, hostname, pool: "ci" });
+  await api.waitTask(SIM_NODE, upid);
+  await api.setConfig(SIM_NODE, vmid, { tags });
+  await api.start(SIM_NODE, vmid);
+  return vmid;
+}
+
+describe("sweeper on the world", { concurrency: 1 }, () => {
+  test("an orphan runner container with no record is destroyed through the API; foreign containers are left alone", () =>
+    withE2E(async (e) => {
+      const orphan = await cloneBehindOurBack(e, "runner-0rphan01", "pve-runners;pve-runners-runner-0rphan01");
+      const foreign = await cloneBehindOurBack(e, "runner-notours", "someone-else");
+      const dry = await e.service.sweep({ dryRun: true });
+      assert.deepEqual(dry.actions.map((a) => a.kind), ["destroy-container"]);
+      assert.deepEqual((await containersLeft(e)).sort(), [orphan, foreign].sort(), "a dry run changes nothing");
+      const report = await e.service.sweep();
+      const a = report.actions[0];
+      assert.ok(a.kind === "destroy-container" && a.vmid === orphan && a.via === "api", JSON.stringify(report.actions));
+      assert.deepEqual(report.errors, []);
+      assert.deepEqual(await containersLeft(e), [foreign], "only the container tagged pve-runners and named runner-* is ours");
+    }));
+
+  test("a lost `completed`: the guest powers off after its job, the sweep finishes the runner and it is destroyed", () =>
+    withE2E(async (e) => {
+      const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 1500 });
+      await waitFor("runner busy", () => e.service.store.runners(["busy"])[0]);
+      e.world.github.setFaults({ webhook: { dropRate: 1 } }); // `completed` never arrives
+      await waitFor("job completed at GitHub", () => e.world.github.jobs().find((j) => j.id === job.id)?.status === "completed");
+      const runner = e.service.store.runners(["busy"])[0];
+      assert.ok(runner, "without the webhook the runner still looks busy");
+      await waitFor("guest powered off", () => e.world.pve.container(runner.vmid!)?.status === "stopped", 30_000);
+      const report = await e.service.sweep();
+      assert.ok(report.actions.some((a) => a.kind === "mark-done" && a.runner === runner.name), JSON.stringify(report.actions));
+      await settled(e, [job.id]);
+      assert.deepEqual(await containersLeft(e), []);
+      assert.deepEqual(registrationsLeft(e), []);
+    }));
+
+  test("a registration with no runner or container of ours is deleted; the stack dir of a runner never applied is removed", () =>
+    withE2E(async (e) => {
+      const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 500 });
+      await settled(e, [job.id]); // the scope repo:acme/app is now known
+      const gh = new GitHubAdapter({ appId: e.world.github.appId, privateKey: e.world.secrets.githubAppPrivateKey, baseUrl: e.world.github.url, apiVersion: "2022-11-28", runnerGroupId: 1, logger: quiet, throttle: false });
+      await gh.generateJitConfig({ kind: "repo", owner: "acme", repo: "app" }, "runner-stale0001", ["self-hosted", "linux"]);
+      const ghost = join(e.world.config.stateDir, "runners", "runner-ghost001", "stacks", "runner");
+      await mkdir(ghost, { recursive: true });
+      await writeFile(join(ghost, "cdk.tf.json"), "{}");
+      assert.deepEqual(registrationsLeft(e), ["runner-stale0001"]);
+      const report = await e.service.sweep();
+      const kinds = report.actions.map((a) => `${a.kind}:${"name" in a ? a.name : "dir" in a ? a.dir.split("/").at(-1) : ""}`).sort();
+      assert.deepEqual(kinds, ["delete-registration:runner-stale0001", "remove-stack:runner-ghost001"]);
+      assert.deepEqual(registrationsLeft(e), []);
+      assert.deepEqual(await readdir(join(e.world.config.stateDir, "runners")), []);
+    }));
+
+  test("a runner that never comes online is destroyed at the boot timeout and the job is served by another", () =>
+    withE2E(
+      async (e) => {
+        e.world.pve.setFaults({ next: { op: "guest", count: 1 } });
+        const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 800 });
+        await settled(e, [job.id], 120_000);
+        const runners = e.service.store.runners();
+        assert.ok(runners.some((r) => r.lastError === "boot timeout"), JSON.stringify(runners.map((r) => [r.name, r.state, r.lastError])));
+        const done = e.world.github.jobs().find((j) => j.id === job.id)!;
+        assert.equal(done.conclusion, "success");
+        assert.notEqual(e.service.store.getRunner(done.runnerName!)?.lastError, "boot timeout");
+        assert.deepEqual(await containersLeft(e), []);
+        assert.deepEqual(registrationsLeft(e), []);
+      },
+      { configPatch: (c) => (c.timeouts = { ...c.timeouts, boot: 4 }) },
+    ));
+});

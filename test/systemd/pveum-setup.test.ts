@@ -1,0 +1,110 @@
+// systemd/pveum-setup.sh: the least-privilege PVE identity, against a recording `pveum` stand-in.
+import { test, describe, beforeEach, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const repo = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");
+const script = join(repo, "systemd", "pveum-setup.sh");
+const PRIVS = [
+  "VM.Clone",
+  "VM.Allocate",
+  "VM.PowerMgmt",
+  "VM.Config.Network",
+  "VM.Config.CPU",
+  "VM.Config.Memory",
+  "VM.Config.Options",
+  "VM.Audit",
+  "Datastore.AllocateSpace",
+  "SDN.Use",
+];
+const TOKEN_SECRET = "0b1c2d3e-4f50-4617-8899-aabbccddeeff";
+
+describe("systemd/pveum-setup.sh", () => {
+  let d: string;
+  let pveum: string;
+  const run = (args: string[]) => spawnSync("bash", [script, ...args], { env: { PATH: process.env.PATH, PVE_RUNNERS_PVEUM: pveum }, encoding: "utf8" });
+  const calls = () => (existsSync(join(d, "calls")) ? readFileSync(join(d, "calls"), "utf8").trim().split("\n") : []);
+
+  beforeEach(() => {
+    d = mkdtempSync(join(tmpdir(), "pveum-"));
+    pveum = join(d, "pveum");
+    // Remembers what exists, answers like PVE when asked to create it again.
+    writeFileSync(
+      pveum,
+      `#!/bin/bash
+d=${JSON.stringify(d)}
+printf '%s\\n' "$*" >> "$d/calls"
+key="$1 $2 $3"
+case "$1 $2" in
+  "role add") grep -qx "role $3" "$d/state" 2>/dev/null && { echo "role '$3' already exists" >&2; exit 255; }; echo "role $3" >> "$d/state" ;;
+  "pool add") grep -qx "pool $3" "$d/state" 2>/dev/null && { echo "create pool failed: pool '$3' already exists" >&2; exit 255; }; echo "pool $3" >> "$d/state" ;;
+  "pool modify") m="$4 $5"; grep -qx "member $3 $m" "$d/state" 2>/dev/null && { echo "update pools failed: VM $5 is already a pool member" >&2; exit 255; }; echo "member $3 $m" >> "$d/state" ;;
+  "user add") grep -qx "user $3" "$d/state" 2>/dev/null && { echo "create user failed: user '$3' already exists" >&2; exit 255; }; echo "user $3" >> "$d/state" ;;
+  "user token") grep -qx "token $4 $5" "$d/state" 2>/dev/null && { echo "Token already exists." >&2; exit 255; }; echo "token $4 $5" >> "$d/state"
+     echo '{"full-tokenid":"'"$4!$5"'","info":{"privsep":"1"},"value":"${TOKEN_SECRET}"}' ;;
+esac
+exit 0
+`,
+      { mode: 0o755 },
+    );
+  });
+  afterEach(() => rmSync(d, { recursive: true, force: true }));
+
+  test("--dry-run prints the pveum commands and runs none", () => {
+    const r = run(["--dry-run", "--bridge", "vmbr1", "--vlan", "30", "--storage", "local-lvm", "--template-vmid", "9000", "--token-file", join(d, "pve-token")]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(calls(), []);
+    assert.equal(existsSync(join(d, "pve-token")), false);
+    const cmds = r.stdout.split("\n").filter((l) => l && !l.startsWith("#"));
+    assert.deepEqual(cmds, [
+      `${pveum} role add PVERunners --privs ${PRIVS.join(",")}`,
+      `${pveum} pool add ci --comment 'pve-runners: the runner template, its storage and every runner'`,
+      `${pveum} pool modify ci --vms 9000`,
+      `${pveum} pool modify ci --storage local-lvm`,
+      `${pveum} user add pve-runners@pve --comment 'pve-runners webhook listener (token only)'`,
+      `${pveum} user token add pve-runners@pve listener --privsep 1 --comment 'pve-runners listener' --output-format json`,
+      `${pveum} acl modify /pool/ci --users pve-runners@pve --roles PVERunners`,
+      `${pveum} acl modify /pool/ci --tokens 'pve-runners@pve!listener' --roles PVERunners`,
+      `${pveum} acl modify /sdn/zones/localnetwork/vmbr1 --users pve-runners@pve --roles PVERunners`,
+      `${pveum} acl modify /sdn/zones/localnetwork/vmbr1 --tokens 'pve-runners@pve!listener' --roles PVERunners`,
+    ]);
+  });
+
+  test("creates role, pool, user, privsep token and ACLs; the token's secret goes into the file only", () => {
+    const file = join(d, "creds", "pve-token");
+    const r = run(["--bridge", "vmbr1", "--vlan", "30", "--storage", "local-lvm", "--template-vmid", "9000", "--token-file", file]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readFileSync(file, "utf8"), `pve-runners@pve!listener=${TOKEN_SECRET}\n`);
+    assert.equal((statSync(file).mode & 0o777).toString(8), "600");
+    assert.ok(!r.stdout.includes(TOKEN_SECRET) && !r.stderr.includes(TOKEN_SECRET), "the secret is never printed");
+    const c = calls();
+    assert.equal(c[0], `role add PVERunners --privs ${PRIVS.join(",")}`);
+    assert.ok(c.includes("user token add pve-runners@pve listener --privsep 1 --comment pve-runners listener --output-format json"));
+    assert.ok(c.includes("acl modify /sdn/zones/localnetwork/vmbr1 --tokens pve-runners@pve!listener --roles PVERunners"));
+    assert.ok(c.includes("acl modify /pool/ci --users pve-runners@pve --roles PVERunners"));
+  });
+
+  test("a second run keeps what exists: role privileges re-set, token not regenerated", () => {
+    const file = join(d, "pve-token");
+    assert.equal(run(["--bridge", "vmbr1", "--storage", "local-lvm", "--template-vmid", "9000", "--token-file", file]).status, 0);
+    writeFileSync(join(d, "calls"), "");
+    const r = run(["--bridge", "vmbr1", "--storage", "local-lvm", "--template-vmid", "9000", "--token-file", file]);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.ok(calls().includes(`role modify PVERunners --privs ${PRIVS.join(",")}`));
+    assert.match(r.stdout, /kept: token pve-runners@pve!listener exists/);
+    assert.match(r.stdout, /kept: .*already a pool member/);
+    assert.equal(readFileSync(file, "utf8"), `pve-runners@pve!listener=${TOKEN_SECRET}\n`);
+  });
+
+  test("refuses missing or malformed arguments", () => {
+    assert.equal(run([]).status, 2);
+    assert.equal(run(["--bridge", "vmbr1; rm -rf /"]).status, 2);
+    assert.equal(run(["--bridge", "vmbr1", "--vlan", "x"]).status, 2);
+    assert.equal(run(["--bridge", "vmbr1", "--user", "nouser"]).status, 2);
+    assert.equal(run(["--bridge"]).status, 2);
+    assert.deepEqual(calls(), []);
+  });
+});

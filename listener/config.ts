@@ -93,11 +93,15 @@ const Schema = z
     delivery: z
       .object({
         mode: z.enum(["pct", "env"]).default("pct"),
-        /** argv prefix of the privileged helper; vmid and runner name are appended, the config goes on stdin. */
-        helper: z.array(z.string().min(1)).min(1).default(["sudo", "-n", "/usr/libexec/pve-runners/deliver-jit"]),
+        /**
+         * argv prefix of the JIT delivery helper; vmid and runner name are appended, the config goes
+         * on stdin. The default client talks to the socket-activated root unit: sudo cannot work
+         * under the listener unit's NoNewPrivileges=yes.
+         */
+        helper: z.array(z.string().min(1)).min(1).default(["/usr/libexec/pve-runners/deliver-jit-client"]),
       })
       .strict()
-      .default({ mode: "pct", helper: ["sudo", "-n", "/usr/libexec/pve-runners/deliver-jit"] }),
+      .default({ mode: "pct", helper: ["/usr/libexec/pve-runners/deliver-jit-client"] }),
     listener: z
       .object({
         host: z.string().min(1).default("127.0.0.1"),
@@ -182,8 +186,10 @@ function issuePath(path: ReadonlyArray<PropertyKey>): string {
 
 /** Expands `${VAR}` from env and resolves against baseDir; an unset variable is a problem, not "". */
 function expandPath(p: string, o: ParseOptions, problems: string[], where: string): string {
-  const expanded = p.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+  const expanded = p.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name: string) => {
     const v = (o.env ?? process.env)[name];
+    // Without secrets to read (stack synth, template synth) an unset variable is left as written.
+    if (v === undefined && o.readSecrets === false) return m;
     if (v === undefined) problems.push(`${where}: \${${name}} is not set (run under systemd with LoadCredential=, or set it)`);
     return v ?? "";
   });

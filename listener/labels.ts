@@ -17,3 +17,19 @@ export function matchLabelSet<T extends LabelSetLike>(jobLabels: readonly string
   }
   return best;
 }
+
+/**
+ * Pairs of sets where one's labels include all of the other's. GitHub may then give the smaller
+ * set's jobs to the larger set's runners (a bigger container than needed, and the job that runner
+ * was made for waits for a new one). Legal, but worth telling the operator at start.
+ */
+export function overlappingLabelSets(sets: readonly LabelSetLike[]): Array<{ small: string; large: string }> {
+  const out: Array<{ small: string; large: string }> = [];
+  for (const a of sets)
+    for (const b of sets) {
+      if (a === b) continue;
+      const have = new Set(b.labels.map((l) => l.toLowerCase()));
+      if (a.labels.every((l) => have.has(l.toLowerCase())) && (a.labels.length < b.labels.length || a.name < b.name)) out.push({ small: a.name, large: b.name });
+    }
+  return out;
+}

@@ -13,6 +13,7 @@ import { Store } from "./store.js";
 import { Terraform } from "./terraform.js";
 import { CloneLane } from "./clone-lane.js";
 import { webhookRouter } from "./webhook.js";
+import { overlappingLabelSets } from "./labels.js";
 import { sweep, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
 import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
 import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
@@ -119,6 +120,8 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     config.delivery.mode === "env"
       ? new EnvOptionDelivery(pve, logger)
       : new PctHelperDelivery({ command: config.delivery.helper, env: o.helperEnv ?? process.env, logger });
+  for (const o of overlappingLabelSets(config.labelSets))
+    logger.warn(o, `label set ${o.large} has every label of ${o.small}: GitHub may run ${o.small} jobs on ${o.large} runners`);
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
   const pipeline = new Pipeline({ store, github, terraform, lane, delivery, settings: pipelineSettings(config, o), logger });
   const runSweep = (opts: { dryRun?: boolean } = {}) => sweep(sweepDeps((name) => pipeline.nudge(name)), opts);

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createLogger } from "./log.js";
 import { GitHubSim } from "../sim/github/index.js";
+import { PveSim, SIM_TOKENS } from "../sim/pve/index.js";
 
 
 const port = (v: string) => {
@@ -54,4 +55,19 @@ export function registerSimCommands(program: Command): void {
       untilSignal(() => s.stop(), log);
     });
 
+  sim
+    .command("pve")
+    .description("Proxmox VE API simulator (/api2/json, tasks, locks, privileges, simulated guests)")
+    .option("--port <n>", "listen port", port, 8006)
+    .option("--host <addr>", "listen address", "127.0.0.1")
+    .option("--time-scale <x>", "multiply simulated latencies by x", scale, 1)
+    .option("--tokens-out <path>", "write the simulator's API tokens (JSON) here")
+    .action(async (o: { port: number; host: string; timeScale: number; tokensOut?: string }) => {
+      const log = createLogger({ name: "sim-pve" });
+      const s = new PveSim({ timeScale: o.timeScale, logger: log });
+      const url = await s.start(o.port, o.host);
+      if (o.tokensOut) writeFileSync(o.tokensOut, JSON.stringify(SIM_TOKENS, null, 2), { mode: 0o600 });
+      log.info({ url, tokens: Object.values(SIM_TOKENS).map((t) => t.id), tokensFile: o.tokensOut ?? null }, "Proxmox VE simulator listening");
+      untilSignal(() => s.stop(), log);
+    });
 }

@@ -90,7 +90,9 @@ export class GitHubAdapter {
       auth,
       userAgent: "pve-runners",
       // Octokit's own logger: warnings only, never request bodies (a JIT config travels in one).
-      log: { debug: () => {}, info: () => {}, warn: (m: string) => log.warn({ octokit: true }, m), error: (m: string) => log.error({ octokit: true }, m) },
+      // Failed requests are logged by Octokit as errors; the adapter decides what a status means
+      // (404 on delete is "already gone"), so they are debug here and the caller logs the outcome.
+      log: { debug: () => {}, info: () => {}, warn: (m: string) => log.warn({ octokit: true }, m), error: (m: string) => log.debug({ octokit: true }, m) },
       retry: { doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451], retries: this.opts.retries ?? 3 },
       throttle: {
         enabled: this.opts.throttle ?? true,

@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { registerSimCommands } from "./sim.js";
 import { registerRunCommands } from "./run.js";
+import { registerTemplateCommands } from "./template.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 const program = new Command("pve-runners")
@@ -11,6 +12,7 @@ const program = new Command("pve-runners")
   .version(pkg.version);
 
 registerRunCommands(program);
+registerTemplateCommands(program);
 registerSimCommands(program);
 
 await program.parseAsync(process.argv);

@@ -13,9 +13,9 @@ const positive = (v: string) => {
   return n;
 };
 
-function loadOrExit(path: string) {
+function loadOrExit(path: string, o: { readSecrets?: boolean } = {}) {
   try {
-    return loadConfig(path);
+    return loadConfig(path, o.readSecrets === false ? { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/run/credentials/pve-runners.service", ...process.env } } : {});
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`pve-runners: ${path} is not valid:\n${err.problems.map((p) => `  - ${p}`).join("\n")}\n`);
@@ -92,7 +92,7 @@ export function registerRunCommands(program: Command): void {
     .option("--name <runner>", "runner name", "runner-example")
     .option("--out <dir>", "write the stack here instead of printing it")
     .action(async (o: { config: string; labelSet?: string; name: string; out?: string }) => {
-      const { config } = loadOrExit(o.config);
+      const { config } = loadOrExit(o.config, { readSecrets: false });
       const set = o.labelSet ? config.labelSets.find((s) => s.name === o.labelSet) : config.labelSets[0];
       if (!set) throw new InvalidArgumentError(`no label set named ${o.labelSet}`);
       const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");

@@ -8,6 +8,7 @@
 // gives a job to ANY idle runner whose labels match. Every step is idempotent and resumable: after a
 // restart each live runner is driven on from the state the store recorded.
 import { randomBytes } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
@@ -107,6 +108,9 @@ export class Pipeline {
 
   constructor(private readonly d: PipelineDeps) {
     this.log = d.logger;
+    // Every runner's driver waits on this one signal (sleeps, terraform runs); each removes its
+    // listener when done, so many at once is concurrency, not a leak.
+    setMaxListeners(0, this.abort.signal);
   }
 
   // ---------------------------------------------------------------- events

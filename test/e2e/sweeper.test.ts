@@ -51,8 +51,9 @@ describe("sweeper on the world", { concurrency: 1 }, () => {
 
   test("a lost `completed`: the guest powers off after its job, the sweep finishes the runner and it is destroyed", () =>
     withE2E(async (e) => {
-      const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 1500 });
-      await waitFor("runner busy", () => e.service.store.runners(["busy"])[0]);
+      // 100 s of job time, scaled to 2 s: long enough to see the runner busy and cut the webhooks.
+      const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 100_000 });
+      await waitFor("runner busy", () => e.service.store.runners(["busy"])[0], 60_000, 20);
       e.world.github.setFaults({ webhook: { dropRate: 1 } }); // `completed` never arrives
       await waitFor("job completed at GitHub", () => e.world.github.jobs().find((j) => j.id === job.id)?.status === "completed");
       const runner = e.service.store.runners(["busy"])[0];

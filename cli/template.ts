@@ -1,0 +1,70 @@
+// `pve-runners template synth|deploy`: the LXC template the runners are cloned from, built by the
+// template stack (stacks/template-stack.ts) with the same terraform adapter the listener uses.
+import { Command } from "commander";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createLogger } from "./log.js";
+import { ConfigError, loadConfig } from "../listener/config.js";
+import { Terraform } from "../listener/terraform.js";
+import { templateSpecFromConfig } from "../stacks/main.js";
+import { synthTemplateStack } from "../stacks/template-stack.js";
+
+function specOrExit(path: string) {
+  try {
+    return templateSpecFromConfig(path);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`pve-runners: ${path} is not valid:\n${err.problems.map((p) => `  - ${p}`).join("\n")}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+export function registerTemplateCommands(program: Command): void {
+  const template = program.command("template").description("build the unprivileged LXC template the runners are cloned from");
+
+  template
+    .command("synth")
+    .description("synthesize the template stack (cdk.tf.json) from the config, for inspection or a manual terraform apply")
+    .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
+    .option("--out <dir>", "write the stack here instead of printing it")
+    .action((o: { config: string; out?: string }) => {
+      const spec = specOrExit(o.config);
+      const dir = resolve(o.out ?? join(process.env.TMPDIR ?? "/tmp", `pve-runners-template-${process.pid}`));
+      const r = synthTemplateStack(dir, spec);
+      process.stdout.write(o.out ? `${r.file}\n` : readFileSync(r.file, "utf8") + "\n");
+    });
+
+  template
+    .command("deploy")
+    .description("synthesize and apply the template stack on this PVE host (as root: it runs pct push/exec/template)")
+    .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
+    .option("--dir <dir>", "where the template stack and its state live (default: <stateDir>/template)")
+    .action(async (o: { config: string; dir?: string }) => {
+      const spec = specOrExit(o.config);
+      const { config } = loadConfig(o.config, { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/run/credentials/pve-runners.service", ...process.env } });
+      const log = createLogger({ level: config.log.level }).child({ part: "template" });
+      // PVE lets only root@pam set the keyctl feature, never a token: the operator gives the root
+      // password by env for this one apply; it is passed to terraform by env and nowhere else.
+      const user = process.env.PROXMOX_VE_USERNAME;
+      const password = process.env.PROXMOX_VE_PASSWORD;
+      if (!user || !password) {
+        process.stderr.write("pve-runners template deploy: set PROXMOX_VE_USERNAME=root@pam and PROXMOX_VE_PASSWORD (read -rs) in the environment\n");
+        process.exit(2);
+      }
+      const dir = resolve(o.dir ?? join(config.stateDir, "template"));
+      const stack = synthTemplateStack(dir, spec);
+      log.info({ dir: stack.workingDir, fingerprint: stack.fingerprint, vmid: spec.vmid }, "template stack synthesized");
+      const terraform = new Terraform({
+        binary: config.terraform.binary,
+        cliConfigFile: config.terraform.cliConfigFile,
+        sharedInitDir: join(dir, "terraform-init"),
+        env: { PROXMOX_VE_USERNAME: user, PROXMOX_VE_PASSWORD: password },
+        logger: log,
+      });
+      await terraform.prepare(stack.file);
+      const r = await terraform.apply(stack.workingDir, { runner: `template-${spec.vmid}`, timeoutMs: 3_600_000 });
+      log.info({ ms: r.durationMs, changes: r.changes }, "template ready: runners can be cloned from it");
+    });
+}

@@ -1,0 +1,58 @@
+// The `pve-runners` command as an operator runs it: the README's commands that need no PVE host.
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+const cli = join(root, "dist", "cli", "main.js");
+const example = join(root, "listener", "config-example.yaml");
+const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", env: { ...process.env, CREDENTIALS_DIRECTORY: "" } });
+
+describe("pve-runners CLI", () => {
+  test("--help lists every command", () => {
+    const r = run("--help");
+    assert.equal(r.status, 0);
+    for (const c of ["serve", "sweep", "demo", "stack", "template", "sim"]) assert.match(r.stdout, new RegExp(`\\n  ${c}\\b`), `${c} in:\n${r.stdout}`);
+  });
+
+  test("stack synth prints a runner stack from the example config, with no secret in it", () => {
+    const r = run("stack", "synth", "--config", example, "--name", "runner-abc123");
+    assert.equal(r.status, 0, r.stderr);
+    const stack = JSON.parse(r.stdout);
+    const ct = stack.resource.proxmox_virtual_environment_container.runner;
+    assert.equal(ct.initialization.hostname, "runner-abc123");
+    assert.equal(ct.network_interface[0].vlan_id, 30);
+    assert.equal(ct.clone.full, false);
+    assert.equal(stack.terraform.backend.local.path, "terraform.tfstate");
+    assert.ok(!("api_token" in stack.provider.proxmox[0]), "the token reaches terraform by env only");
+  });
+
+  test("template synth prints the template stack from the example config", () => {
+    const r = run("template", "synth", "--config", example);
+    assert.equal(r.status, 0, r.stderr);
+    const stack = JSON.parse(r.stdout);
+    assert.ok(stack.resource.proxmox_virtual_environment_container, "a container");
+    assert.ok(stack.resource.proxmox_virtual_environment_download_file, "the CT image download");
+  });
+
+  test("template deploy without root credentials in the environment says what to set", () => {
+    const r = spawnSync(process.execPath, [cli, "template", "deploy", "--config", example], { encoding: "utf8", env: { PATH: process.env.PATH } });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /PROXMOX_VE_USERNAME=root@pam and PROXMOX_VE_PASSWORD/);
+  });
+
+  test("serve with a bad config exits 2 and lists every problem", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pve-runners-cli-"));
+    const bad = join(dir, "config.yaml");
+    writeFileSync(bad, readFileSync(example, "utf8").replace("vlan: 30", "vlan: 9999").replace("appId: 123456", "appId: -1"));
+    const r = run("serve", "--config", bad);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /is not valid:/);
+    assert.match(r.stderr, /- github\.appId:/);
+    assert.match(r.stderr, /- proxmox\.vlan:/);
+  });
+});

@@ -50,7 +50,23 @@ export interface SweepReport {
   errors: string[];
 }
 
-const isOurs = (c: ContainerStatus) => !c.template && typeof c.name === "string" && c.name.startsWith("runner-") && (c.tags ?? "").split(/[;,\s]+/).includes(PVE_RUNNERS_TAG);
+const namedLikeOurs = (c: ContainerStatus) => !c.template && typeof c.name === "string" && c.name.startsWith("runner-");
+const taggedOurs = (c: ContainerStatus) => (c.tags ?? "").split(/[;,\s]+/).includes(PVE_RUNNERS_TAG);
+/** The clone call already sets it; tags follow in the config PUT, so a clone cut short has none. */
+export const RUNNER_DESCRIPTION_PREFIX = "pve-runners ephemeral runner ";
+
+/** Ours: named runner-*, and tagged pve-runners or (a clone cut short before its tags) described as ours. */
+async function ourContainers(d: SweepDeps): Promise<ContainerStatus[]> {
+  const out: ContainerStatus[] = [];
+  for (const c of (await d.pve.listContainers(d.settings.node)).filter(namedLikeOurs)) {
+    if (taggedOurs(c)) out.push(c);
+    else {
+      const conf = await d.pve.containerConfig(d.settings.node, c.vmid).catch(() => ({}) as Record<string, string | number>);
+      if (String(conf.description ?? "").startsWith(RUNNER_DESCRIPTION_PREFIX)) out.push(c);
+    }
+  }
+  return out;
+}
 
 export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Promise<SweepReport> {
   const dryRun = opts.dryRun ?? false;
@@ -74,7 +90,7 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
   const live = (r?: RunnerRow) => !!r && (LIVE_STATES as string[]).includes(r.state);
 
   // 1. Containers.
-  const containers = (await d.pve.listContainers(s.node)).filter(isOurs);
+  const containers = await ourContainers(d);
   report.containers = containers.length;
   const containerNames = new Set(containers.map((c) => c.name!));
   for (const c of containers) {

@@ -24,12 +24,13 @@ async function withE2E(fn: (e: E2E) => Promise<void>, o: Parameters<typeof start
 const rootApi = (e: E2E) => new ProxmoxApi({ endpoint: e.world.pve.url + "/", token: `${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}`, logger: quiet, pollMs: 20 });
 
 /** A runner-like container made behind the listener's back (as a crash between clone and record would). */
-async function cloneBehindOurBack(e: E2E, hostname: string, tags: string): Promise<number> {
+async function cloneBehindOurBack(e: E2E, hostname: string, tags: string | null, description?: string): Promise<number> {
   const api = rootApi(e);
   const vmid = Number(await api.request<string>("GET", "/cluster/nextid"));
-  const upid = await api.request<string>("POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: vmid, hostname, pool: "ci" });
+  const upid = await api.request<string>("POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: vmid, hostname, pool: "ci", description });
   await api.waitTask(SIM_NODE, upid);
-  await api.setConfig(SIM_NODE, vmid, { tags });
+  // The template's tags are copied by the clone; bpg's config PUT replaces them.
+  await api.setConfig(SIM_NODE, vmid, tags === null ? { delete: "tags" } : { tags });
   await api.start(SIM_NODE, vmid);
   return vmid;
 }
@@ -39,14 +40,16 @@ describe("sweeper on the world", { concurrency: 1 }, () => {
     withE2E(async (e) => {
       const orphan = await cloneBehindOurBack(e, "runner-0rphan01", "pve-runners;pve-runners-runner-0rphan01");
       const foreign = await cloneBehindOurBack(e, "runner-notours", "someone-else");
+      // A clone cut short (terraform interrupted) has the clone call's description but no tags yet.
+      const cutShort = await cloneBehindOurBack(e, "runner-cut00001", null, "pve-runners ephemeral runner runner-cut00001 (label set linux-small)");
       const dry = await e.service.sweep({ dryRun: true });
-      assert.deepEqual(dry.actions.map((a) => a.kind), ["destroy-container"]);
-      assert.deepEqual((await containersLeft(e)).sort(), [orphan, foreign].sort(), "a dry run changes nothing");
+      assert.deepEqual(dry.actions.map((a) => a.kind), ["destroy-container", "destroy-container"]);
+      assert.deepEqual((await containersLeft(e)).sort(), [orphan, foreign, cutShort].sort(), "a dry run changes nothing");
       const report = await e.service.sweep();
-      const a = report.actions[0];
-      assert.ok(a.kind === "destroy-container" && a.vmid === orphan && a.via === "api", JSON.stringify(report.actions));
+      const destroyed = report.actions.map((a) => (a.kind === "destroy-container" && a.via === "api" ? a.vmid : -1)).sort();
+      assert.deepEqual(destroyed, [orphan, cutShort].sort(), JSON.stringify(report.actions));
       assert.deepEqual(report.errors, []);
-      assert.deepEqual(await containersLeft(e), [foreign], "only the container tagged pve-runners and named runner-* is ours");
+      assert.deepEqual(await containersLeft(e), [foreign], "only containers named runner-* and tagged or described as ours are ours");
     }));
 
   test("a lost `completed`: the guest powers off after its job, the sweep finishes the runner and it is destroyed", () =>

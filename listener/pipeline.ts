@@ -69,6 +69,8 @@ export interface LaneLike {
 }
 
 export interface PipelineDeps {
+  /** Whether a container named like this runner exists on Proxmox (when terraform cannot tell). */
+  containerExists?: (runnerName: string) => Promise<boolean>;
   store: Store;
   github: GitHubAdapter;
   terraform: TerraformLike;
@@ -519,6 +521,15 @@ export class Pipeline {
       this.d.store.setRunnerState(r.name, final, {}, ["destroying"]);
     } catch (err) {
       if (signal.aborted) throw new Stopped();
+      // A container already gone can make destroy fail for good: PVE checks privileges before
+      // existence, so reading a vmid that left our pool answers 403, not "does not exist".
+      const exists = this.d.containerExists ? await this.d.containerExists(r.name).catch(() => true) : true;
+      if (!exists && r.stackDir) {
+        log.warn({ err: errMessage(err) }, "destroy failed but no container of this runner exists: stack removed");
+        await rm(r.stackDir, { recursive: true, force: true });
+        this.d.store.setRunnerState(r.name, "gone", {}, ["destroying"]);
+        return;
+      }
       log.warn({ err: errMessage(err) }, "destroy failed: retrying");
       await sleep(s.retryBackoffMs, signal);
     }

@@ -123,7 +123,8 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   for (const o of overlappingLabelSets(config.labelSets))
     logger.warn(o, `label set ${o.large} has every label of ${o.small}: GitHub may run ${o.small} jobs on ${o.large} runners`);
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
-  const pipeline = new Pipeline({ store, github, terraform, lane, delivery, settings: pipelineSettings(config, o), logger });
+  const containerExists = async (name: string) => (await pve.listContainers(config.proxmox.node)).some((c) => c.name === name);
+  const pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, settings: pipelineSettings(config, o), logger });
   const runSweep = (opts: { dryRun?: boolean } = {}) => sweep(sweepDeps((name) => pipeline.nudge(name)), opts);
   const recovery = new Recovery(
     { store, github, logger: logger.child({ part: "recovery" }), onDelivery: (guid) => pipeline.handleDelivery(guid), reconcile: () => pipeline.reconcile() },

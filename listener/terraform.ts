@@ -83,7 +83,12 @@ const INHERITED_ENV = [
   "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
 ];
 
-const LOCK_TIMEOUT = "-lock-timeout=30s";
+/**
+ * After a listener crash, the terraform it started goes on to the end (see run()); the restarted
+ * listener's apply of the same stack waits here for its state lock, then finds nothing to do.
+ * Local state locks are fcntl locks: a dead holder never blocks, only a live one makes us wait.
+ */
+const LOCK_TIMEOUT = "-lock-timeout=5m";
 const DEFAULT_KILL_GRACE_MS = 20_000;
 /** How much stderr we keep for an error message when terraform printed no diagnostic. */
 const STDERR_TAIL_CHARS = 4_000;
@@ -300,7 +305,11 @@ export class Terraform {
       };
       spec.log.debug({ command, args: spec.args, cwd: spec.cwd }, "terraform command starting");
       // detached: own process group, so SIGKILL reaches the provider plugins terraform started.
-      const child = spawn(this.opts.binary, spec.args, { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
+      // SIGPIPE ignored (kept across exec): if the listener dies, terraform's next write to our pipe
+      // fails with EPIPE instead of killing it mid-apply (Go exits on SIGPIPE for fds 1 and 2
+      // unless it was ignored at start), so it finishes and persists state instead of leaving an
+      // untracked container behind.
+      const child = spawn("/bin/sh", ["-c", 'trap "" PIPE; exec "$0" "$@"', this.opts.binary, ...spec.args], { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
       let interrupted = false;
       let killTimer: NodeJS.Timeout | undefined;
       let timeoutTimer: NodeJS.Timeout | undefined;
@@ -393,6 +402,11 @@ export class Terraform {
         if (interrupted) killGroup();
         if (outcome.stderrTail.trim()) {
           spec.log[outcome.exitCode === 0 ? "debug" : "warn"]({ tf: "stderr", command }, lastLines(outcome.stderrTail, 20));
+        }
+        // The /bin/sh wrapper: 127 is its "exec: <binary>: not found", 126 "Permission denied".
+        if (!err && (outcome.exitCode === 127 || outcome.exitCode === 126) && /exec: .*(not found|Permission denied)/.test(outcome.stderrTail)) {
+          const why = outcome.exitCode === 127 ? "not found (is terraform/tofu installed and on PATH? set terraform.binary in the config)" : "not executable";
+          err = new TerraformError(`${this.opts.binary}: ${why}`, command, outcome.exitCode, [], outcome.cancelled, outcome.timedOut);
         }
         if (err) reject(err);
         else resolve(outcome);

@@ -39,7 +39,8 @@ export interface World {
   readonly helperEnv: NodeJS.ProcessEnv;
   /** Extra environment for terraform: the provider stand-in polls the simulator quickly. */
   readonly terraformEnv: Record<string, string>;
-  stop(): Promise<void>;
+  /** Stops the stand-ins and removes the temp dir, unless asked to keep it (debugging a failure). */
+  stop(opts?: { keep?: boolean }): Promise<void>;
 }
 
 const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), import.meta.url.endsWith(".ts") ? ".." : "../..");
@@ -109,9 +110,9 @@ export async function startWorld(o: WorldOptions): Promise<World> {
     configFile,
     helperEnv,
     terraformEnv,
-    async stop() {
+    async stop(s = {}) {
       await Promise.allSettled([pve.stop(), github.stop()]);
-      if (!o.keep) await rm(dir, { recursive: true, force: true });
+      if (!(s.keep ?? o.keep)) await rm(dir, { recursive: true, force: true });
     },
   };
 }

@@ -210,6 +210,7 @@ export class Pipeline {
       const { labelSet, scope } = jobs[0];
       const set = s.labelSets.find((x) => x.name === labelSet);
       if (!set || !scope) continue;
+      if (this.heldBack(set.name)) continue;
       const supply = live.filter((r) => SUPPLY_STATES.includes(r.state) && r.labelSet === labelSet && r.scope === scope).length;
       for (const job of jobs.slice(supply)) {
         const inSet = live.filter((r) => r.labelSet === set.name).length;
@@ -227,6 +228,39 @@ export class Pipeline {
     }
   }
 
+  private readonly holdTimers = new Map<string, NodeJS.Timeout>();
+
+  /**
+   * After runners of a set were given up one after another (a missing privilege, a broken
+   * template), new ones wait: 6 backoffs after the first failure, doubling, at most 15 min. Without
+   * this a queued job would spend clones in a tight loop; with it the operator sees why and when.
+   */
+  private heldBack(labelSet: string): boolean {
+    const finished = this.d.store
+      .runners(["failed", "gone"])
+      .filter((r) => r.labelSet === labelSet && r.lastError !== "not needed")
+      .sort((a, b) => b.stateSince - a.stateSince);
+    let failures = 0;
+    for (const r of finished) {
+      if (r.state !== "failed") break;
+      failures++;
+    }
+    if (failures === 0) return false;
+    const waitMs = Math.min(this.d.settings.retryBackoffMs * 6 * 2 ** (failures - 1), 15 * 60_000);
+    const remaining = finished[0].stateSince + waitMs - Date.now();
+    if (remaining <= 0) return false;
+    if (!this.holdTimers.has(labelSet)) {
+      this.log.warn({ labelSet, failures, lastError: finished[0].lastError, retryInMs: remaining }, "runners of this label set keep failing: holding back new ones");
+      const t = setTimeout(() => {
+        this.holdTimers.delete(labelSet);
+        this.reconcile();
+      }, remaining + 10);
+      t.unref();
+      this.holdTimers.set(labelSet, t);
+    }
+    return true;
+  }
+
   // ---------------------------------------------------------------- lifecycle drivers
 
   /** At start: re-apply deliveries that were acknowledged but not applied, and drive every live runner on. */
@@ -242,6 +276,7 @@ export class Pipeline {
   /** Stops driving (in-flight terraform is interrupted); state stays in the store for the next start. */
   async stop(): Promise<void> {
     this.abort.abort();
+    for (const t of this.holdTimers.values()) clearTimeout(t);
     for (const w of this.wakers.values()) w();
     await Promise.allSettled([...this.drivers.values()]);
   }

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS } from "./pve/index.js";
+import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type TokenDef } from "./pve/index.js";
 import { GitHubSim } from "./github/index.js";
 import { installProviderMirror } from "./provider/install.js";
 import { installPctShim } from "./pct/install.js";
@@ -26,6 +26,8 @@ export interface WorldOptions {
   configPatch?: (cfg: Record<string, unknown>) => void;
   /** Keep the temp dir (debugging). */
   keep?: boolean;
+  /** The listener's PVE token (default: SIM_TOKENS.runners, the documented least privilege); added to the simulator if new. */
+  listenerToken?: TokenDef;
 }
 
 export interface World {
@@ -48,7 +50,9 @@ const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), import.me
 export async function startWorld(o: WorldOptions): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), "pve-runners-world-"));
   const timeScale = o.timeScale ?? 0.05;
-  const pve = new PveSim({ timeScale, logger: o.logger.child({ sim: "pve" }) });
+  const listenerToken = o.listenerToken ?? SIM_TOKENS.runners;
+  const extraTokens = Object.values(SIM_TOKENS).some((t) => t.id === listenerToken.id) ? [] : [listenerToken];
+  const pve = new PveSim({ timeScale, logger: o.logger.child({ sim: "pve" }), tokens: extraTokens });
   const github = new GitHubSim({ timeScale, logger: o.logger.child({ sim: "github" }) });
   const pveUrl = await pve.start(0, "127.0.0.1");
   const ghUrl = await github.start(0, "127.0.0.1");
@@ -62,7 +66,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   const webhookSecret = `whsec-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
   await writeFile(join(secretsDir, "github-app.pem"), github.appPrivateKeyPem, { mode: 0o600 });
   await writeFile(join(secretsDir, "webhook-secret"), webhookSecret + "\n", { mode: 0o600 });
-  await writeFile(join(secretsDir, "pve-token"), `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}\n`, { mode: 0o600 });
+  await writeFile(join(secretsDir, "pve-token"), `${listenerToken.id}=${listenerToken.secret}\n`, { mode: 0o600 });
 
   const cfg: Record<string, any> = {
     github: {

@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { startWorld, type World } from "../../sim/world.js";
 import { startService, type Service, type ServiceOverrides } from "../../listener/service.js";
 import type { Config } from "../../listener/config.js";
+import type { TokenDef } from "../../sim/pve/index.js";
 
 export const quietLogger = () => pino({ level: process.env.LOG_LEVEL ?? "silent" });
 
@@ -14,9 +15,9 @@ export interface E2E {
   stop(): Promise<void>;
 }
 
-export async function startE2E(o: { timeScale?: number; configPatch?: (c: Record<string, any>) => void; overrides?: ServiceOverrides } = {}): Promise<E2E> {
+export async function startE2E(o: { timeScale?: number; configPatch?: (c: Record<string, any>) => void; overrides?: ServiceOverrides; listenerToken?: TokenDef } = {}): Promise<E2E> {
   const logger = quietLogger();
-  const world = await startWorld({ timeScale: o.timeScale ?? 0.02, logger, configPatch: o.configPatch });
+  const world = await startWorld({ timeScale: o.timeScale ?? 0.02, logger, configPatch: o.configPatch, listenerToken: o.listenerToken });
   const start = (config: Config) =>
     startService(config, world.secrets, logger.child({ part: "listener" }), { helperEnv: world.helperEnv, terraformEnv: world.terraformEnv, onlinePollMs: 100, retryBackoffMs: 100, githubThrottle: false, ...o.overrides });
   const e: E2E = {

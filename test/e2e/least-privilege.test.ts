@@ -1,0 +1,35 @@
+// The documented PVE role is enough for the whole pipeline (every other e2e test runs with it),
+// and one privilege fewer breaks it with an error that names the missing privilege.
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { startE2E, waitFor, containersLeft } from "./harness.js";
+import { PVE_RUNNERS_ACLS, SIM_TOKENS, type TokenDef } from "../../sim/pve/index.js";
+
+const without = (priv: string): TokenDef => ({
+  id: `pve-runners@pve!no-${priv.toLowerCase().replace(/\./g, "-")}`,
+  secret: "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+  acls: PVE_RUNNERS_ACLS().map((a) => ({ ...a, privs: a.privs.filter((p) => p !== priv) })),
+});
+
+describe("least privilege on Proxmox", { concurrency: 1 }, () => {
+  test("the e2e world runs with exactly the documented role", () => {
+    const role = PVE_RUNNERS_ACLS().flatMap((a) => a.privs).sort();
+    assert.deepEqual(role, ["Datastore.AllocateSpace", "SDN.Use", "VM.Allocate", "VM.Audit", "VM.Clone", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt"]);
+    assert.deepEqual(SIM_TOKENS.runners.acls, PVE_RUNNERS_ACLS());
+  });
+
+  for (const [priv, path] of [["VM.PowerMgmt", /\/vms\/\d+, VM\.PowerMgmt/], ["VM.Config.Memory", /\/vms\/\d+, VM\.Config\.Memory/]] as const) {
+    test(`without ${priv} no runner can be made, the error names it, and nothing is left`, async () => {
+      const e = await startE2E({ listenerToken: without(priv) });
+      try {
+        await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 500 });
+        const r = await waitFor("the runner given up", () => e.service.store.runners(["failed"])[0], 90_000);
+        assert.match(r.lastError ?? "", /Permission check failed/);
+        assert.match(r.lastError ?? "", path);
+        assert.deepEqual(await containersLeft(e), [], "failed attempts were cleaned up");
+      } finally {
+        await e.stop();
+      }
+    });
+  }
+});

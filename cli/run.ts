@@ -43,6 +43,15 @@ export function registerRunCommands(program: Command): void {
       };
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      // systemctl reload: a bad file is reported and the running config kept.
+      process.on("SIGHUP", () => {
+        try {
+          service.reload(loadConfig(o.config).config);
+        } catch (err) {
+          const problems = err instanceof ConfigError ? err.problems : [String(err)];
+          log.error({ problems }, "config reload refused: the file is not valid; running on as before");
+        }
+      });
     });
 
   program

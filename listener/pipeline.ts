@@ -115,6 +115,12 @@ export class Pipeline {
     setMaxListeners(0, this.abort.signal);
   }
 
+  /** Takes new settings (a config reload); runners already made keep going under them. */
+  updateSettings(settings: PipelineSettings): void {
+    this.d.settings = settings;
+    this.reconcile();
+  }
+
   // ---------------------------------------------------------------- events
 
   /** Applies one recorded delivery (idempotent), then rebalances supply against demand. */

@@ -39,6 +39,11 @@ export interface Service {
   sweep(opts?: { dryRun?: boolean }): Promise<SweepReport>;
   /** One missed-webhook recovery pass now (redeliver failed deliveries, feed unseen queued jobs). */
   recover(): Promise<RecoveryReport>;
+  /**
+   * A config reload (SIGHUP): label sets, allowlist, limits, timeouts, sweeper schedule and log
+   * level take effect at once; what needs a restart is named in the result and left as it was.
+   */
+  reload(next: Config): { applied: string[]; needRestart: string[]; refused?: string };
   stop(): Promise<void>;
 }
 
@@ -166,6 +171,39 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   logger.info({ url, webhook: config.github.webhookPath }, "listener up");
   await pipeline.resume();
   let schedule: SweepSchedule | undefined;
+  const startSchedule = (c: Config) => {
+    if (!c.sweeper.enabled) return;
+    schedule = scheduleSweeps(c.sweeper.schedule, async () => {
+      await recovery.run();
+      await runSweep();
+    }, logger.child({ part: "sweeper" }));
+  };
+  let current = config;
+  const reload = (next: Config) => {
+    const removedLive = current.labelSets
+      .filter((s) => !next.labelSets.some((n) => n.name === s.name))
+      .filter((s) => store.runners(["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"]).some((r) => r.labelSet === s.name));
+    if (removedLive.length) {
+      const refused = `label set(s) ${removedLive.map((s) => s.name).join(", ")} still have live runners: reload refused, nothing changed`;
+      logger.error(refused);
+      return { applied: [], needRestart: [], refused };
+    }
+    const restartOnly = ["github", "proxmox", "listener", "stateDir", "terraform", "delivery"] as const;
+    const needRestart = restartOnly.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
+    const live = ["labelSets", "allow", "limits", "timeouts", "sweeper", "log"] as const;
+    const applied = live.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
+    const merged: Config = { ...next, ...Object.fromEntries(restartOnly.map((k) => [k, current[k]])) } as Config;
+    pipeline.updateSettings(pipelineSettings(merged, o));
+    logger.level = merged.log.level;
+    if (applied.includes("sweeper")) {
+      void schedule?.stop();
+      schedule = undefined;
+      startSchedule(merged);
+    }
+    current = merged;
+    logger.info({ applied, needRestart }, needRestart.length ? "config reloaded; these sections need a restart to change" : "config reloaded");
+    return { applied: [...applied], needRestart: [...needRestart] };
+  };
   if (config.sweeper.enabled) {
     // Deliveries lost while we were down are asked for again at once; the schedule repeats both.
     // Containers, registrations and stack dirs left by a crash are dealt with at once too.
@@ -173,10 +211,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
       .run()
       .then(() => runSweep())
       .catch((err) => logger.warn({ err: String(err) }, "start-up recovery or sweep failed; the next sweep retries"));
-    schedule = scheduleSweeps(config.sweeper.schedule, async () => {
-      await recovery.run();
-      await runSweep();
-    }, logger.child({ part: "sweeper" }));
+    startSchedule(config);
   }
 
   return {
@@ -185,6 +220,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     pipeline,
     sweep: runSweep,
     recover: () => recovery.run(),
+    reload,
     async stop() {
       await schedule?.stop();
       const closed = new Promise<void>((r) => server.close(() => r()));

@@ -61,7 +61,7 @@ describe("systemd/pve-runners.service", () => {
     assert.deepEqual(values(text, "StateDirectory"), ["pve-runners"]);
     assert.deepEqual(values(text, "Restart"), ["on-failure"]);
     assert.equal(values(text, "RestartSec").length, 1);
-    assert.deepEqual(values(text, "ExecReload"), [], "no reload: the listener does not implement SIGHUP");
+    assert.deepEqual(values(text, "ExecReload"), ["/bin/kill -HUP $MAINPID"], "reload re-reads the config (SIGHUP)");
     assert.deepEqual(values(text, "UMask"), ["0077"]);
     assert.deepEqual(values(text, "CapabilityBoundingSet"), [""]);
     assert.deepEqual(values(text, "RestrictAddressFamilies"), ["AF_UNIX AF_INET AF_INET6"]);

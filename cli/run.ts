@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { resolve } from "node:path";
 import { createLogger } from "./log.js";
+import { orExit } from "./config-or-exit.js";
 import { ConfigError, loadConfig } from "../listener/config.js";
 import { buildParts, startService } from "../listener/service.js";
 import { sweep } from "../sweeper/sweep.js";
@@ -14,15 +15,9 @@ const positive = (v: string) => {
 };
 
 function loadOrExit(path: string, o: { readSecrets?: boolean } = {}) {
-  try {
-    return loadConfig(path, o.readSecrets === false ? { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/run/credentials/pve-runners.service", ...process.env } } : {});
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`pve-runners: ${path} is not valid:\n${err.problems.map((p) => `  - ${p}`).join("\n")}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  return orExit(path, () =>
+    loadConfig(path, o.readSecrets === false ? { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/run/credentials/pve-runners.service", ...process.env } } : {}),
+  );
 }
 
 export function registerRunCommands(program: Command): void {

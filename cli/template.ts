@@ -4,22 +4,13 @@ import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createLogger } from "./log.js";
-import { ConfigError, loadConfig } from "../listener/config.js";
+import { loadConfig } from "../listener/config.js";
+import { orExit } from "./config-or-exit.js";
 import { Terraform } from "../listener/terraform.js";
 import { templateSpecFromConfig } from "../stacks/main.js";
 import { synthTemplateStack } from "../stacks/template-stack.js";
 
-function specOrExit(path: string) {
-  try {
-    return templateSpecFromConfig(path);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`pve-runners: ${path} is not valid:\n${err.problems.map((p) => `  - ${p}`).join("\n")}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-}
+const specOrExit = (path: string) => orExit(path, () => templateSpecFromConfig(path));
 
 export function registerTemplateCommands(program: Command): void {
   const template = program.command("template").description("build the unprivileged LXC template the runners are cloned from");

@@ -4,9 +4,8 @@
 // docs/resources/virtual_environment_container.md, v0.111.1), terraform's snake_case names.
 import { Construct } from "constructs";
 import * as cdktn from "cdktn";
-import { BPG_PROXMOX_VERSION, Container, type ContainerConfig } from "./bpg-proxmox.js";
+import { BpgResource, Container, type ContainerConfig } from "./bpg-proxmox.js";
 
-const GEN_META = { providerName: "proxmox", providerVersion: BPG_PROXMOX_VERSION };
 const str = cdktn.stringToTerraform;
 const num = cdktn.numberToTerraform;
 const bool = cdktn.booleanToTerraform;
@@ -36,26 +35,12 @@ export interface DownloadFileConfig extends cdktn.TerraformMetaArguments {
 }
 
 /** `proxmox_virtual_environment_download_file`: PVE's download-url, run by the node itself. */
-export class DownloadFile extends cdktn.TerraformResource {
+export class DownloadFile extends BpgResource {
   public static readonly tfResourceType = "proxmox_virtual_environment_download_file";
 
+  /** `ref("id")` is the volume id, e.g. `local:vztmpl/<file>`. */
   constructor(scope: Construct, id: string, private readonly cfg: DownloadFileConfig) {
-    super(scope, id, {
-      terraformResourceType: DownloadFile.tfResourceType,
-      terraformGeneratorMetadata: GEN_META,
-      provider: cfg.provider,
-      dependsOn: cfg.dependsOn,
-      count: cfg.count,
-      lifecycle: cfg.lifecycle,
-      provisioners: cfg.provisioners,
-      connection: cfg.connection,
-      forEach: cfg.forEach,
-    });
-  }
-
-  /** A literal reference (no CDK token). `id` is the volume id, e.g. `local:vztmpl/<file>`. */
-  public ref(attribute: string): string {
-    return `\${${DownloadFile.tfResourceType}.${this.friendlyUniqueId}.${attribute}}`;
+    super(scope, id, DownloadFile.tfResourceType, cfg);
   }
 
   protected override synthesizeAttributes(): Record<string, unknown> {

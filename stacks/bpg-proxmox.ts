@@ -92,26 +92,33 @@ const str = cdktn.stringToTerraform;
 const num = cdktn.numberToTerraform;
 const bool = cdktn.booleanToTerraform;
 
-export class Container extends cdktn.TerraformResource {
-  public static readonly tfResourceType = "proxmox_virtual_environment_container";
-
-  constructor(scope: Construct, id: string, private readonly cfg: ContainerConfig) {
+/** What every hand-written bpg resource shares: its meta-arguments and literal references. */
+export abstract class BpgResource extends cdktn.TerraformResource {
+  constructor(scope: Construct, id: string, private readonly resourceType: string, meta: cdktn.TerraformMetaArguments) {
     super(scope, id, {
-      terraformResourceType: Container.tfResourceType,
+      terraformResourceType: resourceType,
       terraformGeneratorMetadata: GEN_META,
-      provider: cfg.provider,
-      dependsOn: cfg.dependsOn,
-      count: cfg.count,
-      lifecycle: cfg.lifecycle,
-      provisioners: cfg.provisioners,
-      connection: cfg.connection,
-      forEach: cfg.forEach,
+      provider: meta.provider,
+      dependsOn: meta.dependsOn,
+      count: meta.count,
+      lifecycle: meta.lifecycle,
+      provisioners: meta.provisioners,
+      connection: meta.connection,
+      forEach: meta.forEach,
     });
   }
 
   /** A literal reference: CDK tokens would be kept for ever in a process-global map (research/cdktf.md §3). */
   public ref(attribute: string): string {
-    return `\${${Container.tfResourceType}.${this.friendlyUniqueId}.${attribute}}`;
+    return `\${${this.resourceType}.${this.friendlyUniqueId}.${attribute}}`;
+  }
+}
+
+export class Container extends BpgResource {
+  public static readonly tfResourceType = "proxmox_virtual_environment_container";
+
+  constructor(scope: Construct, id: string, private readonly cfg: ContainerConfig) {
+    super(scope, id, Container.tfResourceType, cfg);
   }
 
   protected override synthesizeAttributes(): Record<string, unknown> {

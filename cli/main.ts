@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { registerSimCommands } from "./sim.js";
 import { registerRunCommands } from "./run.js";
 import { registerTemplateCommands } from "./template.js";
+import { registerAdminCommands } from "./admin.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 const program = new Command("pve-runners")
@@ -13,6 +14,7 @@ const program = new Command("pve-runners")
 
 registerRunCommands(program);
 registerTemplateCommands(program);
+registerAdminCommands(program);
 registerSimCommands(program);
 
 await program.parseAsync(process.argv);

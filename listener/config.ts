@@ -112,6 +112,17 @@ const Schema = z
       })
       .strict()
       .default({ host: "127.0.0.1", port: 8790, trustProxy: false, bodyLimitBytes: 1_048_576 }),
+    /** The admin listener: status page, /metrics, the API the CLI uses. Never on the webhook port. */
+    admin: z
+      .object({
+        enabled: z.boolean().default(true),
+        host: z.string().min(1).default("127.0.0.1"),
+        port: z.number().int().min(0).max(65535).default(8791),
+        /** Bearer token for the admin API; required when host is not a loopback address. */
+        tokenFile: filePath.optional(),
+      })
+      .strict()
+      .default({ enabled: true, host: "127.0.0.1", port: 8791 }),
     stateDir: z.string().min(1).default("/var/lib/pve-runners"),
     terraform: z
       .object({
@@ -154,6 +165,10 @@ const Schema = z
       ctx.addIssue({ code: "custom", path: ["allow"], message: "allows nothing: list repos or orgs (or set any: true)" });
     if (c.proxmox.linkedClone && c.proxmox.storage)
       ctx.addIssue({ code: "custom", path: ["proxmox", "storage"], message: "only for full clones (linkedClone: false): PVE refuses a storage for linked clones" });
+    if (c.admin.enabled && !c.admin.tokenFile && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(c.admin.host))
+      ctx.addIssue({ code: "custom", path: ["admin", "tokenFile"], message: `is required when admin.host (${c.admin.host}) is not a loopback address` });
+    if (c.admin.enabled && c.listener.port !== 0 && c.admin.host === c.listener.host && c.admin.port === c.listener.port)
+      ctx.addIssue({ code: "custom", path: ["admin", "port"], message: "must differ from listener.port: the webhook port never serves the admin API" });
     if (!cron.validate(c.sweeper.schedule))
       ctx.addIssue({ code: "custom", path: ["sweeper", "schedule"], message: `"${c.sweeper.schedule}" is not a cron expression` });
     if (c.limits.maxRunnersPerRepo > c.limits.maxRunners)
@@ -169,6 +184,8 @@ export interface Secrets {
   readonly webhookSecret: string;
   /** USER@REALM!TOKENID=SECRET */
   readonly pveApiToken: string;
+  /** Bearer token of the admin API, when admin.tokenFile is set. */
+  readonly adminToken?: string;
 }
 
 export interface ParseOptions {
@@ -225,6 +242,7 @@ export function parseConfig(text: string, o: ParseOptions): { config: Config; se
   c.github.webhookSecretFile = expandPath(c.github.webhookSecretFile, o, problems, "github.webhookSecretFile");
   c.proxmox.tokenFile = expandPath(c.proxmox.tokenFile, o, problems, "proxmox.tokenFile");
   c.stateDir = expandPath(c.stateDir, o, problems, "stateDir");
+  if (c.admin.tokenFile) c.admin.tokenFile = expandPath(c.admin.tokenFile, o, problems, "admin.tokenFile");
   if (c.terraform.cliConfigFile) c.terraform.cliConfigFile = expandPath(c.terraform.cliConfigFile, o, problems, "terraform.cliConfigFile");
   c.github.baseUrl = c.github.baseUrl.replace(/\/+$/, "");
 
@@ -240,6 +258,9 @@ export function parseConfig(text: string, o: ParseOptions): { config: Config; se
       pveApiToken: readSecret(c.proxmox.tokenFile, "proxmox.tokenFile", problems, (v) =>
         /^[^@\s]+@[^!\s]+![^=\s]+=\S+$/.test(v) ? null : "is not USER@REALM!TOKENID=SECRET",
       ),
+      ...(c.admin.tokenFile
+        ? { adminToken: readSecret(c.admin.tokenFile, "admin.tokenFile", problems, (v) => (v.length >= 24 ? null : "holds a token shorter than 24 characters: use a random one")) }
+        : {}),
     };
   }
   if (problems.length) throw new ConfigError(problems);

@@ -77,6 +77,8 @@ export class GitHubAdapter {
   private readonly clients = new Map<number, GHClient>();
   private readonly installationIds = new Map<string, number>();
   private readonly app: GHClient;
+  /** x-ratelimit-remaining of the latest answer (metrics). */
+  rateLimitRemaining: number | null = null;
 
   constructor(private readonly opts: GitHubAdapterOptions) {
     this.app = this.client({ appId: opts.appId, privateKey: opts.privateKey });
@@ -109,6 +111,10 @@ export class GitHubAdapter {
     // A `headers` constructor option is silently ignored by Octokit: set the version on every request.
     gh.hook.before("request", (o) => {
       o.headers["x-github-api-version"] = this.opts.apiVersion;
+    });
+    gh.hook.after("request", (r) => {
+      const v = Number(r.headers["x-ratelimit-remaining"]);
+      if (Number.isFinite(v)) this.rateLimitRemaining = v;
     });
     return gh;
   }

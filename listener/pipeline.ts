@@ -19,6 +19,7 @@ import { repoAllowed, type Allowlist } from "./allowlist.js";
 import { LIVE_STATES, SUPPLY_STATES, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
 import { WorkflowJobPayload } from "./webhook.js";
 import { synthRunnerStack } from "../stacks/runner-stack.js";
+import type { Metrics } from "./metrics.js";
 
 export interface LabelSetSpec {
   name: string;
@@ -69,6 +70,7 @@ export interface LaneLike {
 }
 
 export interface PipelineDeps {
+  metrics?: Metrics;
   /** Whether a container named like this runner exists on Proxmox (when terraform cannot tell). */
   containerExists?: (runnerName: string) => Promise<boolean>;
   store: Store;
@@ -150,6 +152,7 @@ export class Pipeline {
       log.info({ labels: wj.labels }, "job ignored: its labels match no label set of ours");
     }
     const scope = this.d.settings.runnerScope === "org" ? `org:${p.repository.owner.login}` : `repo:${repo}`;
+    const before = this.d.store.getJob(wj.id);
     // A job's runs-on labels are fixed, so "ours or not" is decided by the first event we see.
     const { job, changed } = this.d.store.applyJobEvent({
       jobId: wj.id,
@@ -165,6 +168,12 @@ export class Pipeline {
       runnerName: p.action === "in_progress" || p.action === "completed" ? (wj.runner_name ?? null) : null,
       conclusion: wj.conclusion ?? null,
     });
+    const m = this.d.metrics;
+    if (m) {
+      m.jobEvent(p.action, !changed ? "unchanged" : job.labelSet ? "ours" : !repoAllowed(repo, this.d.settings.allow) ? "repo-not-allowed" : "not-our-labels");
+      if (changed && job.labelSet && p.action === "in_progress" && before) m.phase("queued_to_started", (Date.now() - before.createdAt) / 1000);
+      if (changed && job.labelSet && p.action === "completed" && before?.status === "in_progress") m.phase("job_run", (Date.now() - before.updatedAt) / 1000);
+    }
     if (!changed) log.debug("event changes nothing (duplicate or out of order)");
     else if (job.labelSet) log.info({ status: job.status, runner: job.runnerName ?? undefined }, "job updated");
 
@@ -172,6 +181,7 @@ export class Pipeline {
     const runnerName = p.action === "in_progress" || p.action === "completed" ? wj.runner_name : null;
     const runner = runnerName ? this.d.store.getRunner(runnerName) : undefined;
     if (!runner) return;
+    if (runner.state === "booting") this.leftBooting(runner.name);
     if (p.action === "in_progress") {
       if (this.d.store.setRunnerState(runner.name, "busy", { jobId: wj.id }, ["requested", "provisioning", "booting", "idle"])) {
         log.info({ runner: runner.name, madeFor: runner.madeForJob }, "runner busy");
@@ -200,8 +210,22 @@ export class Pipeline {
     return this.reconciling;
   }
 
+  private draining = false;
+
+  /** Draining: no new runners are requested; those alive run their jobs and go as usual. */
+  setDraining(on: boolean): void {
+    if (this.draining === on) return;
+    this.draining = on;
+    this.log.warn({ draining: on }, on ? "draining: no new runners until resumed" : "resumed: taking jobs again");
+    if (!on) this.reconcile();
+  }
+
+  isDraining(): boolean {
+    return this.draining;
+  }
+
   private reconcileOnce(): void {
-    if (this.abort.signal.aborted) return;
+    if (this.abort.signal.aborted || this.draining) return;
     const s = this.d.settings;
     const queued = this.d.store.queuedJobs();
     const groups = new Map<string, JobRow[]>();
@@ -235,6 +259,16 @@ export class Pipeline {
   }
 
   private readonly holdTimers = new Map<string, NodeJS.Timeout>();
+  /** When each runner's JIT config went in (for the boot phase metric; lost on restart, harmlessly). */
+  private readonly deliveredAt = new Map<string, number>();
+
+  /** Boot ends when the runner is first seen online, or a webhook names it first. */
+  private leftBooting(name: string): void {
+    const delivered = this.deliveredAt.get(name);
+    if (delivered === undefined) return;
+    this.deliveredAt.delete(name);
+    this.d.metrics?.phase("boot", (Date.now() - delivered) / 1000);
+  }
 
   /**
    * After runners of a set were given up one after another (a missing privilege, a broken
@@ -437,7 +471,19 @@ export class Pipeline {
     try {
       await this.d.terraform.prepare(stack.file);
       const started = Date.now();
-      await this.d.lane.run(templateKey, r.name, () => this.d.terraform.apply(stack.workingDir, { runner: r.name, signal, timeoutMs: s.timeouts.applyMs }));
+      await this.d.lane.run(templateKey, r.name, async () => {
+        const entered = Date.now();
+        this.d.metrics?.phase("lane_wait", (entered - started) / 1000);
+        try {
+          const out = await this.d.terraform.apply(stack.workingDir, { runner: r.name, signal, timeoutMs: s.timeouts.applyMs });
+          this.d.metrics?.terraformRun("apply", (Date.now() - entered) / 1000, true);
+          this.d.metrics?.phase("apply", (Date.now() - entered) / 1000);
+          return out;
+        } catch (err) {
+          this.d.metrics?.terraformRun("apply", (Date.now() - entered) / 1000, false);
+          throw err;
+        }
+      });
       const vmid = await this.vmidOf(stack.workingDir);
       log.info({ vmid, ms: Date.now() - started }, "container cloned");
       this.d.store.setRunnerState(r.name, "booting", { vmid, stackDir, lastError: null }, ["provisioning"]);
@@ -472,11 +518,15 @@ export class Pipeline {
     const job = r.madeForJob ? this.d.store.getJob(r.madeForJob) : undefined;
     if (!r.githubRunnerId) {
       // Minted now, right before the container needs it: unused JIT configs expire within minutes.
+      const mintStarted = Date.now();
       const jit = await this.d.github.generateJitConfig(scope, r.name, set.labels, job?.installationId);
       this.d.store.setRunnerState(r.name, "booting", { githubRunnerId: jit.runnerId }, ["booting"]);
       log.info({ githubRunnerId: jit.runnerId }, "JIT runner config minted");
       try {
+        // Boot is timed from the hand-over: a fast guest may be online before the helper returns.
+        this.deliveredAt.set(r.name, Date.now());
         await this.d.delivery.deliver({ node: s.proxmox.node, vmid: r.vmid!, runner: r.name, jitConfig: jit.encodedJitConfig });
+        this.d.metrics?.phase("jit_delivery", (Date.now() - mintStarted) / 1000);
       } catch (err) {
         // The config never reached the container: forget it (the next mint replaces the registration).
         const attempts = r.attempts + 1;
@@ -499,7 +549,10 @@ export class Pipeline {
       });
       if (info?.status === "online") {
         const state: RunnerState = info.busy ? "busy" : "idle";
-        if (this.d.store.setRunnerState(r.name, state, {}, ["booting"])) log.info("runner online at GitHub");
+        if (this.d.store.setRunnerState(r.name, state, {}, ["booting"])) {
+          this.leftBooting(r.name);
+          log.info("runner online at GitHub");
+        }
         return;
       }
       if (info === undefined && now.githubRunnerId) {
@@ -554,12 +607,18 @@ export class Pipeline {
       if (r.stackDir) {
         const started = Date.now();
         // Destroy does not wait behind clones: it never takes the clone lane.
-        await this.d.terraform.destroy(join(r.stackDir, "stacks", "runner"), { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs });
+        await this.d.terraform.destroy(join(r.stackDir, "stacks", "runner"), { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs }).catch((err) => {
+          this.d.metrics?.terraformRun("destroy", (Date.now() - started) / 1000, false);
+          throw err;
+        });
+        this.d.metrics?.terraformRun("destroy", (Date.now() - started) / 1000, true);
+        this.d.metrics?.phase("destroy", (Date.now() - started) / 1000);
         await rm(r.stackDir, { recursive: true, force: true });
         log.info({ ms: Date.now() - started }, "container destroyed, stack removed");
       }
       const final: RunnerState = r.lastError && !["surplus", "idle timeout", "not needed"].includes(r.lastError) && r.attempts >= s.applyAttempts ? "failed" : "gone";
-      this.d.store.setRunnerState(r.name, final, {}, ["destroying"]);
+      if (this.d.store.setRunnerState(r.name, final, {}, ["destroying"])) this.d.metrics?.phase("runner_lifetime", (Date.now() - r.createdAt) / 1000);
+      this.deliveredAt.delete(r.name);
     } catch (err) {
       if (signal.aborted) throw new Stopped();
       // A container already gone can make destroy fail for good: PVE checks privileges before

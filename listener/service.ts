@@ -14,6 +14,11 @@ import { Terraform } from "./terraform.js";
 import { CloneLane } from "./clone-lane.js";
 import { webhookRouter } from "./webhook.js";
 import { overlappingLabelSets } from "./labels.js";
+import { Metrics } from "./metrics.js";
+import { startAdmin } from "./admin.js";
+import { renderStatusPage } from "./status-page.js";
+import { Recent, webBaseUrlOf, type ErrorRecord, type StatusSnapshot, type SweepActionRecord } from "./status.js";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { sweep, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
 import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
 import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
@@ -29,10 +34,17 @@ export interface ServiceOverrides {
   githubThrottle?: boolean;
   /** Sweeper grace for records mid-creation (tests shorten it). */
   sweepGraceMs?: number;
+  /** Admin listener port (tests: 0 for any free port). */
+  adminPort?: number;
 }
 
 export interface Service {
   readonly url: string;
+  /** The admin listener (status page, /metrics, API), when enabled. */
+  readonly adminUrl: string | null;
+  readonly metrics: Metrics;
+  snapshot(): StatusSnapshot;
+  setDraining(on: boolean): void;
   readonly store: Store;
   readonly pipeline: Pipeline;
   /** One sweeper pass now (the cron schedule runs the same). */
@@ -129,8 +141,71 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     logger.warn(o, `label set ${o.large} has every label of ${o.small}: GitHub may run ${o.small} jobs on ${o.large} runners`);
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
   const containerExists = async (name: string) => (await pve.listContainers(config.proxmox.node)).some((c) => c.name === name);
-  const pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, settings: pipelineSettings(config, o), logger });
-  const runSweep = (opts: { dryRun?: boolean } = {}) => sweep(sweepDeps((name) => pipeline.nudge(name)), opts);
+  const LIVE = ["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"] as const;
+  const countByState = () => {
+    const out: Record<string, number> = {};
+    for (const r of store.runners()) out[r.state] = (out[r.state] ?? 0) + 1;
+    return out;
+  };
+  const metrics = new Metrics({
+    runnersByState: countByState,
+    lanes: () => lane.stats(),
+    queuedJobs: () => store.queuedJobs().length,
+    githubRateLimitRemaining: () => github.rateLimitRemaining,
+    // Read at scrape time, after the pipeline below exists.
+    draining: () => pipeline.isDraining(),
+  });
+  const pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, metrics, settings: pipelineSettings(config, o), logger });
+  // Draining survives a restart: an operator draining for maintenance must not be undone by one.
+  const drainFlag = join(config.stateDir, "draining");
+  if (existsSync(drainFlag)) pipeline.setDraining(true);
+  const setDraining = (on: boolean) => {
+    if (on) writeFileSync(drainFlag, `${new Date().toISOString()}\n`);
+    else rmSync(drainFlag, { force: true });
+    pipeline.setDraining(on);
+  };
+  const sweepLog = new Recent<SweepActionRecord>(50);
+  const sweepErrors = new Recent<ErrorRecord>(20);
+  const runSweep = async (opts: { dryRun?: boolean } = {}) => {
+    const report = await sweep(sweepDeps((name) => pipeline.nudge(name)), opts);
+    for (const a of report.actions) {
+      if (!opts.dryRun) metrics.sweepAction(a.kind);
+      sweepLog.push({ at: Date.now(), kind: a.kind, target: "name" in a ? a.name : "runner" in a ? a.runner : "dir" in a ? a.dir : String(a.vmid), reason: a.reason, dryRun: !!opts.dryRun });
+    }
+    for (const e of report.errors) sweepErrors.push({ at: Date.now(), message: `sweeper: ${e}` });
+    return report;
+  };
+  const pkgVersion = (() => {
+    try {
+      return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+    } catch {
+      return "unknown";
+    }
+  })();
+  const startedAt = Date.now();
+  const snapshot = (): StatusSnapshot => {
+    const all = store.runners().sort((a, b) => b.createdAt - a.createdAt);
+    const live = all.filter((r) => (LIVE as readonly string[]).includes(r.state));
+    const finished = all.filter((r) => !(LIVE as readonly string[]).includes(r.state)).slice(0, 30);
+    const runnerErrors: ErrorRecord[] = all
+      .filter((r) => r.lastError && !["surplus", "idle timeout", "not needed"].includes(r.lastError))
+      .slice(0, 20)
+      .map((r) => ({ at: r.stateSince, runner: r.name, job: r.madeForJob ?? undefined, message: r.lastError! }));
+    return {
+      version: pkgVersion,
+      startedAt,
+      now: Date.now(),
+      draining: pipeline.isDraining(),
+      githubBaseUrl: config.github.baseUrl,
+      webBaseUrl: webBaseUrlOf(config.github.baseUrl),
+      counts: { queuedJobs: store.queuedJobs().length, liveRunners: live.length, runnersByState: countByState() },
+      runners: [...live, ...finished],
+      lanes: lane.stats(),
+      jobs: store.jobs().sort((a, b) => b.createdAt - a.createdAt).slice(0, 50),
+      sweeps: sweepLog.list(),
+      errors: [...runnerErrors, ...sweepErrors.list()].sort((a, b) => b.at - a.at).slice(0, 30),
+    };
+  };
   const recovery = new Recovery(
     { store, github, logger: logger.child({ part: "recovery" }), onDelivery: (guid) => pipeline.handleDelivery(guid), reconcile: () => pipeline.reconcile() },
     {
@@ -151,6 +226,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
       bodyLimitBytes: config.listener.bodyLimitBytes,
       store,
       logger: logger.child({ part: "webhook" }),
+      onResult: (r) => metrics.delivery(r),
       onDelivery: (guid) => void pipeline.handleDelivery(guid).catch((err) => logger.error({ err: String(err), delivery: guid }, "delivery processing failed")),
     }),
   );
@@ -169,6 +245,17 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.address.includes(":") ? `[${addr.address}]` : addr.address}:${addr.port}`;
   logger.info({ url, webhook: config.github.webhookPath }, "listener up");
+  let admin: { url: string; close(): Promise<void> } | null = null;
+  if (config.admin.enabled) {
+    admin = await startAdmin({
+      host: config.admin.host,
+      port: o.adminPort ?? config.admin.port,
+      token: secrets.adminToken,
+      metrics,
+      logger: logger.child({ part: "admin" }),
+      hooks: { snapshot, setDraining, sweep: (dryRun) => runSweep({ dryRun }), renderPage: renderStatusPage },
+    });
+  }
   await pipeline.resume();
   let schedule: SweepSchedule | undefined;
   const startSchedule = (c: Config) => {
@@ -218,11 +305,16 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     url,
     store,
     pipeline,
+    adminUrl: admin?.url ?? null,
+    metrics,
+    snapshot,
+    setDraining,
     sweep: runSweep,
     recover: () => recovery.run(),
     reload,
     async stop() {
       await schedule?.stop();
+      await admin?.close();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await closed;

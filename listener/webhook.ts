@@ -35,13 +35,18 @@ export interface WebhookOptions {
   logger: Logger;
   /** Called after the 2xx went out, for a new (non-duplicate) workflow_job delivery. */
   onDelivery: (guid: string) => void;
+  /** Counts every answer (metrics). */
+  onResult?: (result: "accepted" | "duplicate" | "ignored" | "rejected") => void;
 }
 
 const GUID = /^[0-9a-f-]{8,64}$/i;
 
 function fail(res: Response, status: number, message: string): void {
   res.status(status).json({ error: message });
+  failed.get(res)?.();
 }
+/** Per-response hook so every 4xx/5xx answer is counted without threading opts through fail(). */
+const failed = new WeakMap<Response, () => void>();
 
 async function signatureValid(opts: WebhookOptions, body: string, signature: string): Promise<boolean> {
   for (const secret of [opts.secret, ...(opts.additionalSecrets ?? [])]) {
@@ -56,6 +61,7 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
   const raw = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
 
   router.post(path, (req: Request, res: Response, next) => {
+    if (opts.onResult) failed.set(res, () => opts.onResult!("rejected"));
     const type = (req.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
     if (type !== "application/json") return fail(res, 415, "content-type must be application/json (set the webhook's content type to JSON)");
     raw(req, res, (err?: unknown) => {
@@ -86,6 +92,7 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
     if (event === "ping") return res.status(200).json({ ok: true, pong: true });
     if (event !== "workflow_job") {
       log.info({ delivery: guid, event }, "webhook ignored: not a workflow_job event");
+      opts.onResult?.("ignored");
       return res.status(202).json({ ignored: `event ${event}` });
     }
     const parsed = WorkflowJobPayload.safeParse(json);
@@ -104,6 +111,7 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
       return fail(res, 503, "could not record delivery; redeliver later");
     }
     res.status(202).json({ accepted: true, duplicate: !fresh });
+    opts.onResult?.(fresh ? "accepted" : "duplicate");
     log.debug({ delivery: guid, action: p.action, job: p.workflow_job.id, duplicate: !fresh }, "webhook recorded");
     if (fresh) setImmediate(() => opts.onDelivery(guid));
   });

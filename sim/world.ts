@@ -92,6 +92,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
     timeouts: { apply: 120, destroy: 120, boot: 60, idle: 400 },
     delivery: { mode: "pct", helper: [join(repoRoot, "systemd", "deliver-jit")] },
     listener: { host: "127.0.0.1", port: 0 },
+    admin: { host: "127.0.0.1", port: 0 },
     stateDir: join(dir, "state"),
     terraform: { binary: "terraform", cliConfigFile },
     sweeper: { enabled: false },

@@ -1,5 +1,5 @@
 // Starts the stand-in world and the real listener wired to it, for end-to-end tests.
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { startWorld, type World } from "../../sim/world.js";
 import { startService, type Service, type ServiceOverrides } from "../../listener/service.js";
 import type { Config } from "../../listener/config.js";
@@ -15,8 +15,8 @@ export interface E2E {
   stop(): Promise<void>;
 }
 
-export async function startE2E(o: { timeScale?: number; configPatch?: (c: Record<string, any>) => void; overrides?: ServiceOverrides; listenerToken?: TokenDef } = {}): Promise<E2E> {
-  const logger = quietLogger();
+export async function startE2E(o: { timeScale?: number; configPatch?: (c: Record<string, any>) => void; overrides?: ServiceOverrides; listenerToken?: TokenDef; logger?: Logger } = {}): Promise<E2E> {
+  const logger = o.logger ?? quietLogger();
   const world = await startWorld({ timeScale: o.timeScale ?? 0.02, logger, configPatch: o.configPatch, listenerToken: o.listenerToken });
   const start = (config: Config) =>
     startService(config, world.secrets, logger.child({ part: "listener" }), { helperEnv: world.helperEnv, terraformEnv: world.terraformEnv, onlinePollMs: 100, retryBackoffMs: 100, githubThrottle: false, ...o.overrides });

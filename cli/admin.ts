@@ -1,0 +1,112 @@
+// `pve-runners status|runners|jobs|drain|resume`: the admin API of a running listener, as tables
+// (or --json). The address and token come from the same config file the listener runs with.
+import { Command } from "commander";
+import { readFileSync } from "node:fs";
+import { loadConfig } from "../listener/config.js";
+import type { StatusSnapshot } from "../listener/status.js";
+import type { JobRow, RunnerRow } from "../listener/store.js";
+import { orExit } from "./config-or-exit.js";
+
+interface Target {
+  url: string;
+  token?: string;
+}
+
+function targetOf(o: { config: string; url?: string }): Target {
+  const { config } = orExit(o.config, () => loadConfig(o.config, { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/etc/pve-runners/credentials", ...process.env } }));
+  const host = config.admin.host.includes(":") ? `[${config.admin.host}]` : config.admin.host;
+  let token: string | undefined;
+  if (config.admin.tokenFile) {
+    try {
+      token = readFileSync(config.admin.tokenFile, "utf8").trim();
+    } catch (err) {
+      process.stderr.write(`pve-runners: cannot read the admin token ${config.admin.tokenFile} (${(err as NodeJS.ErrnoException).code}): run as root or a member of its group\n`);
+      process.exit(2);
+    }
+  }
+  return { url: o.url ?? `http://${host}:${config.admin.port}`, token };
+}
+
+async function call<T>(t: Target, method: "GET" | "POST", path: string): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(t.url + path, { method, headers: t.token ? { authorization: `Bearer ${t.token}` } : {}, signal: AbortSignal.timeout(30_000) });
+  } catch (err) {
+    process.stderr.write(`pve-runners: the listener's admin API at ${t.url} does not answer (${(err as Error).cause ?? (err as Error).message}): is pve-runners running?\n`);
+    process.exit(1);
+  }
+  const body = (await res.json().catch(() => ({}))) as T & { error?: string };
+  if (!res.ok) {
+    process.stderr.write(`pve-runners: ${method} ${path}: ${res.status} ${body.error ?? res.statusText}\n`);
+    process.exit(1);
+  }
+  return body;
+}
+
+const ago = (now: number, at: number) => {
+  const s = Math.max(0, Math.round((now - at) / 1000));
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
+};
+
+/** A plain aligned table; cells are clipped so one long error cannot wreck it. */
+export function table(header: string[], rows: string[][], max = 60): string {
+  const clip = (c: string) => (c.length > max ? `${c.slice(0, max - 1)}…` : c);
+  const all = [header, ...rows.map((r) => r.map(clip))];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
+  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : (c ?? "").padEnd(widths[i]))).join("  ").trimEnd()).join("\n") + "\n";
+}
+
+export function runnersTable(s: Pick<StatusSnapshot, "now">, runners: RunnerRow[]): string {
+  return table(
+    ["RUNNER", "SET", "STATE", "FOR", "RAN", "CT", "SINCE", "ERROR"],
+    runners.map((r) => [r.name, r.labelSet, r.state, String(r.madeForJob ?? "-"), String(r.jobId ?? "-"), String(r.vmid ?? "-"), ago(s.now, r.stateSince), r.lastError ?? ""]),
+  );
+}
+
+export function jobsTable(jobs: JobRow[]): string {
+  return table(
+    ["JOB", "REPO", "LABELS", "SET", "STATUS", "RUNNER"],
+    jobs.map((j) => [String(j.jobId), j.repo, j.labels.join(","), j.labelSet ?? "(not ours)", j.conclusion ? `${j.status}/${j.conclusion}` : j.status, j.runnerName ?? "-"]),
+  );
+}
+
+export function statusText(s: StatusSnapshot): string {
+  const states = Object.entries(s.counts.runnersByState).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+  const lanes = Object.entries(s.lanes).map(([k, l]) => `${k}: ${l.running} cloning, ${l.waiting} waiting`).join("; ") || "idle";
+  const lines = [
+    `pve-runners ${s.version}, up ${ago(s.now, s.startedAt)}${s.draining ? ", DRAINING (no new runners)" : ""}`,
+    `jobs queued: ${s.counts.queuedJobs}   live runners: ${s.counts.liveRunners}   all runners since start: ${states}`,
+    `clone lanes: ${lanes}`,
+    "",
+    runnersTable(s, s.runners.slice(0, 20)).trimEnd(),
+  ];
+  if (s.errors.length) lines.push("", "recent errors:", ...s.errors.slice(0, 5).map((e) => `  ${ago(s.now, e.at)} ago ${e.runner ?? ""} ${e.message}`.replace(/\s+/g, " ")));
+  return lines.join("\n") + "\n";
+}
+
+export function registerAdminCommands(program: Command): void {
+  const common = (c: Command) =>
+    c.option("--config <path>", "config file (for the admin address and token)", "/etc/pve-runners/config.yaml").option("--url <url>", "admin API base URL (default: from the config)").option("--json", "print JSON", false);
+  const out = (json: boolean, value: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(value, null, 2) + "\n" : text());
+
+  common(program.command("status").description("what the running listener is doing: counts, lanes, runners, errors")).action(async (o: { config: string; url?: string; json: boolean }) => {
+    const s = await call<StatusSnapshot>(targetOf(o), "GET", "/api/status");
+    out(o.json, s, () => statusText(s));
+  });
+  common(program.command("runners").description("live and recently finished runners")).action(async (o: { config: string; url?: string; json: boolean }) => {
+    const s = await call<StatusSnapshot>(targetOf(o), "GET", "/api/status");
+    out(o.json, s.runners, () => runnersTable(s, s.runners));
+  });
+  common(program.command("jobs").description("recent jobs and what served them")).action(async (o: { config: string; url?: string; json: boolean }) => {
+    const jobs = await call<JobRow[]>(targetOf(o), "GET", "/api/jobs");
+    out(o.json, jobs, () => jobsTable(jobs));
+  });
+  common(program.command("drain").description("stop making runners; those alive finish their jobs (kept across restarts)")).action(async (o: { config: string; url?: string; json: boolean }) => {
+    const r = await call<{ draining: boolean }>(targetOf(o), "POST", "/api/drain");
+    out(o.json, r, () => "draining: no new runners until `pve-runners resume`\n");
+  });
+  common(program.command("resume").description("make runners again after a drain")).action(async (o: { config: string; url?: string; json: boolean }) => {
+    const r = await call<{ draining: boolean }>(targetOf(o), "POST", "/api/resume");
+    out(o.json, r, () => "resumed: taking jobs again\n");
+  });
+}

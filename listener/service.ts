@@ -147,15 +147,15 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     for (const r of store.runners()) out[r.state] = (out[r.state] ?? 0) + 1;
     return out;
   };
-  const metrics = new Metrics({
+  const metrics: Metrics = new Metrics({
     runnersByState: countByState,
     lanes: () => lane.stats(),
     queuedJobs: () => store.queuedJobs().length,
     githubRateLimitRemaining: () => github.rateLimitRemaining,
     // Read at scrape time, after the pipeline below exists.
-    draining: () => pipeline.isDraining(),
+    draining: (): boolean => pipeline.isDraining(),
   });
-  const pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, metrics, settings: pipelineSettings(config, o), logger });
+  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, metrics, settings: pipelineSettings(config, o), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");
   if (existsSync(drainFlag)) pipeline.setDraining(true);

@@ -3,7 +3,7 @@
 // and error messages come from webhooks and APIs — so every interpolated value goes through esc(), and
 // the only links are job pages built by jobUrl() that stay on the GitHub web origin over http(s).
 import { createHash } from "node:crypto";
-import type { JobRow, RunnerRow } from "./store.js";
+import { LIVE_STATES, type JobRow, type RunnerRow } from "./store.js";
 import { jobUrl, type ErrorRecord, type StatusSnapshot, type SweepActionRecord } from "./status.js";
 
 /** Seconds between reloads of the page (a `<meta http-equiv="refresh">`). */
@@ -139,7 +139,7 @@ function runnersSection(s: StatusSnapshot, byId: Map<number, JobRow>): string {
       `</tr>`
     );
   });
-  const live = runners.filter((r) => r.state !== "gone" && r.state !== "failed").length;
+  const live = runners.filter((r) => (LIVE_STATES as string[]).includes(r.state)).length;
   return section(
     "runners",
     "Runners",

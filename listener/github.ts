@@ -247,6 +247,26 @@ export class GitHubAdapter {
     return out;
   }
 
+  /**
+   * Tells the person who pushed that infrastructure failed their job: a completed check run on the
+   * commit (App permission: Checks write). Returns its id.
+   */
+  async reportInfraFailure(repoFullName: string, headSha: string, report: { jobId: number; title: string; summary: string }, installationHint?: number | null): Promise<number> {
+    const [owner, repo] = repoFullName.split("/", 2);
+    const gh = await this.forScope({ kind: "repo", owner, repo }, installationHint);
+    const r = await gh.rest.checks.create({
+      owner,
+      repo,
+      name: "pve-runners",
+      head_sha: headSha,
+      status: "completed",
+      conclusion: "failure",
+      external_id: `job-${report.jobId}`,
+      output: { title: report.title, summary: report.summary },
+    });
+    return r.data.id;
+  }
+
   /** Deletes a registration. 404 counts as done; 422 means it is running a job right now. */
   async deleteRunner(scope: Scope, id: number, installationHint?: number | null): Promise<"deleted" | "gone" | "busy"> {
     const gh = await this.forScope(scope, installationHint);

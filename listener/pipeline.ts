@@ -262,6 +262,39 @@ export class Pipeline {
   /** When each runner's JIT config went in (for the boot phase metric; lost on restart, harmlessly). */
   private readonly deliveredAt = new Map<string, number>();
 
+  private readonly reportedJobs = new Set<number>();
+
+  /**
+   * A runner given up for good: the job it was made for is still waiting, through no fault of its
+   * author. Say so on the commit (a check run), once per job; a log line alone reaches nobody.
+   */
+  private async reportFailure(r: RunnerRow, log: Logger): Promise<void> {
+    const job = r.madeForJob ? this.d.store.getJob(r.madeForJob) : undefined;
+    if (!job || job.status !== "queued" || this.reportedJobs.has(job.jobId)) return;
+    const sha = this.d.store.jobHeadSha(job.jobId);
+    if (!sha) return;
+    this.reportedJobs.add(job.jobId);
+    try {
+      await this.d.github.reportInfraFailure(
+        job.repo,
+        sha,
+        {
+          jobId: job.jobId,
+          title: `No runner yet for job ${job.jobId}: the CI infrastructure failed, not your code`,
+          summary: [
+            `pve-runners could not make a runner for job ${job.jobId} (labels: ${job.labels.join(", ")}) after ${r.attempts} attempts.`,
+            `Last error: ${(r.lastError ?? "unknown").slice(0, 500)}`,
+            "It keeps trying with backoff; the job stays queued until a runner takes it. Your operators have the details in the pve-runners log.",
+          ].join("\n\n"),
+        },
+        job.installationId,
+      );
+      log.info({ job: job.jobId }, "infrastructure failure reported on the commit (check run)");
+    } catch (err) {
+      log.warn({ job: job.jobId, err: errMessage(err) }, "could not report the failure as a check run (App needs Checks: write)");
+    }
+  }
+
   /** Boot ends when the runner is first seen online, or a webhook names it first. */
   private leftBooting(name: string): void {
     const delivered = this.deliveredAt.get(name);
@@ -618,6 +651,7 @@ export class Pipeline {
       }
       const final: RunnerState = r.lastError && !["surplus", "idle timeout", "not needed"].includes(r.lastError) && r.attempts >= s.applyAttempts ? "failed" : "gone";
       if (this.d.store.setRunnerState(r.name, final, {}, ["destroying"])) this.d.metrics?.phase("runner_lifetime", (Date.now() - r.createdAt) / 1000);
+      if (final === "failed") void this.reportFailure(r, log);
       this.deliveredAt.delete(r.name);
     } catch (err) {
       if (signal.aborted) throw new Stopped();

@@ -135,6 +135,18 @@ export class Store {
       .map((r: any) => ({ guid: r.guid, event: r.event, action: r.action, jobId: r.job_id, receivedAt: r.received_at, processedAt: r.processed_at, payload: r.payload }));
   }
 
+  /** The commit a job runs for, from its first recorded delivery (null for reconciled jobs). */
+  jobHeadSha(jobId: number): string | null {
+    const r = this.db.prepare(`SELECT payload FROM deliveries WHERE job_id = ? ORDER BY received_at LIMIT 1`).get(jobId) as { payload: string } | undefined;
+    if (!r) return null;
+    try {
+      const sha = (JSON.parse(r.payload) as { workflow_job?: { head_sha?: unknown } }).workflow_job?.head_sha;
+      return typeof sha === "string" && /^[0-9a-f]{40}$/.test(sha) ? sha : null;
+    } catch {
+      return null;
+    }
+  }
+
   hasDelivery(guid: string): boolean {
     return this.db.prepare(`SELECT 1 FROM deliveries WHERE guid = ?`).get(guid) !== undefined;
   }

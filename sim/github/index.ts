@@ -14,6 +14,7 @@ import { Shapes } from "./payloads.js";
 import { RateLimiter, primaryLimitExceeded } from "./ratelimit.js";
 import { createRng } from "./rng.js";
 import { actionsRoutes } from "./routes/actions.js";
+import { checkRoutes, type SimCheckRun } from "./routes/checks.js";
 import { appRoutes, deliverySummary } from "./routes/app.js";
 import { controlRoutes } from "./routes/control.js";
 import { runnerProtocolRoutes } from "./routes/runner-protocol.js";
@@ -23,7 +24,7 @@ import { Scheduler, type CreateJobInput, type SimJob, type SimRun } from "./sche
 import { WebhookDispatcher, type SimDelivery } from "./webhooks.js";
 import { SimWorld, type WorldInstallationSpec } from "./world.js";
 
-export type { SimJob, SimRun, SimRunner, SimDelivery, CreateJobInput, FaultsBody };
+export type { SimJob, SimRun, SimRunner, SimDelivery, CreateJobInput, FaultsBody, SimCheckRun };
 export { encodeJitConfig, decodeJitConfig } from "./jit.js";
 
 export interface GitHubSimOptions {
@@ -59,6 +60,7 @@ export class GitHubSim {
   private server?: Server;
   private baseUrl = "";
   private isStopped = false;
+  private readonly checkRunStore: SimCheckRun[] = [];
 
   constructor(opts: GitHubSimOptions = {}) {
     this.appId = opts.appId ?? 1001;
@@ -170,6 +172,11 @@ export class GitHubSim {
     this.ctx.auth.expireTokens(installationId);
   }
 
+  /** Check runs the App created (pve-runners reports infrastructure failures this way). */
+  checkRuns(): SimCheckRun[] {
+    return structuredClone(this.checkRunStore);
+  }
+
   jobs(): SimJob[] {
     return structuredClone(this.ctx.scheduler.jobs());
   }
@@ -253,6 +260,7 @@ export class GitHubSim {
     app.use(appRoutes(ctx));
     app.use(runnerRoutes(ctx));
     app.use(actionsRoutes(ctx));
+    app.use(checkRoutes(ctx, this.checkRunStore));
     app.use(() => {
       throw notFound();
     });

@@ -27,6 +27,13 @@ describe("least privilege on Proxmox", { concurrency: 1 }, () => {
         assert.match(r.lastError ?? "", /Permission check failed/);
         assert.match(r.lastError ?? "", path);
         assert.deepEqual(await containersLeft(e), [], "failed attempts were cleaned up");
+        // The person who pushed hears of it on their commit, once, as an infrastructure failure.
+        const checks = await waitFor("a check run", () => (e.world.github.checkRuns().length ? e.world.github.checkRuns() : null), 10_000);
+        assert.equal(checks.length, 1);
+        assert.equal(checks[0].conclusion, "failure");
+        assert.equal(checks[0].headSha, e.world.github.jobs()[0].headSha);
+        assert.match(checks[0].output?.title ?? "", /infrastructure failed, not your code/);
+        assert.match(checks[0].output?.summary ?? "", path);
       } finally {
         await e.stop();
       }

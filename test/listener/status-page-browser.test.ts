@@ -19,10 +19,11 @@ import type { JobRow, RunnerRow } from "../../listener/store.js";
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const SCREENSHOT = join(ROOT, "docs", "status-page.png");
 const WIDTH = 1280;
-const CANDIDATES = [process.env.CHROMIUM_PATH, "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
+// CHROMIUM_PATH, when set, is the only place looked at.
+const CANDIDATES = process.env.CHROMIUM_PATH ? [process.env.CHROMIUM_PATH] : ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
 
 function findChromium(): string | undefined {
-  return CANDIDATES.find((p): p is string => !!p && existsSync(p));
+  return CANDIDATES.find((p) => existsSync(p));
 }
 
 const NOW = Date.UTC(2025, 5, 1, 14, 30, 0);
@@ -161,7 +162,7 @@ let browser: Browser | undefined;
 async function openPage(t: TestContext): Promise<Page | undefined> {
   const exe = findChromium();
   if (!exe) {
-    const msg = `Chromium not found (looked at ${CANDIDATES.filter(Boolean).join(", ")}): apt-get install chromium, or set CHROMIUM_PATH`;
+    const msg = `Chromium not found (looked at ${CANDIDATES.join(", ")}): apt-get install chromium, or set CHROMIUM_PATH`;
     if (process.env.CI === "true") assert.fail(msg);
     t.skip(msg);
     return undefined;

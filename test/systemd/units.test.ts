@@ -121,7 +121,7 @@ describe("systemd/github-app-manifest.json", () => {
     assert.equal(m.hook_attributes.active, true);
     assert.match(m.redirect_url, /^https:\/\//);
     assert.equal(m.public, false);
-    assert.deepEqual(m.default_permissions, { administration: "write", organization_self_hosted_runners: "write", actions: "read", metadata: "read" });
+    assert.deepEqual(m.default_permissions, { administration: "write", organization_self_hosted_runners: "write", actions: "read", metadata: "read", checks: "write" });
     assert.deepEqual(m.default_events, ["workflow_job"]);
   });
 });

@@ -29,7 +29,7 @@ export function appRoutes(ctx: SimContext): Router {
       html_url: `${ctx.url()}/apps/pve-runners-sim`,
       created_at: "2025-01-01T00:00:00Z",
       updated_at: "2025-01-01T00:00:00Z",
-      permissions: { actions: "read", administration: "write", metadata: "read", organization_self_hosted_runners: "write" },
+      permissions: { actions: "read", administration: "write", checks: "write", metadata: "read", organization_self_hosted_runners: "write" },
       events: ["workflow_job"],
       installations_count: ctx.world.installations.size,
     });

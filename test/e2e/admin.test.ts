@@ -63,12 +63,20 @@ describe("admin API, metrics, CLI", { concurrency: 1 }, () => {
       assert.equal(s.jobs[0].jobId, job.id);
       assert.equal(s.runners[0].state, "gone");
 
+      const page = await fetch(admin() + "/");
+      assert.match(page.headers.get("content-type") ?? "", /text\/html/);
+      const html = await page.text();
+      assert.ok(html.includes(s.runners[0].name), "the status page lists the runner");
+      assert.ok(html.includes(`/acme/app/actions/runs/${s.jobs[0].runId}/job/${job.id}`), "with a link to the job on GitHub");
+
       // The CLI, against the running listener.
       const status = await runCli("status", "--config", e.world.configFile, "--url", admin());
       assert.equal(status.status, 0, status.stderr);
       assert.match(status.stdout, /^pve-runners \d+\.\d+\.\d+, up /);
       assert.match(status.stdout, /live runners: 0/);
       assert.match(status.stdout, new RegExp(`${s.runners[0].name}\\s+linux-small\\s+gone`));
+      const runners = await runCli("runners", "--config", e.world.configFile, "--url", admin());
+      assert.match(runners.stdout, /^RUNNER\s+SET\s+STATE/);
       const jobs = await runCli("jobs", "--config", e.world.configFile, "--url", admin(), "--json");
       assert.equal((JSON.parse(jobs.stdout) as Array<{ jobId: number }>)[0].jobId, job.id);
 

@@ -109,9 +109,11 @@ const Schema = z
         trustProxy: z.boolean().default(false),
         /** workflow_job payloads are a few KiB; anything far larger is not GitHub. */
         bodyLimitBytes: z.number().int().min(1024).max(26_214_400).default(1_048_576),
+        /** Failed webhook requests per address per minute before 429 (GitHub's deliveries never fail). */
+        failuresPerMinute: z.number().int().min(1).max(100_000).default(30),
       })
       .strict()
-      .default({ host: "127.0.0.1", port: 8790, trustProxy: false, bodyLimitBytes: 1_048_576 }),
+      .default({ host: "127.0.0.1", port: 8790, trustProxy: false, bodyLimitBytes: 1_048_576, failuresPerMinute: 30 }),
     /** The admin listener: status page, /metrics, the API the CLI uses. Never on the webhook port. */
     admin: z
       .object({

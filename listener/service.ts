@@ -224,6 +224,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     webhookRouter(config.github.webhookPath, {
       secret: secrets.webhookSecret,
       bodyLimitBytes: config.listener.bodyLimitBytes,
+      failuresPerMinute: config.listener.failuresPerMinute,
       store,
       logger: logger.child({ part: "webhook" }),
       onResult: (r) => metrics.delivery(r),

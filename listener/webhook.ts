@@ -5,6 +5,7 @@ import { verify } from "@octokit/webhooks-methods";
 import type { Logger } from "pino";
 import { z } from "zod";
 import type { Store } from "./store.js";
+import { FailureLimiter } from "./failure-limit.js";
 
 /** The parts of a workflow_job payload we rely on; everything else is passed through untouched. */
 export const WorkflowJobPayload = z.object({
@@ -35,6 +36,8 @@ export interface WebhookOptions {
   logger: Logger;
   /** Called after the 2xx went out, for a new (non-duplicate) workflow_job delivery. */
   onDelivery: (guid: string) => void;
+  /** Failed requests allowed per address per minute before 429 (default 30). */
+  failuresPerMinute?: number;
   /** Counts every answer (metrics). */
   onResult?: (result: "accepted" | "duplicate" | "ignored" | "rejected") => void;
 }
@@ -43,10 +46,10 @@ const GUID = /^[0-9a-f-]{8,64}$/i;
 
 function fail(res: Response, status: number, message: string): void {
   res.status(status).json({ error: message });
-  failed.get(res)?.();
+  failed.get(res)?.(status);
 }
 /** Per-response hook so every 4xx/5xx answer is counted without threading opts through fail(). */
-const failed = new WeakMap<Response, () => void>();
+const failed = new WeakMap<Response, (status: number) => void>();
 
 async function signatureValid(opts: WebhookOptions, body: string, signature: string): Promise<boolean> {
   for (const secret of [opts.secret, ...(opts.additionalSecrets ?? [])]) {
@@ -60,8 +63,21 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
   const router = express.Router();
   const raw = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
 
+  const limiter = new FailureLimiter(opts.failuresPerMinute ?? 30, 60_000);
   router.post(path, (req: Request, res: Response, next) => {
-    if (opts.onResult) failed.set(res, () => opts.onResult!("rejected"));
+    const ip = req.ip ?? "unknown";
+    const wait = limiter.blockedFor(ip);
+    if (wait > 0) {
+      res.setHeader("retry-after", String(wait));
+      res.status(429).json({ error: "too many failed requests from this address" });
+      opts.onResult?.("rejected");
+      return;
+    }
+    failed.set(res, (status) => {
+      // Our own 5xx (the store failing) is no fault of the sender's.
+      if (status < 500) limiter.fail(ip);
+      opts.onResult?.("rejected");
+    });
     const type = (req.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
     if (type !== "application/json") return fail(res, 415, "content-type must be application/json (set the webhook's content type to JSON)");
     raw(req, res, (err?: unknown) => {

@@ -26,6 +26,8 @@ export interface FaultRunOptions {
   timeoutMs: number;
   seed: number;
   out?: (line: string) => void;
+  /** Called after the run, before the world is removed: tests inspect what it left (logs, state). */
+  inspect?: (w: { dir: string; stateDir: string; listenerLog: string; secrets: World["secrets"] }) => Promise<void>;
 }
 
 export const FAULT_RUN_DEFAULTS: FaultRunOptions = {
@@ -231,6 +233,7 @@ export async function runFaultRun(o: FaultRunOptions): Promise<FaultRunResult> {
         `${result.deliveries} deliveries: ${result.deliveriesDropped} dropped, ${result.deliveriesDuplicated} duplicated, ${result.redeliveries} redelivered; ` +
         `PVE tasks ${result.pveTasksFailed}/${result.pveTasks} failed; settled in ${(result.settleMs / 1000).toFixed(1)}s`,
     );
+    await o.inspect?.({ dir: world.dir, stateDir: world.config.stateDir, listenerLog: join(world.dir, "listener.log"), secrets: world.secrets });
     return result;
   } finally {
     await listener.stop().catch(() => {});

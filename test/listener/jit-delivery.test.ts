@@ -9,7 +9,7 @@ import { PctHelperDelivery } from "../../listener/jit-delivery.js";
 
 const root = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");
 const helper = join(root, "systemd", "deliver-jit");
-const SECRET = "eyJ.runner-jit-config.secret-value";
+const SECRET = "eyJydW5uZXIiOiJqaXQtY29uZmlnIiwic2VjcmV0IjoidmFsdWUifQ==";
 
 describe("JIT delivery through the privileged helper", () => {
   let dir: string;
@@ -19,6 +19,7 @@ describe("JIT delivery through the privileged helper", () => {
     "202": "hostname: runner-bb22\ntags: other\nunprivileged: 1\n",
     "203": "hostname: runner-cc33\ntags: pve-runners\nunprivileged: 0\n",
     "204": "hostname: runner-dd44\ntags: pve-runners\ntemplate: 1\nunprivileged: 1\n",
+    "205": "hostname: runner-ff66\ntags: pve-runners\nunprivileged: 1\n",
   };
 
   before(() => {
@@ -68,6 +69,16 @@ exit 1
         return true;
       });
       if (vmid !== 201) assert.equal(existsSync(join(dir, `exec-${vmid}.stdin`)), false);
+    }
+  });
+
+  test("refuses an oversized or non-base64 config instead of passing on a truncated or foreign payload", async () => {
+    for (const [cfg, why] of [["QUFB".repeat(16_385), /larger than 64 KiB/], ["not base64; rm -rf /", /not a base64 JIT config/]] as const) {
+      await assert.rejects(delivery().deliver({ node: "pve", vmid: 205, runner: "runner-ff66", jitConfig: cfg }), (err: Error) => {
+        assert.match(err.message, why);
+        return true;
+      });
+      assert.equal(existsSync(join(dir, "exec-205.stdin")), false, "nothing reached the container");
     }
   });
 

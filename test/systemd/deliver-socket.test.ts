@@ -17,7 +17,7 @@ const root = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../
 const wrapper = join(root, "systemd", "deliver-jit-socket");
 const client = join(root, "systemd", "deliver-jit-client");
 const helper = join(root, "systemd", "deliver-jit");
-const SECRET = "eyJ.runner-jit-config.secret-value-over-the-socket";
+const SECRET = "eyJydW5uZXIiOiJqaXQtY29uZmlnIiwib3ZlciI6InRoZS1zb2NrZXQifQ==";
 /** The client's interpreter, as on every PVE host. */
 const hasPython = existsSync("/usr/bin/python3");
 
@@ -203,7 +203,7 @@ exit 1
       rmSync(join(dir, "exec-301.stdin"), { force: true });
       const ok = await runClient(["301", "runner-aa11"], SECRET, { ...clientEnv(), PVE_RUNNERS_DELIVER_SOCKET: sock });
       assert.equal(ok.code, 0, ok.stderr + log);
-      assert.equal(readFileSync(join(dir, "exec-301.stdin"), "utf8"), SECRET);
+      assert.equal(readFileSync(join(dir, "exec-301.stdin"), "utf8"), SECRET + "\n", "deliver-jit ends the config with one newline");
       const no = await runClient(["302", "runner-bb22"], SECRET, { ...clientEnv(), PVE_RUNNERS_DELIVER_SOCKET: sock });
       assert.equal(no.code, 3);
       assert.match(no.stderr, /not tagged pve-runners/);

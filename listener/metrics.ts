@@ -4,7 +4,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 
 export const PHASES = [
   "lane_wait", // apply requested → clone lane entered
-  "apply", // terraform apply (clone, config, start)
+  "apply", // terraform apply in the clone lane (clone, config)
+  "start", // container start, outside the lane
   "jit_delivery", // JIT minted and handed to the container
   "boot", // JIT handed to the container → runner online at GitHub (or named by a webhook)
   "queued_to_started", // job queued (first event) → in_progress

@@ -71,6 +71,11 @@ export interface LaneLike {
 
 export interface PipelineDeps {
   metrics?: Metrics;
+  /**
+   * Starts a container (idempotent) through the Proxmox API. When given, the stack only clones and
+   * configures, so the clone lane is held for the clone alone; starting runs outside it, in parallel.
+   */
+  startContainer?: (vmid: number) => Promise<void>;
   /** Whether a container named like this runner exists on Proxmox (when terraform cannot tell). */
   containerExists?: (runnerName: string) => Promise<boolean>;
   store: Store;
@@ -498,7 +503,8 @@ export class Pipeline {
       cores: set.cores,
       memoryMb: set.memoryMb,
       swapMb: set.swapMb,
-      start: !this.d.delivery.startsContainer,
+      // Started outside the lane (stepBooting) when we can; the env delivery starts it itself.
+      start: !this.d.delivery.startsContainer && !this.d.startContainer,
     });
     const templateKey = `${s.proxmox.templateNode ?? s.proxmox.node}/${s.proxmox.templateVmid}`;
     try {
@@ -550,6 +556,11 @@ export class Pipeline {
     const scope = parseScopeKey(r.scope);
     const job = r.madeForJob ? this.d.store.getJob(r.madeForJob) : undefined;
     if (!r.githubRunnerId) {
+      if (!this.d.delivery.startsContainer && this.d.startContainer) {
+        const started = Date.now();
+        await this.d.startContainer(r.vmid!);
+        this.d.metrics?.phase("start", (Date.now() - started) / 1000);
+      }
       // Minted now, right before the container needs it: unused JIT configs expire within minutes.
       const mintStarted = Date.now();
       const jit = await this.d.github.generateJitConfig(scope, r.name, set.labels, job?.installationId);

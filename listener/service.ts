@@ -110,7 +110,7 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     env: { ...o.terraformEnv, PROXMOX_VE_API_TOKEN: secrets.pveApiToken },
     logger: logger.child({ adapter: "terraform" }),
   });
-  const pve = new ProxmoxApi({ endpoint: config.proxmox.endpoint, token: secrets.pveApiToken, insecure: config.proxmox.insecure, logger });
+  const pve = new ProxmoxApi({ endpoint: config.proxmox.endpoint, token: secrets.pveApiToken, insecure: config.proxmox.insecure, logger, pollMs: Math.min(500, o.onlinePollMs ?? 500) });
   const sweepDeps = (wake?: (runner: string) => void): SweepDeps => ({
     store,
     github,
@@ -140,6 +140,13 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   for (const o of overlappingLabelSets(config.labelSets))
     logger.warn(o, `label set ${o.large} has every label of ${o.small}: GitHub may run ${o.small} jobs on ${o.large} runners`);
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
+  // Idempotent: after a restart the container may already run; a racing start says "already running".
+  const startContainer = async (vmid: number) => {
+    if ((await pve.containerStatus(config.proxmox.node, vmid)).status === "running") return;
+    await pve.start(config.proxmox.node, vmid).catch((err: Error) => {
+      if (!/already running/.test(err.message)) throw err;
+    });
+  };
   const containerExists = async (name: string) => (await pve.listContainers(config.proxmox.node)).some((c) => c.name === name);
   const LIVE = ["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"] as const;
   const countByState = () => {
@@ -155,7 +162,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     // Read at scrape time, after the pipeline below exists.
     draining: (): boolean => pipeline.isDraining(),
   });
-  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, metrics, settings: pipelineSettings(config, o), logger });
+  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, startContainer, metrics, settings: pipelineSettings(config, o), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");
   if (existsSync(drainFlag)) pipeline.setDraining(true);

@@ -50,7 +50,7 @@ describe("admin API, metrics, CLI", { concurrency: 1 }, () => {
       const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 1000 });
       await settled(e, [job.id]);
       const m = await (await fetch(admin() + "/metrics")).text();
-      for (const phase of ["lane_wait", "apply", "jit_delivery", "boot", "queued_to_started", "job_run", "destroy", "runner_lifetime"])
+      for (const phase of ["lane_wait", "apply", "start", "jit_delivery", "boot", "queued_to_started", "job_run", "destroy", "runner_lifetime"])
         assert.match(m, new RegExp(`pve_runners_phase_seconds_count\\{phase="${phase}"\\} [1-9]`), `phase ${phase} observed`);
       assert.match(m, /pve_runners_terraform_seconds_count\{command="apply",result="ok"\} 1/);
       assert.match(m, /pve_runners_job_events_total\{action="queued",outcome="ours"\} 1/);

@@ -558,7 +558,17 @@ export class Pipeline {
     if (!r.githubRunnerId) {
       if (!this.d.delivery.startsContainer && this.d.startContainer) {
         const started = Date.now();
-        await this.d.startContainer(r.vmid!);
+        try {
+          await this.d.startContainer(r.vmid!);
+        } catch (err) {
+          // Like a failed apply: counted, retried with backoff, then given up (and reported).
+          const attempts = r.attempts + 1;
+          log.warn({ attempt: attempts, err: errMessage(err) }, "container start failed");
+          const next: RunnerState = attempts >= s.applyAttempts ? "destroying" : "booting";
+          this.d.store.setRunnerState(r.name, next, { attempts, lastError: `start: ${errMessage(err)}` }, ["booting"]);
+          if (next === "booting") await sleep(s.retryBackoffMs * 2 ** (attempts - 1), signal);
+          return;
+        }
         this.d.metrics?.phase("start", (Date.now() - started) / 1000);
       }
       // Minted now, right before the container needs it: unused JIT configs expire within minutes.

@@ -1,6 +1,7 @@
 // Webhook delivery like GitHub's hookshot: signed POST, 10 s deadline, no automatic retry,
 // every attempt recorded for the deliveries API, manual redelivery with the same GUID.
 // Faults (drop, duplicate, reorder, delay) apply to first deliveries only.
+import { setMaxListeners } from "node:events";
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
@@ -55,7 +56,12 @@ export class WebhookDispatcher {
   private readonly inFlight = new Set<Promise<void>>();
   private nextId = 1000;
   private target: DeliveryTarget | null = null;
-  private readonly stopping = new AbortController();
+  private readonly stopping = (() => {
+    const c = new AbortController();
+    // Every in-flight delivery listens on it: a burst is many at once, not a leak.
+    setMaxListeners(0, c.signal);
+    return c;
+  })();
 
   constructor(
     private readonly appId: number,

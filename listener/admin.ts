@@ -3,8 +3,7 @@
 // A bearer token (constant-time compare) is required when one is configured; no CORS; strict headers.
 import express, { type NextFunction, type Request, type Response } from "express";
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listen } from "./http-listen.js";
 import type { Logger } from "pino";
 import type { Metrics } from "./metrics.js";
 import type { StatusSnapshot } from "./status.js";
@@ -82,13 +81,7 @@ export async function startAdmin(o: AdminOptions): Promise<{ url: string; close(
   app.use((_req, res) => {
     res.status(404).json({ error: "not found" });
   });
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(o.port, o.host);
-    s.once("listening", () => resolve(s));
-    s.once("error", reject);
-  });
-  const a = server.address() as AddressInfo;
-  const url = `http://${a.address.includes(":") ? `[${a.address}]` : a.address}:${a.port}`;
+  const { server, url } = await listen(app, o.port, o.host);
   o.logger.info({ url, token: o.token ? "required" : "none (loopback only)" }, "admin listener up");
   return {
     url,

@@ -1,7 +1,5 @@
 // Wires the listener together from a validated config: store, adapters, clone lane, pipeline, HTTP.
 import express from "express";
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { Config, Secrets } from "./config.js";
@@ -13,6 +11,7 @@ import { Store } from "./store.js";
 import { Terraform } from "./terraform.js";
 import { CloneLane } from "./clone-lane.js";
 import { webhookRouter } from "./webhook.js";
+import { listen } from "./http-listen.js";
 import { overlappingLabelSets } from "./labels.js";
 import { Metrics } from "./metrics.js";
 import { startAdmin } from "./admin.js";
@@ -245,13 +244,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     res.status(404).json({ error: "not found" });
   });
 
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.listener.port, config.listener.host);
-    s.once("listening", () => resolve(s));
-    s.once("error", reject);
-  });
-  const addr = server.address() as AddressInfo;
-  const url = `http://${addr.address.includes(":") ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  const { server, url } = await listen(app, config.listener.port, config.listener.host);
   logger.info({ url, webhook: config.github.webhookPath }, "listener up");
   let admin: { url: string; close(): Promise<void> } | null = null;
   if (config.admin.enabled) {

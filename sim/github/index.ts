@@ -1,7 +1,6 @@
 // The stateful fake GitHub: REST API (App JWT + installation tokens), GitHub's job
 // scheduler for self-hosted JIT runners, and workflow_job webhook delivery.
 import { randomBytes } from "node:crypto";
-import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { pino, type Logger } from "pino";
@@ -23,6 +22,7 @@ import { RunnerRegistry, type SimRunner } from "./runners.js";
 import { Scheduler, type CreateJobInput, type SimJob, type SimRun } from "./scheduler.js";
 import { WebhookDispatcher, type SimDelivery } from "./webhooks.js";
 import { SimWorld, type WorldInstallationSpec } from "./world.js";
+import { listen } from "../../listener/http-listen.js";
 
 export type { SimJob, SimRun, SimRunner, SimDelivery, CreateJobInput, FaultsBody, SimCheckRun };
 export { encodeJitConfig, decodeJitConfig } from "./jit.js";
@@ -112,15 +112,9 @@ export class GitHubSim {
 
   async start(port = 0, host = "127.0.0.1"): Promise<string> {
     if (this.server) throw new Error("GitHubSim already started");
-    const app = this.buildApp();
-    const server = app.listen(port, host);
+    const { server, url } = await listen(this.buildApp(), port, host);
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("listening", resolve);
-      server.once("error", reject);
-    });
-    const addr = server.address() as AddressInfo;
-    this.baseUrl = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    this.baseUrl = url;
     this.log.info({ url: this.baseUrl }, "fake GitHub listening");
     return this.baseUrl;
   }

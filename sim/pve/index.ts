@@ -3,7 +3,6 @@
 // locks, tasks and UPIDs, token privileges, lagging /cluster/resources — plus simulated guests
 // that run one GitHub Actions job each and power themselves off.
 import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { pino, type Logger } from "pino";
 import { SimClock } from "../github/clock.js";
@@ -20,6 +19,7 @@ import { StatsDaemon } from "./rrd.js";
 import { execInGuest, type ExecResult } from "./shell.js";
 import { PveState, type Container } from "./state.js";
 import { TaskRegistry, type SimTask } from "./tasks.js";
+import { listen } from "../../listener/http-listen.js";
 
 export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_POOL, SIM_BRIDGE, SIM_VLAN } from "./state.js";
 export { SIM_TOKENS, PVE_RUNNERS_ROLE, PVE_RUNNERS_SDN_ROLE, PVE_RUNNERS_ACLS, ALL_PRIVILEGES, type TokenDef, type AclEntry } from "./privileges.js";
@@ -99,14 +99,9 @@ export class PveSim {
 
   async start(port = 0, host = "127.0.0.1"): Promise<string> {
     if (this.server) throw new Error("PveSim already started");
-    const server = this.buildApp().listen(port, host);
+    const { server, url } = await listen(this.buildApp(), port, host);
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("listening", resolve);
-      server.once("error", reject);
-    });
-    const addr = server.address() as AddressInfo;
-    this.baseUrl = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    this.baseUrl = url;
     this.ctx.stats.start(this.ctx.latency.statsInterval);
     this.log.info({ url: this.baseUrl }, "Proxmox VE simulator listening");
     return this.baseUrl;

@@ -2,10 +2,9 @@
 // (or --json). The address and token come from the same config file the listener runs with.
 import { Command } from "commander";
 import { readFileSync } from "node:fs";
-import { loadConfig } from "../listener/config.js";
+import { loadConfig, orExit } from "../listener/config.js";
 import type { StatusSnapshot } from "../listener/status.js";
 import type { JobRow, RunnerRow } from "../listener/store.js";
-import { orExit } from "./config-or-exit.js";
 
 interface Target {
   url: string;

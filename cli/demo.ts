@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { startWorld, DEMO_LABEL_SETS } from "../sim/world.js";
 import { startService } from "../listener/service.js";
+import { LIVE_STATES } from "../listener/store.js";
 import { SIM_TOKENS, SIM_NODE } from "../sim/pve/index.js";
 import type { SimJob } from "../sim/github/index.js";
 
@@ -69,7 +70,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       const jobs = world.github.jobs().filter((j) => created.some((c) => c.id === j.id));
       for (const j of jobs) report(`j:${j.id}`, j.status, `job ${j.id} ${j.status}${j.runnerName ? ` on ${j.runnerName}` : ""}${j.conclusion ? ` (${j.conclusion})` : ""}`);
       const allDone = jobs.every((j) => j.status === "completed");
-      const live = service.store.runners(["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"]);
+      const live = service.store.runners(LIVE_STATES);
       if (allDone && live.length === 0) break;
       if (Date.now() > deadline) {
         o.out(`demo: timed out with ${jobs.filter((j) => j.status !== "completed").length} jobs unfinished and ${live.length} runners live`);

@@ -2,10 +2,9 @@
 import { Command, InvalidArgumentError } from "commander";
 import { resolve } from "node:path";
 import { createLogger } from "./log.js";
-import { orExit } from "./config-or-exit.js";
-import { ConfigError, loadConfig } from "../listener/config.js";
+import { ConfigError, loadConfig, orExit } from "../listener/config.js";
 import { buildParts, startService } from "../listener/service.js";
-import { sweep } from "../sweeper/sweep.js";
+import { sweep, sweepActionTarget } from "../sweeper/sweep.js";
 import { synthRunnerStack } from "../stacks/runner-stack.js";
 
 const positive = (v: string) => {
@@ -16,7 +15,8 @@ const positive = (v: string) => {
 
 function loadOrExit(path: string, o: { readSecrets?: boolean } = {}) {
   return orExit(path, () =>
-    loadConfig(path, o.readSecrets === false ? { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/run/credentials/pve-runners.service", ...process.env } } : {}),
+    // Without secrets to read (stack synth), `${CREDENTIALS_DIRECTORY}` may stay unset.
+    loadConfig(path, { readSecrets: o.readSecrets }),
   );
 }
 
@@ -60,7 +60,7 @@ export function registerRunCommands(program: Command): void {
       const { store, sweepDeps } = buildParts(config, secrets, log);
       try {
         const report = await sweep(sweepDeps(), { dryRun: o.dryRun });
-        for (const a of report.actions) process.stdout.write(`${o.dryRun ? "would " : ""}${a.kind} ${"name" in a ? a.name : "runner" in a ? a.runner : "dir" in a ? a.dir : a.vmid}: ${a.reason}\n`);
+        for (const a of report.actions) process.stdout.write(`${o.dryRun ? "would " : ""}${a.kind} ${sweepActionTarget(a)}: ${a.reason}\n`);
         for (const e of report.errors) process.stdout.write(`error: ${e}\n`);
         process.stdout.write(`sweep: ${report.containers} containers, ${report.registrations} registrations, ${report.stackDirs} stack dirs seen; ${report.actions.length} actions, ${report.errors.length} errors\n`);
         process.exitCode = report.errors.length ? 1 : 0;

@@ -4,10 +4,9 @@ import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createLogger } from "./log.js";
-import { loadConfig } from "../listener/config.js";
-import { orExit } from "./config-or-exit.js";
+import { loadConfig, orExit } from "../listener/config.js";
 import { Terraform } from "../listener/terraform.js";
-import { templateSpecFromConfig } from "../stacks/main.js";
+import { templateSpec, templateSpecFromConfig } from "../stacks/main.js";
 import { synthTemplateStack } from "../stacks/template-stack.js";
 
 const specOrExit = (path: string) => orExit(path, () => templateSpecFromConfig(path));
@@ -33,8 +32,10 @@ export function registerTemplateCommands(program: Command): void {
     .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
     .option("--dir <dir>", "where the template stack and its state live (default: <stateDir>/template)")
     .action(async (o: { config: string; dir?: string }) => {
-      const spec = specOrExit(o.config);
-      const { config } = loadConfig(o.config, { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/run/credentials/pve-runners.service", ...process.env } });
+      const { config, spec } = orExit(o.config, () => {
+        const { config } = loadConfig(o.config, { readSecrets: false });
+        return { config, spec: templateSpec(config) };
+      });
       const log = createLogger({ level: config.log.level }).child({ part: "template" });
       // PVE lets only root@pam set the keyctl feature, never a token: the operator gives the root
       // password by env for this one apply; it is passed to terraform by env and nowhere else.

@@ -269,6 +269,19 @@ export function parseConfig(text: string, o: ParseOptions): { config: Config; se
   return { config: c, secrets };
 }
 
+/** For commands: a config problem ends the process with every problem listed and exit status 2. */
+export function orExit<T>(path: string, load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`pve-runners: ${path} is not valid:\n${err.problems.map((p) => `  - ${p}`).join("\n")}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
 export function loadConfig(path: string, o: Omit<ParseOptions, "baseDir"> = {}): { config: Config; secrets: Secrets } {
   let text: string;
   try {

@@ -16,7 +16,7 @@ import { parseScopeKey, type GitHubAdapter, type Scope } from "./github.js";
 import type { JitDelivery } from "./jit-delivery.js";
 import { matchLabelSet } from "./labels.js";
 import { repoAllowed, type Allowlist } from "./allowlist.js";
-import { LIVE_STATES, SUPPLY_STATES, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
+import { LIVE_STATES, RETIREMENT_REASONS, SUPPLY_STATES, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
 import { WorkflowJobPayload } from "./webhook.js";
 import { synthRunnerStack } from "../stacks/runner-stack.js";
 import type { Metrics } from "./metrics.js";
@@ -670,7 +670,7 @@ export class Pipeline {
         await rm(r.stackDir, { recursive: true, force: true });
         log.info({ ms: Date.now() - started }, "container destroyed, stack removed");
       }
-      const final: RunnerState = r.lastError && !["surplus", "idle timeout", "not needed"].includes(r.lastError) && r.attempts >= s.applyAttempts ? "failed" : "gone";
+      const final: RunnerState = r.lastError && !RETIREMENT_REASONS.includes(r.lastError) && r.attempts >= s.applyAttempts ? "failed" : "gone";
       if (this.d.store.setRunnerState(r.name, final, {}, ["destroying"])) this.d.metrics?.phase("runner_lifetime", (Date.now() - r.createdAt) / 1000);
       if (final === "failed") void this.reportFailure(r, log);
       this.deliveredAt.delete(r.name);

@@ -7,7 +7,7 @@ import { GitHubAdapter } from "./github.js";
 import { EnvOptionDelivery, PctHelperDelivery, type JitDelivery } from "./jit-delivery.js";
 import { Pipeline, type PipelineSettings } from "./pipeline.js";
 import { ProxmoxApi } from "./proxmox.js";
-import { Store } from "./store.js";
+import { LIVE_STATES, RETIREMENT_REASONS, Store } from "./store.js";
 import { Terraform } from "./terraform.js";
 import { CloneLane } from "./clone-lane.js";
 import { webhookRouter } from "./webhook.js";
@@ -18,7 +18,7 @@ import { startAdmin } from "./admin.js";
 import { renderStatusPage } from "./status-page.js";
 import { Recent, webBaseUrlOf, type ErrorRecord, type StatusSnapshot, type SweepActionRecord } from "./status.js";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { sweep, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
+import { sweep, sweepActionTarget, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
 import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
 import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
 
@@ -147,10 +147,9 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     });
   };
   const containerExists = async (name: string) => (await pve.listContainers(config.proxmox.node)).some((c) => c.name === name);
-  const LIVE = ["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"] as const;
-  const countByState = () => {
+  const countByState = (runners = store.runners()) => {
     const out: Record<string, number> = {};
-    for (const r of store.runners()) out[r.state] = (out[r.state] ?? 0) + 1;
+    for (const r of runners) out[r.state] = (out[r.state] ?? 0) + 1;
     return out;
   };
   const metrics: Metrics = new Metrics({
@@ -176,7 +175,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     const report = await sweep(sweepDeps((name) => pipeline.nudge(name)), opts);
     for (const a of report.actions) {
       if (!opts.dryRun) metrics.sweepAction(a.kind);
-      sweepLog.push({ at: Date.now(), kind: a.kind, target: "name" in a ? a.name : "runner" in a ? a.runner : "dir" in a ? a.dir : String(a.vmid), reason: a.reason, dryRun: !!opts.dryRun });
+      sweepLog.push({ at: Date.now(), kind: a.kind, target: sweepActionTarget(a), reason: a.reason, dryRun: !!opts.dryRun });
     }
     for (const e of report.errors) sweepErrors.push({ at: Date.now(), message: `sweeper: ${e}` });
     return report;
@@ -191,10 +190,10 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   const startedAt = Date.now();
   const snapshot = (): StatusSnapshot => {
     const all = store.runners().sort((a, b) => b.createdAt - a.createdAt);
-    const live = all.filter((r) => (LIVE as readonly string[]).includes(r.state));
-    const finished = all.filter((r) => !(LIVE as readonly string[]).includes(r.state)).slice(0, 30);
+    const live = all.filter((r) => LIVE_STATES.includes(r.state));
+    const finished = all.filter((r) => !LIVE_STATES.includes(r.state)).slice(0, 30);
     const runnerErrors: ErrorRecord[] = all
-      .filter((r) => r.lastError && !["surplus", "idle timeout", "not needed"].includes(r.lastError))
+      .filter((r) => r.lastError && !RETIREMENT_REASONS.includes(r.lastError))
       .slice(0, 20)
       .map((r) => ({ at: r.stateSince, runner: r.name, job: r.madeForJob ?? undefined, message: r.lastError! }));
     return {
@@ -204,7 +203,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
       draining: pipeline.isDraining(),
       githubBaseUrl: config.github.baseUrl,
       webBaseUrl: webBaseUrlOf(config.github.baseUrl),
-      counts: { queuedJobs: store.queuedJobs().length, liveRunners: live.length, runnersByState: countByState() },
+      counts: { queuedJobs: store.queuedJobs().length, liveRunners: live.length, runnersByState: countByState(all) },
       runners: [...live, ...finished],
       lanes: lane.stats(),
       jobs: store.jobs().sort((a, b) => b.createdAt - a.createdAt).slice(0, 50),
@@ -238,7 +237,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     }),
   );
   app.get("/healthz", (_req, res) => {
-    res.json({ ok: true, runners: store.countRunners(["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"]), queued: store.queuedJobs().length });
+    res.json({ ok: true, runners: store.countRunners(LIVE_STATES), queued: store.queuedJobs().length });
   });
   app.use((_req, res) => {
     res.status(404).json({ error: "not found" });
@@ -268,9 +267,8 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   };
   let current = config;
   const reload = (next: Config) => {
-    const removedLive = current.labelSets
-      .filter((s) => !next.labelSets.some((n) => n.name === s.name))
-      .filter((s) => store.runners(["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"]).some((r) => r.labelSet === s.name));
+    const liveSets = new Set(store.runners(LIVE_STATES).map((r) => r.labelSet));
+    const removedLive = current.labelSets.filter((s) => !next.labelSets.some((n) => n.name === s.name) && liveSets.has(s.name));
     if (removedLive.length) {
       const refused = `label set(s) ${removedLive.map((s) => s.name).join(", ")} still have live runners: reload refused, nothing changed`;
       logger.error(refused);

@@ -19,6 +19,8 @@ export type RunnerState =
 /** Runners in these states are supply for queued jobs of their label set. */
 export const SUPPLY_STATES: RunnerState[] = ["requested", "provisioning", "booting", "idle"];
 export const LIVE_STATES: RunnerState[] = ["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"];
+/** lastError values that say why a healthy runner was retired: not failures. */
+export const RETIREMENT_REASONS = ["surplus", "idle timeout", "not needed"];
 
 export interface Delivery {
   guid: string;

@@ -13,16 +13,15 @@
 // with PROXMOX_VE_USERNAME=root@pam and PROXMOX_VE_PASSWORD in the environment (see template-stack.ts).
 import { fileURLToPath } from "node:url";
 import { basename, dirname, resolve } from "node:path";
-import { ConfigError, loadConfig } from "../listener/config.js";
+import { ConfigError, loadConfig, orExit, type Config } from "../listener/config.js";
 import { synthTemplateStack, type TemplateStackSpec } from "./template-stack.js";
 
-/** The template stack's spec from the config file and the environment. */
+/** The template stack's spec from the config file and the environment (no secret is read). */
 export function templateSpecFromConfig(configPath: string, env: NodeJS.ProcessEnv = process.env): TemplateStackSpec {
-  // Paths like ${CREDENTIALS_DIRECTORY}/pve-token must expand, but nothing behind them is read.
-  const { config } = loadConfig(configPath, {
-    readSecrets: false,
-    env: { CREDENTIALS_DIRECTORY: "/run/credentials/pve-runners.service", ...env },
-  });
+  return templateSpec(loadConfig(configPath, { readSecrets: false, env }).config, env);
+}
+
+export function templateSpec(config: Config, env: NodeJS.ProcessEnv = process.env): TemplateStackSpec {
   const p = config.proxmox;
   const here = dirname(fileURLToPath(import.meta.url));
   // dist/stacks/main.js when built, stacks/main.ts under tsx: template/ is at the repository root.
@@ -46,16 +45,7 @@ export function templateSpecFromConfig(configPath: string, env: NodeJS.ProcessEn
 
 function main(): void {
   const configPath = process.env.PVE_RUNNERS_CONFIG ?? "/etc/pve-runners/config.yaml";
-  let spec: TemplateStackSpec;
-  try {
-    spec = templateSpecFromConfig(configPath);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`pve-runners: ${configPath} is not valid:\n${err.problems.map((p) => `  - ${p}`).join("\n")}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const spec = orExit(configPath, () => templateSpecFromConfig(configPath));
   const out = synthTemplateStack(process.env.CDKTF_OUTDIR ?? "cdktf.out", spec);
   process.stderr.write(`pve-runners: template stack (build ${out.fingerprint.slice(0, 12)}) in ${out.workingDir}\n`);
 }

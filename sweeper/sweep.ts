@@ -41,6 +41,11 @@ export type SweepAction =
   | { kind: "remove-stack"; dir: string; reason: string }
   | { kind: "report-lock"; vmid: number; lock: string; reason: string };
 
+/** What an action is about: a runner name, a stack dir or a vmid. */
+export function sweepActionTarget(a: SweepAction): string {
+  return "name" in a ? a.name : "runner" in a ? a.runner : "dir" in a ? a.dir : String(a.vmid);
+}
+
 export interface SweepReport {
   dryRun: boolean;
   containers: number;
@@ -81,7 +86,7 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
     try {
       await fn();
     } catch (err) {
-      const msg = `${a.kind} ${"name" in a ? a.name : "dir" in a ? a.dir : ""}: ${(err as Error).message}`;
+      const msg = `${a.kind} ${sweepActionTarget(a)}: ${(err as Error).message}`;
       report.errors.push(msg);
       log.warn({ err: (err as Error).message }, `${a.kind} failed; the next pass retries`);
     }

@@ -1,11 +1,12 @@
 // The privileged helper (systemd/deliver-jit) run for real, with a recording `pct` stand-in on PATH.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pino } from "pino";
 import { PctHelperDelivery } from "../../listener/jit-delivery.js";
+import { writeRecordingPct } from "../fixtures/recording-pct.js";
 
 const root = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");
 const helper = join(root, "systemd", "deliver-jit");
@@ -24,19 +25,7 @@ describe("JIT delivery through the privileged helper", () => {
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), "jit-"));
-    for (const [vmid, conf] of Object.entries(configs)) writeFileSync(join(dir, `${vmid}.conf`), conf);
-    // pct stand-in: `config` prints the conf, `exec` records its argv and stdin.
-    writeFileSync(
-      join(dir, "pct"),
-      `#!/bin/bash
-set -e
-d=${JSON.stringify(dir)}
-if [ "$1" = config ]; then [ -f "$d/$2.conf" ] || { echo "Configuration file 'nodes/pve/lxc/$2.conf' does not exist" >&2; exit 2; }; cat "$d/$2.conf"; exit 0; fi
-if [ "$1" = exec ]; then printf '%s\\n' "$@" > "$d/exec-$2.argv"; cat > "$d/exec-$2.stdin"; exit 0; fi
-exit 1
-`,
-    );
-    chmodSync(join(dir, "pct"), 0o755);
+    writeRecordingPct(dir, configs);
     env = { ...process.env, PATH: `${dir}:${process.env.PATH}` };
   });
   after(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,12 +6,13 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pino } from "pino";
 import { PctHelperDelivery } from "../../listener/jit-delivery.js";
+import { writeRecordingPct } from "../fixtures/recording-pct.js";
 
 const root = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");
 const wrapper = join(root, "systemd", "deliver-jit-socket");
@@ -83,18 +84,7 @@ describe("JIT delivery through pve-runners-deliver.socket", { skip: hasPython ? 
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "jit-sock-"));
-    for (const [vmid, conf] of Object.entries(configs)) writeFileSync(join(dir, `${vmid}.conf`), conf);
-    writeFileSync(
-      join(dir, "pct"),
-      `#!/bin/bash
-set -e
-d=${JSON.stringify(dir)}
-if [ "$1" = config ]; then [ -f "$d/$2.conf" ] || { echo "Configuration file 'nodes/pve/lxc/$2.conf' does not exist" >&2; exit 2; }; cat "$d/$2.conf"; exit 0; fi
-if [ "$1" = exec ]; then printf '%s\\n' "$@" > "$d/exec-$2.argv"; cat > "$d/exec-$2.stdin"; exit 0; fi
-exit 1
-`,
-    );
-    chmodSync(join(dir, "pct"), 0o755);
+    writeRecordingPct(dir, configs);
     env = { PATH: `${dir}:${process.env.PATH}`, PVE_RUNNERS_DELIVER_JIT: helper, PVE_RUNNERS_HEADER_TIMEOUT: "2" };
     act = await activate(join(dir, "deliver.sock"), env);
   });

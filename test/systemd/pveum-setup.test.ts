@@ -5,21 +5,12 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { PVE_RUNNERS_ROLE, PVE_RUNNERS_SDN_ROLE } from "../../sim/pve/index.js";
 
 const repo = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");
 const script = join(repo, "systemd", "pveum-setup.sh");
-const PRIVS = [
-  "VM.Clone",
-  "VM.Allocate",
-  "VM.PowerMgmt",
-  "VM.Config.Network",
-  "VM.Config.CPU",
-  "VM.Config.Memory",
-  "VM.Config.Options",
-  "VM.Audit",
-  "Datastore.AllocateSpace",
-  "SDN.Use",
-];
+// Exactly the role the simulator proves sufficient (and each privilege necessary).
+const PRIVS = [...PVE_RUNNERS_ROLE, ...PVE_RUNNERS_SDN_ROLE];
 const TOKEN_SECRET = "0b1c2d3e-4f50-4617-8899-aabbccddeeff";
 
 describe("systemd/pveum-setup.sh", () => {

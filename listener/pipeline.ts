@@ -314,10 +314,8 @@ export class Pipeline {
    * this a queued job would spend clones in a tight loop; with it the operator sees why and when.
    */
   private heldBack(labelSet: string): boolean {
-    const finished = this.d.store
-      .runners(["failed", "gone"])
-      .filter((r) => r.labelSet === labelSet && r.lastError !== "not needed")
-      .sort((a, b) => b.stateSince - a.stateSince);
+    // Past ~10 failures in a row the wait is at its cap: older history changes nothing.
+    const finished = this.d.store.finishedRunners(labelSet, 32).filter((r) => r.lastError !== "not needed");
     let failures = 0;
     for (const r of finished) {
       if (r.state !== "failed") break;

@@ -239,8 +239,22 @@ export class Store {
   }
 
   runners(states?: RunnerState[]): RunnerRow[] {
-    const rows = this.db.prepare(`SELECT * FROM runners ORDER BY created_at, name`).all().map(toRunner);
-    return states ? rows.filter((r) => states.includes(r.state)) : rows;
+    // Filtered in SQL (runners_state index): the table keeps every runner ever made, and the live
+    // ones are read on every reconcile.
+    if (!states) return this.db.prepare(`SELECT * FROM runners ORDER BY created_at, name`).all().map(toRunner);
+    if (states.length === 0) return [];
+    return this.db
+      .prepare(`SELECT * FROM runners WHERE state IN (${states.map(() => "?").join(", ")}) ORDER BY created_at, name`)
+      .all(...states)
+      .map(toRunner);
+  }
+
+  /** The most recently finished (failed or gone) runners of a label set, newest first. */
+  finishedRunners(labelSet: string, limit: number): RunnerRow[] {
+    return this.db
+      .prepare(`SELECT * FROM runners WHERE label_set = ? AND state IN ('failed', 'gone') ORDER BY state_since DESC, name LIMIT ?`)
+      .all(labelSet, limit)
+      .map(toRunner);
   }
 
   countRunners(states: RunnerState[], labelSet?: string, scope?: string): number {

@@ -44,12 +44,6 @@ export interface WebhookOptions {
 
 const GUID = /^[0-9a-f-]{8,64}$/i;
 
-function fail(res: Response, status: number, message: string): void {
-  res.status(status).json({ error: message });
-  failed.get(res)?.(status);
-}
-/** Per-response hook so every 4xx/5xx answer is counted without threading opts through fail(). */
-const failed = new WeakMap<Response, (status: number) => void>();
 
 async function signatureValid(opts: WebhookOptions, body: string, signature: string): Promise<boolean> {
   for (const secret of [opts.secret, ...(opts.additionalSecrets ?? [])]) {
@@ -64,20 +58,20 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
   const raw = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
 
   const limiter = new FailureLimiter(opts.failuresPerMinute ?? 30, 60_000);
+  /** Every failed answer is counted, and (unless it is our own 5xx) held against the sender. */
+  const fail = (res: Response, status: number, message: string): void => {
+    res.status(status).json({ error: message });
+    if (status < 500) limiter.fail(res.req.ip ?? "unknown");
+    opts.onResult?.("rejected");
+  };
   router.post(path, (req: Request, res: Response, next) => {
-    const ip = req.ip ?? "unknown";
-    const wait = limiter.blockedFor(ip);
+    const wait = limiter.blockedFor(req.ip ?? "unknown");
     if (wait > 0) {
       res.setHeader("retry-after", String(wait));
       res.status(429).json({ error: "too many failed requests from this address" });
       opts.onResult?.("rejected");
       return;
     }
-    failed.set(res, (status) => {
-      // Our own 5xx (the store failing) is no fault of the sender's.
-      if (status < 500) limiter.fail(ip);
-      opts.onResult?.("rejected");
-    });
     const type = (req.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
     if (type !== "application/json") return fail(res, 415, "content-type must be application/json (set the webhook's content type to JSON)");
     raw(req, res, (err?: unknown) => {

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type TokenDef } from "./pve/index.js";
+import { PveSim, SIM_BRIDGE, SIM_NODE, SIM_POOL, SIM_TEMPLATE_VMID, SIM_TOKENS, SIM_VLAN, type TokenDef } from "./pve/index.js";
 import { GitHubSim } from "./github/index.js";
 import { installProviderMirror } from "./provider/install.js";
 import { installPctShim } from "./pct/install.js";
@@ -81,9 +81,9 @@ export async function startWorld(o: WorldOptions): Promise<World> {
       tokenFile: "${CREDENTIALS_DIRECTORY}/pve-token",
       node: SIM_NODE,
       templateVmid: SIM_TEMPLATE_VMID,
-      bridge: "vmbr1",
-      vlan: 30,
-      pool: "ci",
+      bridge: SIM_BRIDGE,
+      vlan: SIM_VLAN,
+      pool: SIM_POOL,
       linkedClone: true,
     },
     labelSets: DEMO_LABEL_SETS,

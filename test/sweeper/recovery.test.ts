@@ -38,15 +38,21 @@ describe("missed-webhook recovery", () => {
     await sim.stop();
   });
 
-  test("a dropped queued delivery is redelivered once, with the same GUID, and never again", async () => {
-    received = [];
-    const store = new Store(":memory:");
+  /** A queued job whose `queued` delivery GitHub failed to deliver (dropped). */
+  async function jobWithLostQueued() {
     sim.setFaults({ webhook: { dropNext: 1 } });
     const job = await sim.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 60_000 });
     await sim.settle();
     sim.clearFaults();
     const failed = sim.deliveries().find((d) => (d.request.payload as { workflow_job: { id: number } }).workflow_job.id === job.id && d.action === "queued");
     assert.ok(failed && failed.status !== "OK", "the fake GitHub recorded a failed delivery");
+    return { job, failed };
+  }
+
+  test("a dropped queued delivery is redelivered once, with the same GUID, and never again", async () => {
+    received = [];
+    const store = new Store(":memory:");
+    const { job, failed } = await jobWithLostQueued();
     assert.equal(received.length, 0);
 
     const handed: string[] = [];
@@ -68,11 +74,7 @@ describe("missed-webhook recovery", () => {
   test("a failed delivery the inbox already holds is not redelivered", async () => {
     received = [];
     const store = new Store(":memory:");
-    sim.setFaults({ webhook: { dropNext: 1 } });
-    const job = await sim.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 60_000 });
-    await sim.settle();
-    sim.clearFaults();
-    const failed = sim.deliveries().find((d) => (d.request.payload as { workflow_job: { id: number } }).workflow_job.id === job.id && d.action === "queued")!;
+    const { job, failed } = await jobWithLostQueued();
     // e.g. the listener recorded it but answered too late for GitHub.
     store.recordDelivery({ guid: failed.guid, event: "workflow_job", action: "queued", jobId: job.id, payload: "{}" });
     const recovery = new Recovery({ store, github, logger: log, onDelivery: async () => {} }, { lookbackMs: 3_600_000, repoWindowMs: 3_600_000, staleQueuedMs: 3_600_000 });

@@ -64,7 +64,9 @@ export class RunnerStack extends TerraformStack {
       cpu: { cores: spec.cores },
       memory: { dedicated: spec.memoryMb, swap: spec.swapMb },
     });
-    new TerraformOutput(this, "vm_id", { value: this.container.ref("vm_id") });
+    // A literal reference, not a token: attribute tokens stay in cdktn's process-global token map
+    // for good, ~8.5 KiB per synth (research/cdktf.md §2), and the listener synthesizes for months.
+    new TerraformOutput(this, "vm_id", { value: `\${${Container.tfResourceType}.${this.container.friendlyUniqueId}.vm_id}` });
   }
 }
 

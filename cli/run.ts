@@ -5,6 +5,7 @@ import { createLogger } from "./log.js";
 import { ConfigError, loadConfig, orExit } from "../listener/config.js";
 import { buildParts, startService } from "../listener/service.js";
 import { sweep, sweepActionTarget } from "../sweeper/sweep.js";
+import { templateCopies } from "../listener/placement.js";
 import { synthRunnerStack } from "../stacks/runner-stack.js";
 
 const positive = (v: string) => {
@@ -103,9 +104,10 @@ export function registerRunCommands(program: Command): void {
       const { tmpdir } = await import("node:os");
       const dir = o.out ? resolve(o.out) : mkdtempSync(`${tmpdir()}/pve-runners-synth-`);
       const p = config.proxmox;
+      const copy = templateCopies(p)[0];
       const r = synthRunnerStack(dir, {
-        runnerName: o.name, labelSet: set.name, endpoint: p.endpoint, insecure: p.insecure, node: p.node,
-        templateVmid: p.templateVmid, templateNode: p.templateNode, pool: p.pool, bridge: p.bridge, vlan: p.vlan,
+        runnerName: o.name, labelSet: set.name, endpoint: p.endpoint, insecure: p.insecure, node: copy.node,
+        templateVmid: copy.vmid, templateNode: copy.sourceNode, pool: p.pool, bridge: p.bridge, vlan: p.vlan,
         linkedClone: p.linkedClone, datastore: p.storage, cores: set.cores, memoryMb: set.memoryMb, swapMb: set.swapMb,
         start: config.delivery.mode !== "env",
       });

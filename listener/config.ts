@@ -27,8 +27,12 @@ const LabelSet = z
     memoryMb: z.number().int().min(256).max(4_194_304).default(2048),
     swapMb: z.number().int().min(0).max(4_194_304).default(512),
     maxRunners: z.number().int().min(1).max(1000).default(4),
+    /** Warm pool: stopped, pre-cloned containers kept ready for this set (0 = scale to zero). */
+    warm: z.number().int().min(0).max(100).default(0),
   })
   .strict();
+
+const nodeName = z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,61}[a-zA-Z0-9])?$/, "a PVE node name");
 
 const Schema = z
   .object({
@@ -51,10 +55,29 @@ const Schema = z
         endpoint: z.url({ protocol: /^https?$/ }),
         tokenFile: filePath,
         insecure: z.boolean().default(false),
-        node: z.string().min(1),
-        templateVmid: z.number().int().min(100).max(999_999_999),
-        /** Where the template lives when it is not on `node` (shared storage). */
-        templateNode: z.string().min(1).optional(),
+        /** The node this listener runs on: `pct` delivery reaches containers on it only. */
+        node: nodeName,
+        /** The one template (shorthand for a single copy); or list several under `templates`. */
+        templateVmid: z.number().int().min(100).max(999_999_999).optional(),
+        /** Where that template lives when it is not on `node` (shared storage). */
+        templateNode: nodeName.optional(),
+        /** Template copies: each is a clone lane of its own, and runners land on its node. */
+        templates: z
+          .array(z.object({ node: nodeName, vmid: z.number().int().min(100).max(999_999_999) }).strict())
+          .min(1)
+          .optional(),
+        /** Per-node limits for placement. */
+        nodes: z
+          .array(
+            z
+              .object({
+                name: nodeName,
+                maxRunners: z.number().int().min(0).max(1000).optional(),
+                minFreeMemoryMb: z.number().int().min(0).max(4_194_304).default(1024),
+              })
+              .strict(),
+          )
+          .default([]),
         bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "a Linux bridge name"),
         vlan: z.number().int().min(1).max(4094).optional(),
         pool: z.string().min(1).optional(),
@@ -165,6 +188,23 @@ const Schema = z
     }
     if (!c.allow.any && c.allow.repos.length === 0 && c.allow.orgs.length === 0)
       ctx.addIssue({ code: "custom", path: ["allow"], message: "allows nothing: list repos or orgs (or set any: true)" });
+    const p = c.proxmox;
+    if (p.templateVmid === undefined && !p.templates) ctx.addIssue({ code: "custom", path: ["proxmox", "templateVmid"], message: "is required (or list template copies under proxmox.templates)" });
+    if (p.templateVmid !== undefined && p.templates) ctx.addIssue({ code: "custom", path: ["proxmox", "templates"], message: "replaces templateVmid: give one or the other" });
+    if (p.templateNode && p.templates) ctx.addIssue({ code: "custom", path: ["proxmox", "templateNode"], message: "only with templateVmid: a listed template copy names its own node" });
+    const vmids = new Set<number>();
+    for (const [i, t] of (p.templates ?? []).entries()) {
+      // VMIDs are unique in a PVE cluster: the same vmid twice is a typo.
+      if (vmids.has(t.vmid)) ctx.addIssue({ code: "custom", path: ["proxmox", "templates", i, "vmid"], message: `template ${t.vmid} is listed twice` });
+      vmids.add(t.vmid);
+      if (c.delivery.mode === "pct" && t.node !== p.node)
+        ctx.addIssue({ code: "custom", path: ["proxmox", "templates", i, "node"], message: `is not ${p.node} (proxmox.node): pct delivery reaches containers on this node only; use delivery.mode: env for other nodes` });
+    }
+    const limited = new Set<string>();
+    for (const [i, n] of p.nodes.entries()) {
+      if (limited.has(n.name)) ctx.addIssue({ code: "custom", path: ["proxmox", "nodes", i, "name"], message: `node ${n.name} is listed twice` });
+      limited.add(n.name);
+    }
     if (c.proxmox.linkedClone && c.proxmox.storage)
       ctx.addIssue({ code: "custom", path: ["proxmox", "storage"], message: "only for full clones (linkedClone: false): PVE refuses a storage for linked clones" });
     if (c.admin.enabled && !c.admin.tokenFile && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(c.admin.host))

@@ -16,7 +16,8 @@ import { parseScopeKey, type GitHubAdapter, type Scope } from "./github.js";
 import type { JitDelivery } from "./jit-delivery.js";
 import { matchLabelSet } from "./labels.js";
 import { repoAllowed, type Allowlist } from "./allowlist.js";
-import { LIVE_STATES, RETIREMENT_REASONS, SUPPLY_STATES, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
+import { Placement, type NodeLimit, type NodeLoad, type TemplateCopy } from "./placement.js";
+import { LIVE_STATES, RETIREMENT_REASONS, SUPPLY_STATES, UNCLAIMED, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
 import { WorkflowJobPayload } from "./webhook.js";
 import { synthRunnerStack } from "../stacks/runner-stack.js";
 import type { Metrics } from "./metrics.js";
@@ -28,6 +29,8 @@ export interface LabelSetSpec {
   memoryMb: number;
   swapMb: number;
   maxRunners: number;
+  /** Warm-pool size: stopped, pre-cloned containers kept for this set (0: scale to zero). */
+  warm: number;
 }
 
 export interface PipelineSettings {
@@ -40,9 +43,11 @@ export interface PipelineSettings {
   proxmox: {
     endpoint: string;
     insecure?: boolean;
+    /** The node the listener runs on (pct delivery reaches only its containers). */
     node: string;
-    templateVmid: number;
-    templateNode?: string;
+    /** Template copies: one clone lane each; placement picks one per runner. */
+    templates: TemplateCopy[];
+    nodeLimits: Record<string, NodeLimit>;
     bridge: string;
     vlan?: number;
     pool?: string;
@@ -71,17 +76,20 @@ export interface LaneLike {
 
 export interface PipelineDeps {
   metrics?: Metrics;
+  /** Node loads for placement (GET /cluster/resources?type=node); without it placement uses lanes and caps. */
+  readNodes?: () => Promise<NodeLoad[]>;
   /**
    * Starts a container (idempotent) through the Proxmox API. When given, the stack only clones and
    * configures, so the clone lane is held for the clone alone; starting runs outside it, in parallel.
    */
-  startContainer?: (vmid: number) => Promise<void>;
+  startContainer?: (node: string, vmid: number) => Promise<void>;
   /** Whether a container named like this runner exists on Proxmox (when terraform cannot tell). */
   containerExists?: (runnerName: string) => Promise<boolean>;
   store: Store;
   github: GitHubAdapter;
   terraform: TerraformLike;
-  lane: LaneLike;
+  /** Held around each apply. Absent when a clone gate holds the lane around the clone task alone. */
+  lane?: LaneLike;
   delivery: JitDelivery;
   settings: PipelineSettings;
   logger: Logger;
@@ -114,9 +122,13 @@ export class Pipeline {
   private reconciling: Promise<void> | null = null;
   private reconcileAgain = false;
   private readonly log: Logger;
+  private placement: Placement;
+  /** Set by a reconcile pass in which a job waited on a runner cap: warm-pool members make room. */
+  private jobsWaitOnCap = false;
 
   constructor(private readonly d: PipelineDeps) {
     this.log = d.logger;
+    this.placement = this.makePlacement();
     // Every runner's driver waits on this one signal (sleeps, terraform runs); each removes its
     // listener when done, so many at once is concurrency, not a leak.
     setMaxListeners(0, this.abort.signal);
@@ -125,7 +137,19 @@ export class Pipeline {
   /** Takes new settings (a config reload); runners already made keep going under them. */
   updateSettings(settings: PipelineSettings): void {
     this.d.settings = settings;
+    this.placement = this.makePlacement();
     this.reconcile();
+  }
+
+  private makePlacement(): Placement {
+    const s = this.d.settings;
+    return new Placement({
+      templates: s.proxmox.templates,
+      limits: s.proxmox.nodeLimits,
+      readNodes: this.d.readNodes ?? (async () => []),
+      memoryOf: (labelSet) => s.labelSets.find((x) => x.name === labelSet)?.memoryMb ?? 0,
+      logger: this.log,
+    });
   }
 
   // ---------------------------------------------------------------- events
@@ -241,6 +265,7 @@ export class Pipeline {
     const live = this.d.store.runners(LIVE_STATES);
     const jobsById = new Map(this.d.store.jobs().map((j) => [j.jobId, j]));
     const repoOf = (r: RunnerRow) => (r.madeForJob ? jobsById.get(r.madeForJob)?.repo : undefined);
+    let capped = false;
     for (const jobs of groups.values()) {
       const { labelSet, scope } = jobs[0];
       const set = s.labelSets.find((x) => x.name === labelSet);
@@ -250,14 +275,51 @@ export class Pipeline {
       for (const job of jobs.slice(supply)) {
         const inSet = live.filter((r) => r.labelSet === set.name).length;
         const inRepo = live.filter((r) => repoOf(r) === job.repo).length;
+        if (inRepo < s.maxRunnersPerRepo) {
+          // A warm-pool member first: it pays only a start and a boot.
+          const warm = this.d.store.claimWarm(set.name, scope, job.jobId);
+          if (warm) {
+            live.splice(live.findIndex((r) => r.name === warm.name), 1, warm);
+            this.log.info({ runner: warm.name, job: job.jobId, labelSet, scope, was: warm.state === "booting" ? "warm" : warm.state }, "warm-pool runner claimed");
+            this.wake(warm.name);
+            this.ensureDriver(warm.name);
+            continue;
+          }
+        }
         if (live.length >= s.maxRunners || inSet >= set.maxRunners || inRepo >= s.maxRunnersPerRepo) {
           this.log.info({ job: job.jobId, labelSet, live: live.length, inSet, inRepo }, "job waits: runner cap reached");
+          capped = true;
           break;
         }
         const name = `runner-${randomBytes(4).toString("hex")}`;
         const row = this.d.store.insertRunner({ name, labelSet: set.name, scope, madeForJob: job.jobId });
         live.push(row);
         this.log.info({ runner: name, job: job.jobId, labelSet, scope }, "runner requested");
+        this.ensureDriver(name);
+      }
+    }
+    this.jobsWaitOnCap = capped;
+    if (capped) {
+      // Jobs come before spares: a warm member of any set makes room for a job waiting on a cap.
+      for (const r of live) if (r.state === "warm") this.wake(r.name);
+      return;
+    }
+    this.refillWarmPools(live);
+  }
+
+  /** Tops each label set's warm pool up to its size, within the caps (jobs were served first). */
+  private refillWarmPools(live: RunnerRow[]): void {
+    const s = this.d.settings;
+    for (const set of s.labelSets) {
+      if (set.warm <= 0 || this.heldBack(set.name)) continue;
+      let have = live.filter((r) => r.labelSet === set.name && r.scope === UNCLAIMED).length;
+      while (have < set.warm) {
+        const inSet = live.filter((r) => r.labelSet === set.name).length;
+        if (live.length >= s.maxRunners || inSet >= set.maxRunners) break;
+        const name = `runner-${randomBytes(4).toString("hex")}`;
+        live.push(this.d.store.insertRunner({ name, labelSet: set.name, scope: UNCLAIMED, madeForJob: null }));
+        have++;
+        this.log.info({ runner: name, labelSet: set.name, pool: `${have}/${set.warm}` }, "warm-pool runner requested");
         this.ensureDriver(name);
       }
     }
@@ -427,6 +489,9 @@ export class Pipeline {
       case "provisioning":
         await this.stepProvisioning(r, log, signal);
         break;
+      case "warm":
+        await this.stepWarm(r, log);
+        break;
       case "booting":
         await this.stepBooting(r, log, signal);
         break;
@@ -452,9 +517,27 @@ export class Pipeline {
 
   /** Demand this runner would serve: queued jobs of its set and scope beyond the other supply. */
   private stillNeeded(r: RunnerRow): boolean {
+    if (r.scope === UNCLAIMED) {
+      // A warm-pool member: needed while it is among the oldest `warm` of its set's pool.
+      const size = this.d.settings.labelSets.find((x) => x.name === r.labelSet)?.warm ?? 0;
+      const pool = this.d.store.runners(["requested", "provisioning", "warm"]).filter((x) => x.labelSet === r.labelSet && x.scope === UNCLAIMED);
+      return pool.slice(0, size).some((x) => x.name === r.name);
+    }
     const demand = this.d.store.queuedJobs(r.labelSet, r.scope).length;
     const others = this.d.store.runners(SUPPLY_STATES).filter((x) => x.name !== r.name && x.labelSet === r.labelSet && x.scope === r.scope).length;
     return demand > others;
+  }
+
+  /** A warm-pool member waits to be claimed (the claim moves it to booting and wakes it). */
+  private async stepWarm(r: RunnerRow, log: Logger): Promise<void> {
+    const surplus = !this.stillNeeded(r);
+    if (surplus || (this.jobsWaitOnCap && !this.draining)) {
+      log.info({ reason: surplus ? "pool is smaller now" : "a job waits on a runner cap" }, "retiring warm-pool runner");
+      this.d.store.setRunnerState(r.name, "destroying", { lastError: "surplus" }, ["warm"]);
+      this.jobsWaitOnCap = false; // one at a time: the next reconcile says whether more must go
+      return;
+    }
+    await this.waitForEvent(r.name, 60_000);
   }
 
   private async stepRequested(r: RunnerRow, log: Logger): Promise<void> {
@@ -485,14 +568,26 @@ export class Pipeline {
     const set = s.labelSets.find((x) => x.name === r.labelSet);
     if (!set) throw new Error(`label set ${r.labelSet} is no longer configured`);
     const stackDir = r.stackDir ?? join(s.stateDir, "runners", r.name);
+    // Placed on every attempt: after a failure (a node down) the next attempt may go elsewhere.
+    const loads = await this.placement.loads();
+    const placed = this.placement.choose(r, this.d.store.runners(LIVE_STATES), loads);
+    if ("wait" in placed) {
+      log.info({ why: placed.wait }, "no node can take this runner now: waiting");
+      this.placement.invalidate();
+      await this.waitForEvent(r.name, Math.max(s.retryBackoffMs, 1_000));
+      return;
+    }
+    const copy = placed.copy;
+    this.d.store.setPlacement(r.name, copy.node, copy.key);
+    log.info({ node: copy.node, template: copy.key }, "runner placed");
     const stack = synthRunnerStack(stackDir, {
       runnerName: r.name,
       labelSet: set.name,
       endpoint: s.proxmox.endpoint,
       insecure: s.proxmox.insecure,
-      node: s.proxmox.node,
-      templateVmid: s.proxmox.templateVmid,
-      templateNode: s.proxmox.templateNode,
+      node: copy.node,
+      templateVmid: copy.vmid,
+      templateNode: copy.sourceNode,
       pool: s.proxmox.pool,
       bridge: s.proxmox.bridge,
       vlan: s.proxmox.vlan,
@@ -504,13 +599,12 @@ export class Pipeline {
       // Started outside the lane (stepBooting) when we can; the env delivery starts it itself.
       start: !this.d.delivery.startsContainer && !this.d.startContainer,
     });
-    const templateKey = `${s.proxmox.templateNode ?? s.proxmox.node}/${s.proxmox.templateVmid}`;
     try {
       await this.d.terraform.prepare(stack.file);
       const started = Date.now();
-      await this.d.lane.run(templateKey, r.name, async () => {
+      const apply = async () => {
         const entered = Date.now();
-        this.d.metrics?.phase("lane_wait", (entered - started) / 1000);
+        if (this.d.lane) this.d.metrics?.phase("lane_wait", (entered - started) / 1000);
         try {
           const out = await this.d.terraform.apply(stack.workingDir, { runner: r.name, signal, timeoutMs: s.timeouts.applyMs });
           this.d.metrics?.terraformRun("apply", (Date.now() - entered) / 1000, true);
@@ -520,15 +614,29 @@ export class Pipeline {
           this.d.metrics?.terraformRun("apply", (Date.now() - entered) / 1000, false);
           throw err;
         }
-      });
+      };
+      await (this.d.lane ? this.d.lane.run(copy.key, r.name, apply) : apply());
       const vmid = await this.vmidOf(stack.workingDir);
-      log.info({ vmid, ms: Date.now() - started }, "container cloned");
-      this.d.store.setRunnerState(r.name, "booting", { vmid, stackDir, lastError: null }, ["provisioning"]);
+      log.info({ vmid, node: copy.node, ms: Date.now() - started }, "container cloned");
+      // Read again: a job may have claimed this warm-pool member while it was being cloned.
+      const unclaimed = this.d.store.getRunner(r.name)?.scope === UNCLAIMED;
+      this.d.store.setRunnerState(r.name, unclaimed ? "warm" : "booting", { vmid, stackDir, lastError: null }, ["provisioning"]);
+      if (unclaimed) log.info("warm-pool runner ready (stopped)");
     } catch (err) {
       if (signal.aborted) throw new Stopped();
       const attempts = r.attempts + 1;
-      log.warn({ attempt: attempts, err: errMessage(err) }, "apply failed: destroying what was made");
-      await this.d.terraform.destroy(stack.workingDir, { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs }).catch((e) => log.warn({ err: errMessage(e) }, "cleanup destroy failed; the sweeper will retry"));
+      this.placement.invalidate();
+      log.warn({ attempt: attempts, node: copy.node, err: errMessage(err) }, "apply failed: destroying what was made");
+      const cleaned = await this.d.terraform.destroy(stack.workingDir, { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs }).then(
+        () => true,
+        (e) => (log.warn({ err: errMessage(e) }, "cleanup destroy failed"), false),
+      );
+      if (!cleaned) {
+        // Its state still holds what was made there (a node may be down): this runner is retired
+        // with its stack, and demand is re-counted, so a fresh runner is placed elsewhere.
+        this.d.store.setRunnerState(r.name, "destroying", { attempts, lastError: errMessage(err) }, ["provisioning"]);
+        return;
+      }
       if (attempts >= s.applyAttempts) {
         log.error({ attempts }, "giving up on this runner; demand is re-counted");
         this.d.store.setRunnerState(r.name, "destroying", { attempts, lastError: errMessage(err) }, ["provisioning"]);
@@ -557,7 +665,7 @@ export class Pipeline {
       if (!this.d.delivery.startsContainer && this.d.startContainer) {
         const started = Date.now();
         try {
-          await this.d.startContainer(r.vmid!);
+          await this.d.startContainer(r.node ?? s.proxmox.node, r.vmid!);
         } catch (err) {
           // Like a failed apply: counted, retried with backoff, then given up (and reported).
           const attempts = r.attempts + 1;
@@ -577,7 +685,7 @@ export class Pipeline {
       try {
         // Boot is timed from the hand-over: a fast guest may be online before the helper returns.
         this.deliveredAt.set(r.name, Date.now());
-        await this.d.delivery.deliver({ node: s.proxmox.node, vmid: r.vmid!, runner: r.name, jitConfig: jit.encodedJitConfig });
+        await this.d.delivery.deliver({ node: r.node ?? s.proxmox.node, vmid: r.vmid!, runner: r.name, jitConfig: jit.encodedJitConfig });
         this.d.metrics?.phase("jit_delivery", (Date.now() - mintStarted) / 1000);
       } catch (err) {
         // The config never reached the container: forget it (the next mint replaces the registration).

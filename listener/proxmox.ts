@@ -65,6 +65,11 @@ export class ProxmoxApi {
     return body.data as T;
   }
 
+  /** GET /cluster/resources: nodes (with load, given Sys.Audit) or guests (those the token may audit). */
+  clusterResources(type: "node" | "vm"): Promise<Array<Record<string, unknown>>> {
+    return this.request("GET", "/cluster/resources", { type });
+  }
+
   /** Waits for a task to stop; throws with its exit status unless it is OK (or WARNINGS). */
   async waitTask(node: string, upid: string, timeoutMs = 300_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

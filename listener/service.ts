@@ -9,6 +9,7 @@ import { Pipeline, type PipelineSettings } from "./pipeline.js";
 import { ProxmoxApi } from "./proxmox.js";
 import { LIVE_STATES, RETIREMENT_REASONS, Store } from "./store.js";
 import { Terraform } from "./terraform.js";
+import { nodeLoads, templateCopies } from "./placement.js";
 import { CloneLane } from "./clone-lane.js";
 import { webhookRouter } from "./webhook.js";
 import { listen } from "./http-listen.js";
@@ -70,8 +71,8 @@ export function pipelineSettings(config: Config, o: ServiceOverrides = {}): Pipe
       endpoint: config.proxmox.endpoint,
       insecure: config.proxmox.insecure,
       node: config.proxmox.node,
-      templateVmid: config.proxmox.templateVmid,
-      templateNode: config.proxmox.templateNode,
+      templates: templateCopies(config.proxmox),
+      nodeLimits: Object.fromEntries(config.proxmox.nodes.map((n) => [n.name, { maxRunners: n.maxRunners, minFreeMemoryMb: n.minFreeMemoryMb }])),
       bridge: config.proxmox.bridge,
       vlan: config.proxmox.vlan,
       pool: config.proxmox.pool,
@@ -118,7 +119,7 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     logger,
     wake,
     settings: {
-      node: config.proxmox.node,
+      nodes: () => [...new Set([config.proxmox.node, ...templateCopies(config.proxmox).map((t) => t.node), ...store.runners(LIVE_STATES).flatMap((r) => (r.node ? [r.node] : []))])],
       stateDir: config.stateDir,
       // Every scope we have made runners in or seen jobs for: stale registrations can only be there.
       scopes: () => [...new Set([...store.runners().map((r) => r.scope), ...store.jobs().map((j) => j.scope)].filter((x): x is string => !!x))],
@@ -140,13 +141,15 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     logger.warn(o, `label set ${o.large} has every label of ${o.small}: GitHub may run ${o.small} jobs on ${o.large} runners`);
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
   // Idempotent: after a restart the container may already run; a racing start says "already running".
-  const startContainer = async (vmid: number) => {
-    if ((await pve.containerStatus(config.proxmox.node, vmid)).status === "running") return;
-    await pve.start(config.proxmox.node, vmid).catch((err: Error) => {
+  const startContainer = async (node: string, vmid: number) => {
+    if ((await pve.containerStatus(node, vmid)).status === "running") return;
+    await pve.start(node, vmid).catch((err: Error) => {
       if (!/already running/.test(err.message)) throw err;
     });
   };
-  const containerExists = async (name: string) => (await pve.listContainers(config.proxmox.node)).some((c) => c.name === name);
+  // Cluster-wide: the container may be on any node (one that is down still lists its guests).
+  const containerExists = async (name: string) => (await pve.clusterResources("vm")).some((c) => c.name === name);
+  const readNodes = async () => nodeLoads(await pve.clusterResources("node"));
   const countByState = (runners = store.runners()) => {
     const out: Record<string, number> = {};
     for (const r of runners) out[r.state] = (out[r.state] ?? 0) + 1;
@@ -160,7 +163,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     // Read at scrape time, after the pipeline below exists.
     draining: (): boolean => pipeline.isDraining(),
   });
-  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, startContainer, metrics, settings: pipelineSettings(config, o), logger });
+  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, startContainer, readNodes, metrics, settings: pipelineSettings(config, o), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");
   if (existsSync(drainFlag)) pipeline.setDraining(true);

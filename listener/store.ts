@@ -7,7 +7,8 @@ import { dirname } from "node:path";
 export type JobStatus = "queued" | "waiting" | "in_progress" | "completed";
 export type RunnerState =
   | "requested" // counted as supply, nothing spent yet
-  | "provisioning" // terraform apply (in the clone lane)
+  | "provisioning" // terraform apply (its clone passes the clone lane)
+  | "warm" // a warm-pool member: cloned, stopped, no registration yet; claimed by the next job
   | "booting" // container up, JIT config delivered, waiting for it to come online at GitHub
   | "idle" // online at GitHub, no job yet
   | "busy" // in_progress named it
@@ -18,7 +19,9 @@ export type RunnerState =
 
 /** Runners in these states are supply for queued jobs of their label set. */
 export const SUPPLY_STATES: RunnerState[] = ["requested", "provisioning", "booting", "idle"];
-export const LIVE_STATES: RunnerState[] = ["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"];
+export const LIVE_STATES: RunnerState[] = ["requested", "provisioning", "warm", "booting", "idle", "busy", "done", "destroying"];
+/** The scope of a warm-pool member until a job claims it: it is registered nowhere yet. */
+export const UNCLAIMED = "";
 /** lastError values that say why a healthy runner was retired: not failures. */
 export const RETIREMENT_REASONS = ["surplus", "idle timeout", "not needed"];
 
@@ -52,6 +55,7 @@ export interface JobRow {
 export interface RunnerRow {
   name: string;
   labelSet: string;
+  /** Where it registers; UNCLAIMED ("") for a warm-pool member no job has claimed yet. */
   scope: string;
   state: RunnerState;
   madeForJob: number | null;
@@ -59,6 +63,9 @@ export interface RunnerRow {
   vmid: number | null;
   githubRunnerId: number | null;
   stackDir: string | null;
+  /** The node it was placed on and the template copy it is cloned from ("node/vmid"); null until placed. */
+  node: string | null;
+  template: string | null;
   attempts: number;
   lastError: string | null;
   createdAt: number;
@@ -82,6 +89,12 @@ CREATE TABLE IF NOT EXISTS runners (
 CREATE INDEX IF NOT EXISTS runners_state ON runners(state, label_set, scope);
 `;
 
+/** Columns added after the first release: added in place, so an upgrade keeps its runners. */
+const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
+  ["runners", "node", "TEXT"],
+  ["runners", "template", "TEXT"],
+];
+
 const STATUS_RANK: Record<JobStatus, number> = { waiting: 0, queued: 0, in_progress: 1, completed: 2 };
 
 function toJob(r: any): JobRow {
@@ -95,7 +108,7 @@ function toJob(r: any): JobRow {
 function toRunner(r: any): RunnerRow {
   return {
     name: r.name, labelSet: r.label_set, scope: r.scope, state: r.state, madeForJob: r.made_for_job, jobId: r.job_id,
-    vmid: r.vmid, githubRunnerId: r.github_runner_id, stackDir: r.stack_dir, attempts: r.attempts,
+    vmid: r.vmid, githubRunnerId: r.github_runner_id, stackDir: r.stack_dir, node: r.node ?? null, template: r.template ?? null, attempts: r.attempts,
     lastError: r.last_error, createdAt: r.created_at, stateSince: r.state_since,
   };
 }
@@ -109,6 +122,10 @@ export class Store {
     // FULL: a delivery acknowledged with 2xx must survive power loss, not just a process crash.
     this.db.pragma("synchronous = FULL");
     this.db.exec(SCHEMA);
+    for (const [table, column, type] of ADDED_COLUMNS) {
+      const has = (this.db.prepare(`SELECT 1 FROM pragma_table_info(?) WHERE name = ?`).get(table, column) as unknown) !== undefined;
+      if (!has) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    }
   }
 
   close(): void {
@@ -247,6 +264,33 @@ export class Store {
       .prepare(`SELECT * FROM runners WHERE state IN (${states.map(() => "?").join(", ")}) ORDER BY created_at, name`)
       .all(...states)
       .map(toRunner);
+  }
+
+  /** Records where a runner goes (before its apply, so concurrent placements see it). */
+  setPlacement(name: string, node: string, template: string): void {
+    this.db.prepare(`UPDATE runners SET node = ?, template = ? WHERE name = ?`).run(node, template, name);
+  }
+
+  /**
+   * Gives the oldest unclaimed warm-pool member of a label set to a job: it takes the job's scope
+   * and is driven on from there. Members already cloned go first, then those still being made.
+   */
+  claimWarm(labelSet: string, scope: string, jobId: number): RunnerRow | undefined {
+    const tx = this.db.transaction(() => {
+      const r = this.db
+        .prepare(
+          `SELECT name, state FROM runners WHERE label_set = ? AND scope = '' AND state IN ('warm', 'provisioning', 'requested')
+           ORDER BY CASE state WHEN 'warm' THEN 0 WHEN 'provisioning' THEN 1 ELSE 2 END, created_at, name LIMIT 1`,
+        )
+        .get(labelSet) as { name: string; state: RunnerState } | undefined;
+      if (!r) return undefined;
+      // A warm member's "since" restarts: boot is timed from the claim.
+      this.db
+        .prepare(`UPDATE runners SET scope = ?, made_for_job = ?, state = ?, state_since = ? WHERE name = ?`)
+        .run(scope, jobId, r.state === "warm" ? "booting" : r.state, this.now(), r.name);
+      return this.getRunner(r.name);
+    });
+    return tx();
   }
 
   /** The most recently finished (failed or gone) runners of a label set, newest first. */

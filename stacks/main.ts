@@ -7,6 +7,7 @@
 //   PVE_RUNNERS_TEMPLATE_DIR      template/ scripts on this host (default: the ones next to this program)
 //   PVE_RUNNERS_TEMPLATE_DISK_GB  root volume size in GiB (default 16)
 //   PVE_RUNNERS_IMAGE_STORAGE     storage the CT image is downloaded to (default local)
+//   PVE_RUNNERS_TEMPLATE_COPY     which of proxmox.templates to build, as node/vmid (default the first)
 //   CDKTF_OUTDIR                  set by the cdktn CLI (default cdktf.out)
 //
 // Then, on the PVE host as root: cd cdktf.out/stacks/template && terraform init && terraform apply
@@ -14,6 +15,7 @@
 import { fileURLToPath } from "node:url";
 import { basename, dirname, resolve } from "node:path";
 import { ConfigError, loadConfig, orExit, type Config } from "../listener/config.js";
+import { templateCopies } from "../listener/placement.js";
 import { synthTemplateStack, type TemplateStackSpec } from "./template-stack.js";
 
 /** The template stack's spec from the config file and the environment (no secret is read). */
@@ -28,11 +30,15 @@ export function templateSpec(config: Config, env: NodeJS.ProcessEnv = process.en
   const templateDir = env.PVE_RUNNERS_TEMPLATE_DIR ?? resolve(here, basename(dirname(here)) === "dist" ? "../../template" : "../template");
   const diskGb = env.PVE_RUNNERS_TEMPLATE_DISK_GB ? Number(env.PVE_RUNNERS_TEMPLATE_DISK_GB) : undefined;
   if (diskGb !== undefined && !(Number.isInteger(diskGb) && diskGb >= 4)) throw new ConfigError([`PVE_RUNNERS_TEMPLATE_DISK_GB: "${env.PVE_RUNNERS_TEMPLATE_DISK_GB}" is not a whole number of GiB >= 4`]);
+  const copies = templateCopies(p);
+  const wanted = env.PVE_RUNNERS_TEMPLATE_COPY;
+  const copy = wanted ? copies.find((c) => c.key === wanted) : copies[0];
+  if (!copy) throw new ConfigError([`PVE_RUNNERS_TEMPLATE_COPY: "${wanted}" is none of ${copies.map((c) => c.key).join(", ")}`]);
   return {
     endpoint: p.endpoint,
     insecure: p.insecure,
-    node: p.templateNode ?? p.node,
-    vmid: p.templateVmid,
+    node: copy.sourceNode,
+    vmid: copy.vmid,
     pool: p.pool,
     bridge: p.bridge,
     vlan: p.vlan,

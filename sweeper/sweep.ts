@@ -11,7 +11,8 @@ import type { TerraformLike } from "../listener/pipeline.js";
 import { PVE_RUNNERS_TAG } from "../stacks/runner-stack.js";
 
 export interface SweepSettings {
-  node: string;
+  /** Nodes to look for runner containers on: the template copies' and every live runner's. */
+  nodes: () => string[];
   stateDir: string;
   /** Every registration scope we may have runners in (e.g. "repo:acme/app", "org:acme"). */
   scopes: () => string[];
@@ -61,13 +62,13 @@ const taggedOurs = (c: ContainerStatus) => (c.tags ?? "").split(/[;,\s]+/).inclu
 export const RUNNER_DESCRIPTION_PREFIX = "pve-runners ephemeral runner ";
 
 /** Ours: named runner-*, and tagged pve-runners or (a clone cut short before its tags) described as ours. */
-async function ourContainers(d: SweepDeps): Promise<ContainerStatus[]> {
-  const out: ContainerStatus[] = [];
-  for (const c of (await d.pve.listContainers(d.settings.node)).filter(namedLikeOurs)) {
-    if (taggedOurs(c)) out.push(c);
+async function ourContainers(d: SweepDeps, node: string): Promise<Array<ContainerStatus & { node: string }>> {
+  const out: Array<ContainerStatus & { node: string }> = [];
+  for (const c of (await d.pve.listContainers(node)).filter(namedLikeOurs)) {
+    if (taggedOurs(c)) out.push({ ...c, node });
     else {
-      const conf = await d.pve.containerConfig(d.settings.node, c.vmid).catch(() => ({}) as Record<string, string | number>);
-      if (String(conf.description ?? "").startsWith(RUNNER_DESCRIPTION_PREFIX)) out.push(c);
+      const conf = await d.pve.containerConfig(node, c.vmid).catch(() => ({}) as Record<string, string | number>);
+      if (String(conf.description ?? "").startsWith(RUNNER_DESCRIPTION_PREFIX)) out.push({ ...c, node });
     }
   }
   return out;
@@ -95,7 +96,18 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
   const live = (r?: RunnerRow) => !!r && (LIVE_STATES as string[]).includes(r.state);
 
   // 1. Containers.
-  const containers = await ourContainers(d);
+  // Node by node: one node down must not stop the sweep of the others.
+  const containers: Array<ContainerStatus & { node: string }> = [];
+  const unreachable = new Set<string>();
+  for (const node of s.nodes()) {
+    try {
+      containers.push(...(await ourContainers(d, node)));
+    } catch (err) {
+      unreachable.add(node);
+      report.errors.push(`list containers on ${node}: ${(err as Error).message}`);
+      log.warn({ node, err: (err as Error).message }, "could not list a node's containers; skipped this pass");
+    }
+  }
   report.containers = containers.length;
   const containerNames = new Set(containers.map((c) => c.name!));
   for (const c of containers) {
@@ -109,8 +121,8 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
           await d.terraform.destroy(join(stackDir, "stacks", "runner"), { runner: name });
           await rm(stackDir, { recursive: true, force: true });
         } else {
-          if (c.status === "running") await d.pve.stop(s.node, c.vmid);
-          await d.pve.destroy(s.node, c.vmid);
+          if (c.status === "running") await d.pve.stop(c.node, c.vmid);
+          await d.pve.destroy(c.node, c.vmid);
         }
       });
     if (c.lock) {
@@ -153,6 +165,8 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
       report.registrations++;
       const r = records.get(g.name);
       if (live(r) && (containerNames.has(g.name) || ["requested", "provisioning"].includes(r!.state))) continue;
+      // Its node did not answer: its container may well be there.
+      if (live(r) && r!.node && unreachable.has(r!.node)) continue;
       if (r && live(r) && now - r.stateSince < s.graceMs) continue;
       await act({ kind: "delete-registration", scope: key, id: g.id, name: g.name, reason: live(r) ? "its container is gone" : "no live runner of ours has this name" }, async () => {
         const outcome = await d.github.deleteRunner(parseScopeKey(key), g.id);

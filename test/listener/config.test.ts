@@ -90,6 +90,32 @@ describe("config", () => {
     assert.ok(problems.some((p) => p.startsWith("sweeper.schedule:")), problems.join("\n"));
   });
 
+  test("template copies and node limits: one form or the other, unique vmids, pct only on this node", () => {
+    const several = minimal() as Record<string, any>;
+    delete several.proxmox.templateVmid;
+    several.proxmox.templates = [{ node: "pve", vmid: 9000 }, { node: "pve2", vmid: 9001 }];
+    several.proxmox.nodes = [{ name: "pve2", maxRunners: 3 }];
+    several.delivery = { mode: "env" };
+    const { config } = parseConfig(stringify(several), { baseDir: dir, env: env() });
+    assert.deepEqual(config.proxmox.nodes, [{ name: "pve2", maxRunners: 3, minFreeMemoryMb: 1024 }]);
+    assert.equal(config.labelSets[0].warm, 0, "scale to zero unless a warm pool is asked for");
+
+    const bad = structuredClone(several);
+    bad.proxmox.templateVmid = 9000; // both forms
+    bad.proxmox.templates.push({ node: "pve2", vmid: 9001 }); // twice
+    bad.proxmox.nodes.push({ name: "pve2" });
+    bad.delivery = { mode: "pct" }; // pct cannot reach pve2
+    const problems = problemsOf(() => parseConfig(stringify(bad), { baseDir: dir, env: env() }));
+    assert.ok(problems.some((p) => p.startsWith("proxmox.templates: replaces templateVmid")), problems.join("\n"));
+    assert.ok(problems.some((p) => p.startsWith("proxmox.templates[2].vmid: template 9001 is listed twice")), problems.join("\n"));
+    assert.ok(problems.some((p) => p.startsWith("proxmox.nodes[1].name: node pve2 is listed twice")), problems.join("\n"));
+    assert.ok(problems.some((p) => p.startsWith("proxmox.templates[1].node: is not pve (proxmox.node): pct delivery")), problems.join("\n"));
+
+    const none = minimal() as Record<string, any>;
+    delete none.proxmox.templateVmid;
+    assert.ok(problemsOf(() => parseConfig(stringify(none), { baseDir: dir, env: env() })).some((p) => p.startsWith("proxmox.templateVmid: is required")));
+  });
+
   test("missing or malformed secret files are problems that name the file, never its content", async () => {
     await writeFile(join(dir, "creds", "badtoken"), "not-a-token-but-a-secret-value\n");
     const cfg = minimal() as Record<string, any>;

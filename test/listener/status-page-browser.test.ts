@@ -40,7 +40,7 @@ function job(j: Partial<JobRow> & Pick<JobRow, "jobId">): JobRow {
 function runner(r: Partial<RunnerRow> & Pick<RunnerRow, "name" | "state">): RunnerRow {
   return {
     labelSet: "small", scope: "org:acme", madeForJob: null, jobId: null, vmid: null, githubRunnerId: null,
-    stackDir: null, attempts: 1, lastError: null, createdAt: s_(400), stateSince: s_(30), ...r,
+    stackDir: null, node: null, template: null, attempts: 1, lastError: null, createdAt: s_(400), stateSince: s_(30), ...r,
   };
 }
 

@@ -37,7 +37,7 @@ function job(over: Partial<JobRow> = {}): JobRow {
 function runner(over: Partial<RunnerRow> = {}): RunnerRow {
   return {
     name: "runner-1", labelSet: "small", scope: "org:acme", state: "busy", madeForJob: 101, jobId: 101, vmid: 9101,
-    githubRunnerId: 5, stackDir: "/var/lib/pve-runners/stacks/runner-1", attempts: 1, lastError: null,
+    githubRunnerId: 5, stackDir: "/var/lib/pve-runners/stacks/runner-1", node: null, template: null, attempts: 1, lastError: null,
     createdAt: NOW - 120_000, stateSince: NOW - 45_000, ...over,
   };
 }

@@ -9,7 +9,7 @@ import { jobUrl, type ErrorRecord, type StatusSnapshot, type SweepActionRecord }
 /** Seconds between reloads of the page (a `<meta http-equiv="refresh">`). */
 export const STATUS_PAGE_REFRESH_SECONDS = 5;
 
-const STATE_ORDER = ["requested", "provisioning", "booting", "idle", "busy", "done", "destroying", "failed", "gone"];
+const STATE_ORDER = ["requested", "provisioning", "warm", "booting", "idle", "busy", "done", "destroying", "failed", "gone"];
 const LAST_ERROR_MAX = 90;
 const MESSAGE_MAX = 600;
 

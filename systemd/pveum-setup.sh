@@ -4,7 +4,7 @@
 #
 #   pveum-setup --bridge vmbr1 [--vlan 30] [--storage local-lvm] [--pool ci] [--template-vmid 9000]
 #               [--user pve-runners@pve] [--token listener] [--role PVERunners]
-#               [--token-file /etc/pve-runners/credentials/pve-token] [--dry-run]
+#               [--token-file /etc/pve-runners/credentials/pve-token] [--placement] [--dry-run]
 #
 # - role PVERunners with exactly: VM.Clone VM.Allocate VM.PowerMgmt VM.Config.Network VM.Config.CPU
 #   VM.Config.Memory VM.Config.Options VM.Audit Datastore.AllocateSpace SDN.Use
@@ -15,6 +15,8 @@
 #   are granted the role)
 # - ACLs on /pool/<pool> and on /sdn/zones/localnetwork/<bridge> (SDN.Use for the CI bridge; it
 #   propagates to the VLAN tags under it)
+# - --placement (several nodes): role PVERunnersAudit (Sys.Audit only) on /nodes, so placement reads
+#   each node's free memory and CPU from /cluster/resources; read-only, nothing else
 # The token's secret is shown by PVE once: with --token-file it goes straight into that file (0600),
 # never to the terminal. Running it again keeps what exists (the token is never regenerated).
 # --dry-run prints the pveum commands and changes nothing. PVE_RUNNERS_PVEUM overrides `pveum` (tests).
@@ -33,6 +35,7 @@ user=pve-runners@pve
 token=listener
 role=PVERunners
 token_file=""
+placement=0
 dry=0
 
 die() {
@@ -51,9 +54,10 @@ while (($#)); do
     --token) need "$1" "${2:-}"; token="$2"; shift ;;
     --role) need "$1" "${2:-}"; role="$2"; shift ;;
     --token-file) need "$1" "${2:-}"; token_file="$2"; shift ;;
+    --placement) placement=1 ;;
     --dry-run) dry=1 ;;
     -h | --help)
-      sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -148,6 +152,15 @@ for path in "/pool/$pool" "/sdn/zones/localnetwork/$bridge"; do
   pve acl modify "$path" --users "$user" --roles "$role"
   pve acl modify "$path" --tokens "$tokenid" --roles "$role"
 done
+if ((placement)); then
+  if ((dry)); then
+    show role add PVERunnersAudit --privs Sys.Audit
+  elif ! "$pveum_cmd" role add PVERunnersAudit --privs Sys.Audit 2>/dev/null; then
+    "$pveum_cmd" role modify PVERunnersAudit --privs Sys.Audit
+  fi
+  pve acl modify /nodes --users "$user" --roles PVERunnersAudit
+  pve acl modify /nodes --tokens "$tokenid" --roles PVERunnersAudit
+fi
 if [[ -n "$vlan" ]]; then
   echo "# SDN.Use on /sdn/zones/localnetwork/$bridge propagates to VLAN $vlan (/sdn/zones/localnetwork/$bridge/$vlan)"
 fi

@@ -64,6 +64,18 @@ exit 0
     ]);
   });
 
+  test("--placement adds a read-only Sys.Audit role on /nodes, nothing more", () => {
+    const r = run(["--dry-run", "--placement", "--bridge", "vmbr1"]);
+    assert.equal(r.status, 0, r.stderr);
+    const cmds = r.stdout.split("\n").filter((l) => l && !l.startsWith("#"));
+    assert.deepEqual(cmds.slice(-3), [
+      `${pveum} role add PVERunnersAudit --privs Sys.Audit`,
+      `${pveum} acl modify /nodes --users pve-runners@pve --roles PVERunnersAudit`,
+      `${pveum} acl modify /nodes --tokens 'pve-runners@pve!listener' --roles PVERunnersAudit`,
+    ]);
+    assert.ok(!run(["--dry-run", "--bridge", "vmbr1"]).stdout.includes("/nodes"), "without --placement nothing on /nodes");
+  });
+
   test("creates role, pool, user, privsep token and ACLs; the token's secret goes into the file only", () => {
     const file = join(d, "creds", "pve-token");
     const r = run(["--bridge", "vmbr1", "--vlan", "30", "--storage", "local-lvm", "--template-vmid", "9000", "--token-file", file]);

@@ -263,7 +263,7 @@ export class Pipeline {
       groups.set(k, [...(groups.get(k) ?? []), j]);
     }
     const live = this.d.store.runners(LIVE_STATES);
-    const jobsById = new Map(this.d.store.jobs().map((j) => [j.jobId, j]));
+    const jobsById = new Map(this.d.store.jobsByIds(live.flatMap((r) => (r.madeForJob ? [r.madeForJob] : []))).map((j) => [j.jobId, j]));
     const repoOf = (r: RunnerRow) => (r.madeForJob ? jobsById.get(r.madeForJob)?.repo : undefined);
     let capped = false;
     for (const jobs of groups.values()) {

@@ -122,7 +122,7 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
       nodes: () => [...new Set([config.proxmox.node, ...templateCopies(config.proxmox).map((t) => t.node), ...store.runners(LIVE_STATES).flatMap((r) => (r.node ? [r.node] : []))])],
       stateDir: config.stateDir,
       // Every scope we have made runners in or seen jobs for: stale registrations can only be there.
-      scopes: () => [...new Set([...store.runners().map((r) => r.scope), ...store.jobs().map((j) => j.scope)].filter((x): x is string => !!x))],
+      scopes: () => store.scopes(),
       hardTtlMs: config.sweeper.hardTtl * 1000,
       lockLimitMs: config.sweeper.lockLimit * 1000,
       graceMs: o.sweepGraceMs ?? config.sweeper.grace * 1000,
@@ -150,11 +150,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   // Cluster-wide: the container may be on any node (one that is down still lists its guests).
   const containerExists = async (name: string) => (await pve.clusterResources("vm")).some((c) => c.name === name);
   const readNodes = async () => nodeLoads(await pve.clusterResources("node"));
-  const countByState = (runners = store.runners()) => {
-    const out: Record<string, number> = {};
-    for (const r of runners) out[r.state] = (out[r.state] ?? 0) + 1;
-    return out;
-  };
+  const countByState = () => store.countByState();
   const metrics: Metrics = new Metrics({
     runnersByState: countByState,
     lanes: () => lane.stats(),
@@ -192,10 +188,10 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   })();
   const startedAt = Date.now();
   const snapshot = (): StatusSnapshot => {
-    const all = store.runners().sort((a, b) => b.createdAt - a.createdAt);
-    const live = all.filter((r) => LIVE_STATES.includes(r.state));
-    const finished = all.filter((r) => !LIVE_STATES.includes(r.state)).slice(0, 30);
-    const runnerErrors: ErrorRecord[] = all
+    const live = store.runners(LIVE_STATES).sort((a, b) => b.createdAt - a.createdAt);
+    const finished = store.recentFinishedRunners(30);
+    const runnerErrors: ErrorRecord[] = [...live, ...finished]
+      .sort((a, b) => b.stateSince - a.stateSince)
       .filter((r) => r.lastError && !RETIREMENT_REASONS.includes(r.lastError))
       .slice(0, 20)
       .map((r) => ({ at: r.stateSince, runner: r.name, job: r.madeForJob ?? undefined, message: r.lastError! }));
@@ -206,10 +202,10 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
       draining: pipeline.isDraining(),
       githubBaseUrl: config.github.baseUrl,
       webBaseUrl: webBaseUrlOf(config.github.baseUrl),
-      counts: { queuedJobs: store.queuedJobs().length, liveRunners: live.length, runnersByState: countByState(all) },
+      counts: { queuedJobs: store.queuedJobs().length, liveRunners: live.length, runnersByState: countByState() },
       runners: [...live, ...finished],
       lanes: lane.stats(),
-      jobs: store.jobs().sort((a, b) => b.createdAt - a.createdAt).slice(0, 50),
+      jobs: store.recentJobs(50),
       sweeps: sweepLog.list(),
       errors: [...runnerErrors, ...sweepErrors.list()].sort((a, b) => b.at - a.at).slice(0, 30),
     };

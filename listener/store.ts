@@ -87,6 +87,9 @@ CREATE TABLE IF NOT EXISTS runners (
   made_for_job INTEGER, job_id INTEGER, vmid INTEGER, github_runner_id INTEGER, stack_dir TEXT,
   attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created_at INTEGER NOT NULL, state_since INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS runners_state ON runners(state, label_set, scope);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
+CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id);
 `;
 
 /** Columns added after the first release: added in place, so an upgrade keeps its runners. */
@@ -228,6 +231,35 @@ export class Store {
     return this.db.prepare(`SELECT * FROM jobs ORDER BY job_id`).all().map(toJob);
   }
 
+  // Reads below are bounded: the tables keep every job and runner ever seen, and these run on every
+  // reconcile, status page or sweep.
+
+  jobsByIds(ids: number[]): JobRow[] {
+    if (ids.length === 0) return [];
+    const out: JobRow[] = [];
+    // SQLite caps bound parameters (32,766 by default): chunk.
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      out.push(...this.db.prepare(`SELECT * FROM jobs WHERE job_id IN (${chunk.map(() => "?").join(", ")})`).all(...chunk).map(toJob));
+    }
+    return out;
+  }
+
+  /** The newest jobs first. */
+  recentJobs(limit: number): JobRow[] {
+    return this.db.prepare(`SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?`).all(limit).map(toJob);
+  }
+
+  /** Jobs of ours updated since `t`. */
+  jobsUpdatedSince(t: number): JobRow[] {
+    return this.db.prepare(`SELECT * FROM jobs WHERE label_set IS NOT NULL AND updated_at >= ? ORDER BY updated_at`).all(t).map(toJob);
+  }
+
+  /** Every scope a runner was made in or a job of ours was seen for. */
+  scopes(): string[] {
+    return (this.db.prepare(`SELECT scope FROM runners WHERE scope != '' UNION SELECT scope FROM jobs WHERE scope IS NOT NULL`).all() as Array<{ scope: string }>).map((r) => r.scope);
+  }
+
   // ---- runners ----
 
   insertRunner(r: { name: string; labelSet: string; scope: string; madeForJob: number | null }): RunnerRow {
@@ -291,6 +323,18 @@ export class Store {
       return this.getRunner(r.name);
     });
     return tx();
+  }
+
+  /** Runners per state, counted in SQL. */
+  countByState(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.db.prepare(`SELECT state, COUNT(*) AS n FROM runners GROUP BY state`).all() as Array<{ state: string; n: number }>) out[r.state] = r.n;
+    return out;
+  }
+
+  /** The newest finished (failed or gone) runners, of every label set. */
+  recentFinishedRunners(limit: number): RunnerRow[] {
+    return this.db.prepare(`SELECT * FROM runners WHERE state IN ('failed', 'gone') ORDER BY state_since DESC, name LIMIT ?`).all(limit).map(toRunner);
   }
 
   /** The most recently finished (failed or gone) runners of a label set, newest first. */

@@ -110,7 +110,7 @@ export async function refreshStaleQueued(d: RecoveryDeps, staleMs: number, repor
 /** Repositories with a job seen within `windowMs`: where a lost `queued` is likely to be. */
 export function recentRepos(store: Store, windowMs: number, now = Date.now()): Array<{ repo: string; installationId: number | null }> {
   const out = new Map<string, number | null>();
-  for (const j of store.jobs()) if (j.labelSet && now - j.updatedAt <= windowMs && !out.has(j.repo)) out.set(j.repo, j.installationId);
+  for (const j of store.jobsUpdatedSince(now - windowMs)) if (!out.has(j.repo)) out.set(j.repo, j.installationId);
   return [...out].map(([repo, installationId]) => ({ repo, installationId }));
 }
 

@@ -92,7 +92,8 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
       log.warn({ err: (err as Error).message }, `${a.kind} failed; the next pass retries`);
     }
   };
-  const records = new Map(d.store.runners().map((r) => [r.name, r]));
+  // Looked up by name (the primary key): the table keeps every runner ever made.
+  const records = { get: (name: string) => d.store.getRunner(name) };
   const live = (r?: RunnerRow) => !!r && (LIVE_STATES as string[]).includes(r.state);
 
   // 1. Containers.

@@ -3,6 +3,9 @@
 // privileged helper (systemd/deliver-jit) runs unchanged in tests and the demo.
 // Supports what the helper uses: `pct config <vmid>` and `pct exec <vmid> [--keep-env 0] -- <cmd…>` (stdin passed in).
 // Environment: PVE_SIM_URL (simulator base URL), PVE_SIM_TOKEN (a root token: pct runs as root), PVE_SIM_NODE.
+// Like real pct it acts on its own node (PVE_SIM_NODE) only: pct exec/push load the config on the
+// local node (src/PVE/CLI/pct.pm: "test if container exists on this node"), so a container of
+// another cluster node is "Configuration file 'nodes/<this node>/lxc/<vmid>.conf' does not exist".
 import { readFileSync } from "node:fs";
 
 const url = process.env.PVE_SIM_URL;

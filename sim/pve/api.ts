@@ -4,7 +4,7 @@
 import express, { Router, type NextFunction, type Request, type Response } from "express";
 import { ClusterApi } from "./cluster.js";
 import { delay, type PveContext } from "./context.js";
-import { PveError, notImplemented, paramError, proxyTimeout } from "./errors.js";
+import { NodeUnreachable, PveError, notImplemented, paramError, proxyTimeout } from "./errors.js";
 import { LxcApi } from "./lxc.js";
 import { flatten, type RawParams } from "./params.js";
 import { callerOf, type Caller, type TokenDef } from "./privileges.js";
@@ -67,7 +67,14 @@ export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[]): R
         if (params[k] !== undefined && params[k] !== v) throw paramError({ [k]: "duplicate parameter (already defined in URI) with conflicting values!" });
         params[k] = v;
       }
-      const out = await fn(res.locals.caller as Caller, params);
+      let out: unknown;
+      try {
+        out = await fn(res.locals.caller as Caller, params);
+      } catch (err) {
+        // pveproxy's connection attempt to an offline node fails only after the ARP timeout.
+        if (err instanceof NodeUnreachable) await ctx.clock.sleep(ctx.latency.unreachable);
+        throw err;
+      }
       res.json(out instanceof WithTotal ? { data: out.data, total: out.total } : { data: out ?? null });
     });
   };

@@ -24,6 +24,11 @@ export class PveSimClient {
     return new PveSimClient(this.baseUrl, token, this.node);
   }
 
+  /** The same client for another node's paths (ct(), waitTask()). */
+  on(node: string): PveSimClient {
+    return new PveSimClient(this.baseUrl, this.token, node);
+  }
+
   /** Like the bpg provider: form-urlencoded bodies, booleans as 1/0, query strings for GET/DELETE. */
   async call<T = unknown>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, params: Params = {}, opts: { json?: boolean; auth?: string | null } = {}): Promise<RawResponse<T>> {
     const form = new URLSearchParams();

@@ -2,12 +2,12 @@
 import type { Logger } from "pino";
 import type { SimClock } from "../github/clock.js";
 import type { Rng } from "../github/rng.js";
-import { die } from "./errors.js";
+import { NodeUnreachable, die, noQuorum } from "./errors.js";
 import type { FaultInjector, Latency } from "./faults.js";
 import type { GuestTimings } from "./guest.js";
 import type { Acl } from "./privileges.js";
 import type { StatsDaemon } from "./rrd.js";
-import type { PveState } from "./state.js";
+import type { PveState, SimNode } from "./state.js";
 import type { TaskRegistry } from "./tasks.js";
 
 export interface PveContext {
@@ -31,16 +31,51 @@ export function delay(ctx: PveContext, ms: number): Promise<void> {
   return ctx.clock.sleep(jittered);
 }
 
-/** A lock wait that runs into its timeout: the full (scaled) timeout, then the error. */
-export async function lockTimeout(ctx: PveContext, err: Error): Promise<never> {
-  await ctx.clock.sleep(ctx.latency.lockTimeout);
-  throw err;
-}
-
 /** Simulated seconds elapsed since a Date.now() timestamp. */
 export const simSecondsSince = (ctx: PveContext, t: number): number => (Date.now() - t) / Math.max(ctx.clock.scale, 1e-9) / 1000;
 
-/** proxyto => 'node': any node but ours is unknown in this one-node cluster. */
-export function checkNode(ctx: PveContext, node: string): void {
-  if (node !== ctx.state.node) throw die(`hostname lookup '${node}' failed - failed to get address info for: ${node}: Name or service not known`);
+/**
+ * proxyto => 'node' (pve-manager PVE/HTTPServer.pm rest_handler, after the permission check): an
+ * unknown node fails its hostname lookup (PVE::Cluster::remote_node_ip); an offline one cannot be
+ * reached (595, see NodeUnreachable). Returns the node that handles the call.
+ */
+export function checkNode(ctx: PveContext, name: string): SimNode {
+  const node = ctx.state.node(name);
+  if (!node) throw die(`hostname lookup '${name}' failed - failed to get address info for: ${name}: Name or service not known`);
+  if (!node.online) throw new NodeUnreachable(name);
+  return node;
+}
+
+/** check_cfs_quorum. */
+export function checkQuorum(ctx: PveContext): void {
+  if (!ctx.state.quorate()) throw noQuorum();
+}
+
+/**
+ * A node's own simulated time: sleeps `ms` simulated ms, counting only time while the node is
+ * online (a task on an offline node stands still), and returns only while it is online.
+ */
+export async function nodeSleep(ctx: PveContext, node: SimNode, ms: number): Promise<void> {
+  let remaining = ms;
+  for (;;) {
+    await node.untilOnline();
+    if (remaining <= 0) return;
+    const started = Date.now();
+    let cancel = () => {};
+    const offline = new Promise<false>((resolve) => {
+      cancel = node.onOffline(() => resolve(false));
+    });
+    const done = await Promise.race([ctx.clock.sleep(remaining).then(() => true as const), offline]);
+    cancel();
+    if (done) {
+      if (node.online) return;
+      remaining = 0;
+    } else remaining -= (Date.now() - started) / Math.max(ctx.clock.scale, 1e-9);
+  }
+}
+
+/** `delay` on a node's time: the operation's latency with jitter, paused while the node is offline. */
+export function nodeDelay(ctx: PveContext, node: SimNode, ms: number): Promise<void> {
+  const j = ctx.latency.jitter;
+  return nodeSleep(ctx, node, j > 0 ? ms * (1 - j + 2 * j * ctx.rng()) : ms);
 }

@@ -1,5 +1,5 @@
-// The /_sim control plane: inspection, faults, latency, time scale, and the host-side powers the
-// API does not have (`pct exec`, a guest powering itself off). Root token only: `pct` runs as
+// The /_sim control plane: inspection, faults, latency, time scale, nodes going down and coming
+// back, and the host-side powers the API does not have (`pct exec`, a guest powering itself off). Root token only: `pct` runs as
 // root on the host, and the listener's least-privilege token must not be able to bypass it.
 import express, { Router, type NextFunction, type Request, type Response } from "express";
 import { z } from "zod";
@@ -23,6 +23,8 @@ export interface ControlHooks {
   setTimeScale(scale: number): void;
   exec(node: string, vmid: number, command: string[], stdin: string): Promise<ExecResult>;
   powerOff(node: string, vmid: number): void;
+  nodes(): unknown[];
+  setNodeOnline(node: string, online: boolean): void;
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -65,6 +67,12 @@ export function controlRouter(h: ControlHooks): Router {
     const { scale } = parse(z.object({ scale: z.number().positive() }), req.body);
     h.setTimeScale(scale);
     ok(res, { scale });
+  });
+  r.get("/nodes", (_req, res) => ok(res, h.nodes()));
+  r.post("/nodes/:node/online", (req, res) => {
+    const { online } = parse(z.object({ online: z.boolean() }), req.body);
+    h.setNodeOnline(String(req.params.node), online);
+    ok(res, h.nodes());
   });
   r.post("/nodes/:node/lxc/:vmid/exec", async (req, res) => {
     const { command, stdin } = parse(execSchema, req.body);

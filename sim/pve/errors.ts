@@ -42,5 +42,25 @@ export const storageLockTimeout = (sid: string) => die(`can't lock file '/var/lo
 /** pveproxy could not reach pvedaemon: status line only. */
 export const proxyTimeout = () => new PveError(596, "Connection timed out", undefined, true);
 
+/**
+ * pveproxy proxying a /nodes/{node}/… call (proxyto => 'node') to a node that is down: AnyEvent::HTTP
+ * fails to connect and pve-http-server's proxy_request (src/PVE/APIServer/AnyEvent.pm) passes its
+ * pseudo-status on — 595 ("errors during connection establishment") with "$!" as the reason and no
+ * body. A powered-off or cut-off node on the LAN answers no ARP, so connect() gives EHOSTUNREACH
+ * after the ~3 s ARP timeout: "595 No route to host", as pveproxy logs it for offline nodes
+ * (sergelogvinov/proxmox-cloud-controller-manager#206, canvrno/ProxmoxMCP#15).
+ */
+export class NodeUnreachable extends PveError {
+  constructor(readonly node: string) {
+    super(595, "No route to host", undefined, true);
+  }
+}
+
+/** PVE::Cluster::check_cfs_quorum: /etc/pve is read-only without quorum. */
+export const noQuorum = () => die("cluster not ready - no quorum?");
+
+/** A config write into read-only /etc/pve (no quorum): PVE::File::file_set_contents. */
+export const cfsReadOnly = (node: string, vmid: number, pid: number) => die(`unable to open file '/etc/pve/nodes/${node}/lxc/${vmid}.conf.tmp.${pid}' - Permission denied`);
+
 /** Text of an error as a task's exit status or a log line (no trailing newline). */
 export const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err)).replace(/\n+$/, "");

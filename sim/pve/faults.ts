@@ -29,6 +29,10 @@ export const DEFAULT_LATENCY = {
   authFailure: 3_000,
   /** pvestatd's sample interval: /cluster/resources lags by up to this much. */
   statsInterval: 10_000,
+  /** pmxcfs drops RRD data not updated for 5 min: an offline node's guests and stats vanish then. */
+  rrdExpire: 300_000,
+  /** pveproxy's connect to an offline node: the ARP timeout, then 595 "No route to host". */
+  unreachable: 3_000,
   /** ± this fraction of random jitter on the operation latencies above (not on timeouts). */
   jitter: 0.1,
 };

@@ -1,7 +1,8 @@
-// The Proxmox VE API simulator: one node ("pve") with the runner template, pool and storages,
-// speaking /api2/json the way PVE 8/9 does (research/proxmox.md §3–§7) — envelopes and errors,
-// locks, tasks and UPIDs, token privileges, lagging /cluster/resources — plus simulated guests
-// that run one GitHub Actions job each and power themselves off.
+// The Proxmox VE API simulator: a cluster (by default one node, "pve") with the runner template(s),
+// pool and storages, speaking /api2/json the way PVE 8/9 does (research/proxmox.md §3–§7) —
+// envelopes and errors, locks, tasks and UPIDs, token privileges, lagging /cluster/resources,
+// nodes going offline — plus simulated guests that run one GitHub Actions job each and power
+// themselves off.
 import type { Server } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { pino, type Logger } from "pino";
@@ -9,6 +10,7 @@ import { SimClock } from "../github/clock.js";
 import { createRng } from "../github/rng.js";
 import { apiRouter, bodyParsers, sendError } from "./api.js";
 import type { PveContext } from "./context.js";
+import { nodeUptime, storageUsed } from "./cluster.js";
 import { controlRouter } from "./control.js";
 import { PveError, configMissing, die } from "./errors.js";
 import { DEFAULT_LATENCY, FaultInjector, type FaultsBody, type Latency } from "./faults.js";
@@ -17,11 +19,11 @@ import { LxcApi } from "./lxc.js";
 import { Acl, SIM_TOKENS, type TokenDef } from "./privileges.js";
 import { StatsDaemon } from "./rrd.js";
 import { execInGuest, type ExecResult } from "./shell.js";
-import { PveState, type Container } from "./state.js";
+import { PveState, type Container, type SimNodeSpec, type SimTemplateSpec } from "./state.js";
 import { TaskRegistry, type SimTask } from "./tasks.js";
 import { listen } from "../../listener/http-listen.js";
 
-export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_POOL, SIM_BRIDGE, SIM_VLAN } from "./state.js";
+export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_POOL, SIM_BRIDGE, SIM_VLAN, NODE_CPUS, NODE_MEMORY, type SimNodeSpec, type SimTemplateSpec } from "./state.js";
 export { SIM_TOKENS, PVE_RUNNERS_ROLE, PVE_RUNNERS_SDN_ROLE, PVE_RUNNERS_ACLS, ALL_PRIVILEGES, type TokenDef, type AclEntry } from "./privileges.js";
 export { JIT_FILE, JIT_ENV, JOB_MARKER, DEFAULT_GUEST, type GuestTimings } from "./guest.js";
 export { DEFAULT_LATENCY, type Latency, type FaultsBody } from "./faults.js";
@@ -40,11 +42,25 @@ export interface PveSimOptions {
   guest?: Partial<GuestTimings>;
   /** Extra API tokens (tests of other ACL layouts). */
   tokens?: TokenDef[];
+  /** The cluster's nodes (default: one, SIM_NODE); the API answers through the first one online. */
+  nodes?: SimNodeSpec[];
+  /** Runner templates, each a copy of the default one on its node (default: SIM_TEMPLATE_VMID on SIM_NODE). */
+  templates?: SimTemplateSpec[];
+}
+
+/** A node as tests see it. */
+export interface SimNodeInfo {
+  name: string;
+  cpus: number;
+  memoryBytes: number;
+  online: boolean;
 }
 
 /** A container as tests see it. The `env` value is never shown: it may hold a JIT config. */
 export interface SimContainer {
   vmid: number;
+  /** The node that owns it. */
+  node: string;
   name: string;
   status: "running" | "stopped";
   lock: string | null;
@@ -72,16 +88,18 @@ export class PveSim {
     this.clock = new SimClock(opts.timeScale ?? 1);
     this.tokens = [...Object.values(SIM_TOKENS), ...(opts.tokens ?? [])];
     const rng = createRng(opts.seed ?? 1);
-    const state = new PveState(rng);
+    const state = new PveState(rng, opts.nodes, opts.templates);
     const lxcRef: { api?: LxcApi } = {};
-    const stats = new StatsDaemon(state, this.clock, (vmid) => {
-      const ct = state.get(vmid);
-      return ct && lxcRef.api?.vmstatus(ct);
+    const stats = new StatsDaemon(state, this.clock, {
+      vmstatus: (ct) => lxcRef.api?.vmstatus(ct) ?? {},
+      used: storageUsed,
+      uptime: () => nodeUptime(this.ctx),
+      expireMs: () => this.ctx.latency.rrdExpire,
     });
     this.ctx = {
       state,
       acl: new Acl(() => state.poolMembers()),
-      tasks: new TaskRegistry(state.node, this.log.child({ part: "tasks" })),
+      tasks: new TaskRegistry(this.log.child({ part: "tasks" })),
       faults: new FaultInjector(rng),
       clock: this.clock,
       log: this.log,
@@ -102,6 +120,7 @@ export class PveSim {
     const { server, url } = await listen(this.buildApp(), port, host);
     this.server = server;
     this.baseUrl = url;
+    this.ctx.stats.seedNodes();
     this.ctx.stats.start(this.ctx.latency.statsInterval);
     this.log.info({ url: this.baseUrl }, "Proxmox VE simulator listening");
     return this.baseUrl;
@@ -111,6 +130,7 @@ export class PveSim {
     this.ctx.stats.stop();
     this.abortGuests();
     this.clock.stop();
+    for (const n of this.ctx.state.nodes.values()) n.release();
     const server = this.server;
     if (server) {
       await new Promise<void>((resolve) => {
@@ -152,6 +172,24 @@ export class PveSim {
     return { ...this.ctx.latency };
   }
 
+  /** The cluster's nodes, in configuration order. */
+  nodes(): SimNodeInfo[] {
+    return [...this.ctx.state.nodes.values()].map((n) => ({ name: n.name, cpus: n.cpus, memoryBytes: n.memory, online: n.online }));
+  }
+
+  /**
+   * Takes a node out of the cluster or brings it back. Offline: GET /nodes and /cluster/resources
+   * show it "offline" (its RRD data, and with it its guests' status, expire after latency.rrdExpire),
+   * every /nodes/{it}/… call fails with 595 "No route to host", its tasks stand still; without
+   * quorum (half the nodes or more offline) clone, start and config writes fail everywhere.
+   * Back online: tasks resume, pvestatd reports again.
+   */
+  setNodeOnline(name: string, online: boolean): void {
+    const node = this.ctx.state.node(name);
+    if (!node) throw new PveError(400, `no such cluster node '${name}'\n`);
+    if (node.setOnline(online)) this.log.info({ node: name, online }, online ? "node back online" : "node offline");
+  }
+
   containers(): SimContainer[] {
     return [...this.ctx.state.containers.values()].sort((a, b) => a.vmid - b.vmid).map((ct) => this.view(ct));
   }
@@ -175,9 +213,12 @@ export class PveSim {
     this.ctx.stats.sample();
   }
 
-  /** `pct exec <vmid> -- <command…>` with `stdin`: exit 255 if the CT is missing or stopped. */
-  async exec(vmid: number, command: string[], stdin = "", node = this.ctx.state.node): Promise<ExecResult> {
-    const ct = node === this.ctx.state.node ? this.ctx.state.get(vmid) : undefined;
+  /**
+   * `pct exec <vmid> -- <command…>` with `stdin` on `node` (default: the CT's own node): exit 255 if
+   * the CT is not on that node or stopped.
+   */
+  async exec(vmid: number, command: string[], stdin = "", node = this.defaultNode(vmid)): Promise<ExecResult> {
+    const ct = this.ctx.state.on(node, vmid);
     if (!ct) return { exitcode: 255, stdout: "", stderr: `Configuration file 'nodes/${node}/lxc/${vmid}.conf' does not exist\n` };
     if (!ct.running) return { exitcode: 255, stdout: "", stderr: `CT ${vmid} not running\n` };
     await this.clock.sleep(this.ctx.latency.exec);
@@ -189,8 +230,8 @@ export class PveSim {
   }
 
   /** The guest powers itself off (`systemctl poweroff` inside): stopped, no task. */
-  powerOff(vmid: number, node = this.ctx.state.node): void {
-    const ct = node === this.ctx.state.node ? this.ctx.state.get(vmid) : undefined;
+  powerOff(vmid: number, node = this.defaultNode(vmid)): void {
+    const ct = this.ctx.state.on(node, vmid);
     if (!ct) throw configMissing(node, vmid);
     if (!ct.running) throw die(`CT ${vmid} not running`);
     this.lxc.markStopped(ct);
@@ -200,11 +241,13 @@ export class PveSim {
     const { state } = this.ctx;
     return {
       url: this.baseUrl,
-      node: state.node,
+      node: state.entryNode.name,
+      nodes: this.nodes(),
+      quorate: state.quorate(),
       timeScale: this.clock.scale,
       containers: this.containers(),
       pools: [...state.pools.values()].map((p) => ({ id: p.id, comment: p.comment, vms: [...p.vms], storage: [...p.storage] })),
-      storages: [...state.storages.values()].map((s) => ({ id: s.id, type: s.type, content: s.content, volumes: [...s.volumes.values()] })),
+      storages: [...state.nodes.values()].flatMap((n) => [...n.storages.values()].map((s) => ({ node: n.name, id: s.id, type: s.type, content: s.content, volumes: [...s.volumes.values()] }))),
       tasks: this.ctx.tasks.list().map(({ log: _log, ...t }) => t),
       faults: this.faults(),
       latency: this.latency(),
@@ -216,6 +259,7 @@ export class PveSim {
     const { env, ...config } = ct.conf;
     return {
       vmid: ct.vmid,
+      node: ct.node,
       name: ct.conf.hostname ?? `CT${ct.vmid}`,
       status: ct.running ? "running" : "stopped",
       lock: ct.conf.lock ?? null,
@@ -227,6 +271,11 @@ export class PveSim {
       guest: ct.guest?.describe() ?? null,
       files: ct.fs.list().map((f) => ({ ...f, mode: f.mode.toString(8).padStart(4, "0") })),
     };
+  }
+
+  /** The CT's own node, or the first node for an unknown vmid. */
+  private defaultNode(vmid: number): string {
+    return this.ctx.state.get(vmid)?.node ?? this.ctx.state.nodes.keys().next().value!;
   }
 
   private abortGuests(): void {
@@ -258,6 +307,8 @@ export class PveSim {
         setTimeScale: (s) => this.setTimeScale(s),
         exec: (node, vmid, command, stdin) => this.exec(vmid, command, stdin, node),
         powerOff: (node, vmid) => this.powerOff(vmid, node),
+        nodes: () => this.nodes(),
+        setNodeOnline: (node, online) => this.setNodeOnline(node, online),
       }),
     );
     app.use("/api2/json", ...bodyParsers(), apiRouter(this.ctx, () => this.tokens));

@@ -1,14 +1,15 @@
 // The container endpoints (pve-container src/PVE/API2/LXC.pm, LXC/Config.pm, LXC/Status.pm):
-// the permission check first (the method's `permissions`), then parameter verification, then the
-// code — synchronous checks, then a worker task that holds the CT's config flock.
-import { checkNode, delay, lockTimeout, simSecondsSince, type PveContext } from "./context.js";
-import { configFlockTimeout, die, errorText, locked, paramError, permError, storageLockTimeout } from "./errors.js";
+// the permission check first (the method's `permissions`), then pveproxy's proxying to the node in
+// the path (checkNode), then parameter verification and the code on that node — synchronous
+// checks, then a worker task of that node that holds the CT's config flock.
+import { checkNode, checkQuorum, nodeDelay, nodeSleep, simSecondsSince, type PveContext } from "./context.js";
+import { cfsReadOnly, configFlockTimeout, die, errorText, locked, paramError, permError, storageLockTimeout } from "./errors.js";
 import type { Fault } from "./faults.js";
 import { SimGuest } from "./guest.js";
 import { CONFIG_KEYS, dynamicKey, isConfigKey, normalizeTags, parseEnv, parseFeatures, parseMountpoint, parseNet, printMountpoint, printNet, splitTags, typedConfig } from "./lxc-config.js";
 import { BOOL_OPT, DNS_NAME, NODE, POOL_ID, STORAGE_ID, VMID, bool, verify, type RawParams, type Schema } from "./params.js";
 import { isRootPam, type Caller } from "./privileges.js";
-import { splitVolid, type Container } from "./state.js";
+import { splitVolid, type Container, type SimNode } from "./state.js";
 import type { TaskLog } from "./tasks.js";
 
 const CONFIG_PRIVS = ["VM.Config.Disk", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options"];
@@ -20,14 +21,17 @@ const isVolumeKey = (k: string) => k === "rootfs" || /^mp\d+$/.test(k);
 const isUnused = (k: string) => /^unused\d+$/.test(k);
 
 export class LxcApi {
+  private writes = 0;
+
   constructor(private readonly ctx: PveContext) {}
 
   // --- reading ---------------------------------------------------------------
 
   list(caller: Caller, raw: RawParams): unknown[] {
+    checkNode(this.ctx, raw.node);
     const p = verify(raw, { node: NODE });
-    checkNode(this.ctx, p.node);
-    return [...this.ctx.state.containers.values()]
+    return this.ctx.state
+      .containersOn(p.node)
       .filter((ct) => this.ctx.acl.has(caller, `/vms/${ct.vmid}`, ["VM.Audit"]))
       .sort((a, b) => a.vmid - b.vmid)
       .map((ct) => this.vmstatus(ct));
@@ -35,25 +39,25 @@ export class LxcApi {
 
   index(caller: Caller, raw: RawParams): unknown[] {
     this.ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Audit"]);
+    checkNode(this.ctx, raw.node);
     const p = verify(raw, BASE);
-    checkNode(this.ctx, p.node);
-    this.ctx.state.load(Number(p.vmid));
+    this.ctx.state.load(p.node, Number(p.vmid));
     return ["config", "pending", "status", "vncproxy", "termproxy", "vncwebsocket", "spiceproxy", "migrate", "clone", "snapshot", "firewall", "rrd", "rrddata", "interfaces"].map((subdir) => ({ subdir }));
   }
 
   status(caller: Caller, raw: RawParams): Record<string, unknown> {
     this.ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Audit"]);
+    checkNode(this.ctx, raw.node);
     const p = verify(raw, BASE);
-    checkNode(this.ctx, p.node);
-    const ct = this.ctx.state.load(Number(p.vmid));
+    const ct = this.ctx.state.load(p.node, Number(p.vmid));
     return { ...this.vmstatus(ct), ha: { managed: 0 } };
   }
 
   getConfig(caller: Caller, raw: RawParams): Record<string, unknown> {
     this.ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Audit"]);
+    checkNode(this.ctx, raw.node);
     const p = verify(raw, { ...BASE, current: BOOL_OPT, snapshot: { type: "string", optional: true } });
-    checkNode(this.ctx, p.node);
-    const ct = this.ctx.state.load(Number(p.vmid));
+    const ct = this.ctx.state.load(p.node, Number(p.vmid));
     if (p.snapshot) throw die(`snapshot '${p.snapshot}' does not exist`);
     const conf = typedConfig(ct.conf);
     for (const [key, priv] of Object.entries(READ_RESTRICTED)) {
@@ -71,6 +75,7 @@ export class LxcApi {
   async setConfig(caller: Caller, raw: RawParams): Promise<null> {
     const { ctx } = this;
     ctx.acl.checkAny(caller, `/vms/${raw.vmid}`, CONFIG_PRIVS);
+    const node = checkNode(ctx, raw.node);
     const schema: Schema = {
       ...BASE,
       ...CONFIG_KEYS,
@@ -79,7 +84,6 @@ export class LxcApi {
       digest: { type: "string", optional: true, maxLength: 40 },
     };
     const p = verify(raw, schema, dynamicKey);
-    checkNode(ctx, p.node);
     const vmid = Number(p.vmid);
     const { node: _n, vmid: _v, digest, delete: del, revert: rev, ...param } = p;
     if (!Object.keys(param).length && del === undefined && rev === undefined) throw die("no options specified");
@@ -89,10 +93,10 @@ export class LxcApi {
     // The realistic failure of a config update is its flock timing out (bpg retries on "got timeout").
     const fault = ctx.faults.forOp("config");
     if (fault?.kind === "error" && fault.message) throw die(fault.message);
-    if (fault) await lockTimeout(ctx, configFlockTimeout(vmid));
+    if (fault) await this.lockTimeout(node, configFlockTimeout(vmid));
     const release = await ctx.state.flock(vmid, ctx.clock.scaled(ctx.latency.lockTimeout));
     try {
-      const ct = ctx.state.load(vmid);
+      const ct = ctx.state.load(node.name, vmid);
       if (ct.conf.lock) throw locked(ct.conf.lock);
       if (digest !== undefined && digest !== ctx.state.digest(ct)) throw die("detected modified configuration - file changed by other user? Try again.");
       const unprivileged = ct.conf.unprivileged === "1";
@@ -116,7 +120,8 @@ export class LxcApi {
         if (opt === "unprivileged") throw die(`unable to modify read-only option: '${opt}'`);
         next[opt] = this.normalizeValue(opt, value);
       }
-      await delay(ctx, ctx.latency.config);
+      await nodeDelay(ctx, node, ctx.latency.config);
+      if (!ctx.state.quorate()) throw cfsReadOnly(node.name, vmid, this.daemonPid());
       ct.conf = next;
       return null;
     } finally {
@@ -214,6 +219,7 @@ export class LxcApi {
     acl.check(caller, `/vms/${raw.vmid}`, ["VM.Clone"]);
     const mayAllocate = acl.has(caller, `/vms/${raw.newid ?? ""}`, ["VM.Allocate"]) || (raw.pool !== undefined && acl.has(caller, `/pool/${raw.pool}`, ["VM.Allocate"]));
     if (!mayAllocate) throw permError();
+    const node = checkNode(ctx, raw.node);
     const p = verify(raw, {
       ...BASE,
       newid: VMID,
@@ -226,18 +232,27 @@ export class LxcApi {
       target: { ...NODE, optional: true },
       bwlimit: { type: "number", optional: true, min: 0 },
     });
-    checkNode(ctx, p.node);
     const vmid = Number(p.vmid);
     const newid = Number(p.newid);
     if (p.pool !== undefined && !state.pools.has(p.pool)) throw permError(`pool '${p.pool}' does not exist`);
-    if (p.target !== undefined && p.target !== state.node && p.target !== "localhost") throw die(`no such cluster node '${p.target}'`);
-    if (p.storage !== undefined) state.storage(p.storage);
+    // `target` counts only when it names another node, which must exist; a storage given with a
+    // target must exist there too and be shared (clone_vm, src/PVE/API2/LXC.pm).
+    const targetNode = p.target === undefined || p.target === node.name || p.target === "localhost" ? undefined : p.target;
+    if (targetNode !== undefined && !state.node(targetNode)) throw die(`no such cluster node '${targetNode}'`);
+    if (p.storage !== undefined) {
+      const st = state.storage(node.name, p.storage);
+      if (targetNode !== undefined) {
+        state.storage(targetNode, p.storage);
+        if (!st.shared) throw die(`can't clone to non-shared storage '${p.storage}'`);
+      }
+    }
+    checkQuorum(ctx);
 
     // set_lock($vmid, 'disk'): held on the source for the whole clone.
     const release = await state.flock(vmid, ctx.clock.scaled(ctx.latency.lockTimeout));
     let src: Container;
     try {
-      src = state.load(vmid);
+      src = state.load(node.name, vmid);
       if (src.conf.lock) throw locked(src.conf.lock);
       src.conf.lock = "disk";
     } finally {
@@ -249,7 +264,7 @@ export class LxcApi {
     let target: Container;
     try {
       state.assertUnused(newid);
-      target = state.create(newid, { lock: "create" });
+      target = state.create(node.name, newid, { lock: "create" });
     } catch (err) {
       unlockSource();
       throw err;
@@ -258,6 +273,7 @@ export class LxcApi {
     const full = p.full !== undefined ? bool(p.full) : src.conf.template !== "1";
     const mountpoints: Array<{ opt: string; mp: Record<string, string>; sid: string }> = [];
     try {
+      let sharedvm = true;
       if (p.storage !== undefined && !full) throw die("parameter 'storage' not allowed for linked clones");
       if (p.snapname) throw die(`snapshot '${p.snapname}' does not exist`);
       const newconf: Record<string, string> = {};
@@ -268,6 +284,7 @@ export class LxcApi {
           const mp = parseMountpoint(value, opt);
           const [volSid, volname] = splitVolid(mp.volume);
           const sid = p.storage ?? volSid;
+          if (!state.storage(node.name, sid).shared) sharedvm = false;
           acl.check(caller, `/storage/${sid}`, ["Datastore.AllocateSpace"]);
           if (full && src.running) throw die("Full clone of a running container is only possible from a snapshot");
           if (!full && (!/^base-/.test(volname) || volname.includes("/"))) throw die(`Linked clone feature for '${mp.volume}' is not available`);
@@ -280,6 +297,7 @@ export class LxcApi {
           this.checkBridge(caller, newconf[opt], opt);
         } else newconf[opt] = value;
       }
+      if (targetNode !== undefined && !sharedvm) throw die(`can't clone CT to node '${targetNode}' (CT uses local storage)`);
       newconf.lock = "create";
       delete newconf.template;
       if (p.hostname) newconf.hostname = p.hostname;
@@ -292,20 +310,20 @@ export class LxcApi {
     }
 
     const latency = full ? ctx.latency.cloneFull : ctx.latency.cloneLinked;
-    return ctx.tasks.spawn("vzclone", vmid, caller.userid, async (log) => {
+    return ctx.tasks.spawn(node, "vzclone", vmid, caller.userid, async (log) => {
       log.print(`create ${full ? "full" : "linked"} clone of container ${vmid} with ID ${newid}`);
       const created: string[] = [];
       try {
         const fault = ctx.faults.forOp("clone");
-        await this.failLater(fault, latency, () => storageLockTimeout(mountpoints[0]?.sid ?? "local-lvm"), () =>
+        await this.failLater(node, fault, latency, () => storageLockTimeout(mountpoints[0]?.sid ?? "local-lvm"), () =>
           die(`lvcreate 'pve/vm-${newid}-disk-0' error:   Cannot create new thin volume, free space in thin pool pve/data reached threshold.`),
         );
-        await delay(ctx, latency);
+        await nodeDelay(ctx, node, latency);
         for (const { opt, mp, sid } of mountpoints) {
           const [volSid, volname] = splitVolid(mp.volume);
-          const size = state.storage(volSid).volumes.get(volname)?.size ?? 8 * 1024 ** 3;
+          const size = state.storage(node.name, volSid).volumes.get(volname)?.size ?? 8 * 1024 ** 3;
           log.print(`create ${full ? "full clone" : "linked clone"} of mount point ${opt} (${mp.volume})`);
-          const volid = state.allocVolume(sid, newid, size, full ? undefined : { volname });
+          const volid = state.allocVolume(node.name, sid, newid, size, full ? undefined : { volname });
           created.push(volid);
           log.print(`  Logical volume "${volid.split("/").pop()?.split(":").pop()}" created.`);
           target.conf[opt] = printMountpoint({ ...mp, volume: volid });
@@ -313,7 +331,7 @@ export class LxcApi {
         if (p.pool) state.pools.get(p.pool)?.vms.add(newid);
       } catch (err) {
         unlockSource();
-        for (const volid of created) state.freeVolume(volid, newid, () => {});
+        for (const volid of created) state.freeVolume(node.name, volid, newid, () => {});
         if (state.get(newid) === target) state.remove(newid);
         throw die(`clone failed: ${errorText(err)}`);
       }
@@ -327,20 +345,22 @@ export class LxcApi {
   start(caller: Caller, raw: RawParams): string {
     const { ctx } = this;
     ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.PowerMgmt"]);
+    const node = checkNode(ctx, raw.node);
     const p = verify(raw, { ...BASE, skiplock: BOOL_OPT, debug: BOOL_OPT });
-    checkNode(ctx, p.node);
     const vmid = Number(p.vmid);
     const skiplock = bool(p.skiplock);
     if (skiplock && !isRootPam(caller)) throw paramError({ skiplock: "Only root may use this option." });
-    if (ctx.state.get(vmid)?.running) throw die(`CT ${vmid} already running`);
-    return ctx.tasks.spawn("vzstart", vmid, caller.userid, (log) =>
+    // check_running is node-local: a CT of another node is "not running" here.
+    if (ctx.state.on(node.name, vmid)?.running) throw die(`CT ${vmid} already running`);
+    checkQuorum(ctx);
+    return ctx.tasks.spawn(node, "vzstart", vmid, caller.userid, (log) =>
       this.withFlock(vmid, async () => {
-        const ct = ctx.state.load(vmid);
+        const ct = ctx.state.load(node.name, vmid);
         if (ct.conf.template === "1") throw die("you can't start a CT if it's a template");
         if (!skiplock && ct.conf.lock && ct.conf.lock !== "mounted") throw locked(ct.conf.lock);
         if (ct.running) throw die(`CT ${vmid} already running`);
-        await this.failLater(ctx.faults.forOp("start"), ctx.latency.start, () => configFlockTimeout(vmid), () => die(`startup for container '${vmid}' failed`));
-        await delay(ctx, ctx.latency.start);
+        await this.failLater(node, ctx.faults.forOp("start"), ctx.latency.start, () => configFlockTimeout(vmid), () => die(`startup for container '${vmid}' failed`));
+        await nodeDelay(ctx, node, ctx.latency.start);
         this.boot(ct, log);
       }),
     );
@@ -349,19 +369,19 @@ export class LxcApi {
   stop(caller: Caller, raw: RawParams): string {
     const { ctx } = this;
     ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.PowerMgmt"]);
+    const node = checkNode(ctx, raw.node);
     const p = verify(raw, { ...BASE, skiplock: BOOL_OPT, "overrule-shutdown": BOOL_OPT, timeout: { type: "integer", optional: true, min: 0 } });
-    checkNode(ctx, p.node);
     const vmid = Number(p.vmid);
     const skiplock = bool(p.skiplock);
     if (skiplock && !isRootPam(caller)) throw paramError({ skiplock: "Only root may use this option." });
-    if (!ctx.state.get(vmid)?.running) throw die(`CT ${vmid} not running`);
-    return ctx.tasks.spawn("vzstop", vmid, caller.userid, () =>
+    if (!ctx.state.on(node.name, vmid)?.running) throw die(`CT ${vmid} not running`);
+    return ctx.tasks.spawn(node, "vzstop", vmid, caller.userid, () =>
       this.withFlock(vmid, async () => {
-        const ct = ctx.state.load(vmid);
+        const ct = ctx.state.load(node.name, vmid);
         if (!skiplock && ct.conf.lock && ct.conf.lock !== "mounted") throw locked(ct.conf.lock);
-        await this.failLater(ctx.faults.forOp("stop"), ctx.latency.stop, () => configFlockTimeout(vmid), () => die("container did not stop"));
+        await this.failLater(node, ctx.faults.forOp("stop"), ctx.latency.stop, () => configFlockTimeout(vmid), () => die("container did not stop"));
         ct.guest?.abort("stop");
-        await delay(ctx, ctx.latency.stop);
+        await nodeDelay(ctx, node, ctx.latency.stop);
         this.markStopped(ct);
       }),
     );
@@ -370,17 +390,17 @@ export class LxcApi {
   shutdown(caller: Caller, raw: RawParams): string {
     const { ctx } = this;
     ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.PowerMgmt"]);
+    const node = checkNode(ctx, raw.node);
     const p = verify(raw, { ...BASE, timeout: { type: "integer", optional: true, min: 0 }, forceStop: BOOL_OPT });
-    checkNode(ctx, p.node);
     const vmid = Number(p.vmid);
-    if (!ctx.state.get(vmid)?.running) throw die(`CT ${vmid} not running`);
-    return ctx.tasks.spawn("vzshutdown", vmid, caller.userid, () =>
+    if (!ctx.state.on(node.name, vmid)?.running) throw die(`CT ${vmid} not running`);
+    return ctx.tasks.spawn(node, "vzshutdown", vmid, caller.userid, () =>
       this.withFlock(vmid, async () => {
-        const ct = ctx.state.load(vmid);
+        const ct = ctx.state.load(node.name, vmid);
         if (ct.conf.lock) throw locked(ct.conf.lock);
-        await this.failLater(ctx.faults.forOp("shutdown"), ctx.latency.shutdown, () => configFlockTimeout(vmid), () => die("container did not stop"));
+        await this.failLater(node, ctx.faults.forOp("shutdown"), ctx.latency.shutdown, () => configFlockTimeout(vmid), () => die("container did not stop"));
         ct.guest?.abort("shutdown");
-        await delay(ctx, ctx.latency.shutdown);
+        await nodeDelay(ctx, node, ctx.latency.shutdown);
         this.markStopped(ct);
       }),
     );
@@ -392,8 +412,8 @@ export class LxcApi {
     const { ctx } = this;
     const { state } = ctx;
     ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Allocate"]);
+    const node = checkNode(ctx, raw.node);
     const p = verify(raw, { ...BASE, force: BOOL_OPT, purge: BOOL_OPT, "destroy-unreferenced-disks": BOOL_OPT });
-    checkNode(ctx, p.node);
     const vmid = Number(p.vmid);
     const force = bool(p.force);
     const early = (ct: Container) => {
@@ -401,11 +421,11 @@ export class LxcApi {
       if (ct.conf.lock) throw locked(ct.conf.lock);
     };
     const running = `unable to destroy CT ${vmid} - container is running`;
-    early(state.load(vmid));
-    if (!force && state.get(vmid)?.running) throw die(running);
-    return ctx.tasks.spawn("vzdestroy", vmid, caller.userid, (log) =>
+    early(state.load(node.name, vmid));
+    if (!force && state.on(node.name, vmid)?.running) throw die(running);
+    return ctx.tasks.spawn(node, "vzdestroy", vmid, caller.userid, (log) =>
       this.withFlock(vmid, async () => {
-        const ct = state.load(vmid);
+        const ct = state.load(node.name, vmid);
         early(ct);
         if (ct.running) {
           if (!force) throw die(running);
@@ -418,13 +438,15 @@ export class LxcApi {
           .map(([k, v]) => (isUnused(k) ? v : parseMountpoint(v, k).volume))
           .filter((v) => v.includes(":"));
         const sid = volids[0] ? splitVolid(volids[0])[0] : "local-lvm";
-        await this.failLater(ctx.faults.forOp("destroy"), ctx.latency.destroy, () => storageLockTimeout(sid), () =>
+        await this.failLater(node, ctx.faults.forOp("destroy"), ctx.latency.destroy, () => storageLockTimeout(sid), () =>
           die(`lvremove 'pve/vm-${vmid}-disk-0' error:   Logical volume pve/vm-${vmid}-disk-0 in use.`),
         );
-        await delay(ctx, ctx.latency.destroy * 0.7);
-        for (const volid of volids) state.freeVolume(volid, vmid, (l) => log.warn(l));
+        await nodeDelay(ctx, node, ctx.latency.destroy * 0.7);
+        for (const volid of volids) state.freeVolume(node.name, volid, vmid, (l) => log.warn(l));
+        // destroy_lxc_container writes the replacement config: read-only /etc/pve without quorum.
+        if (!state.quorate()) throw cfsReadOnly(node.name, vmid, this.daemonPid());
         ct.conf = { lock: "destroyed" }; // the replacement config until the end
-        await delay(ctx, ctx.latency.destroy * 0.3);
+        await nodeDelay(ctx, node, ctx.latency.destroy * 0.3);
         if (bool(p.purge)) log.print(`purging CT ${vmid} from related configurations..`);
         state.remove(vmid);
         ctx.stats.forget(vmid);
@@ -433,6 +455,17 @@ export class LxcApi {
   }
 
   // --- helpers ---------------------------------------------------------------
+
+  /** A lock wait that runs into its timeout on `node`: the full (scaled) timeout, then the error. */
+  private async lockTimeout(node: SimNode, err: Error): Promise<never> {
+    await nodeSleep(this.ctx, node, this.ctx.latency.lockTimeout);
+    throw err;
+  }
+
+  /** The pid of the pvedaemon worker that writes a file (its temp file's name). */
+  private daemonPid(): number {
+    return 1_400 + (this.writes++ % 600);
+  }
 
   /** lock_config around a worker: waits for the CT's flock (10 s, then "got timeout"). */
   private async withFlock(vmid: number, fn: () => Promise<void>): Promise<void> {
@@ -445,10 +478,10 @@ export class LxcApi {
   }
 
   /** An injected fault: a lock wait runs into its timeout; an error strikes halfway through. */
-  private async failLater(fault: Fault | null, latency: number, lockErr: () => Error, opErr: () => Error): Promise<void> {
+  private async failLater(node: SimNode, fault: Fault | null, latency: number, lockErr: () => Error, opErr: () => Error): Promise<void> {
     if (!fault) return;
-    if (fault.kind === "lock") return lockTimeout(this.ctx, lockErr());
-    await delay(this.ctx, latency / 2);
+    if (fault.kind === "lock") return this.lockTimeout(node, lockErr());
+    await nodeDelay(this.ctx, node, latency / 2);
     throw fault.kind === "error" && fault.message ? die(fault.message.replace(/^clone failed: /, "")) : opErr();
   }
 

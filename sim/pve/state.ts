@@ -1,5 +1,6 @@
-// The simulated node's state: containers (config + runtime), pools, storages and their volumes,
-// and the node-local config flocks. Shapes follow pve-container's vmstatus and the storage layer.
+// The simulated cluster's state: its nodes (online or not, each with its local storages and their
+// volumes), the containers (config + runtime, each owned by one node; VMIDs unique cluster-wide),
+// pools, and the config flocks. Shapes follow pve-container's vmstatus and the storage layer.
 import { createHash } from "node:crypto";
 import type { Rng } from "../github/rng.js";
 import { configFlockTimeout, configMissing, die } from "./errors.js";
@@ -16,6 +17,20 @@ export const SIM_VLAN = 30;
 const MAC_PREFIX = "BC:24:11";
 export const NODE_CPUS = 16;
 export const NODE_MEMORY = 128 * 1024 ** 3;
+const NODE_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$/;
+
+/** One cluster node: its name and size (defaults NODE_CPUS, NODE_MEMORY). */
+export interface SimNodeSpec {
+  name: string;
+  cpus?: number;
+  memoryBytes?: number;
+}
+
+/** A runner template (a copy of the default one) on a node, with that node's local storage. */
+export interface SimTemplateSpec {
+  node: string;
+  vmid: number;
+}
 
 export interface Volume {
   /** The volume name inside its storage, e.g. base-9000-disk-0/vm-105-disk-0. */
@@ -50,6 +65,8 @@ export interface GuestHandle {
 
 export interface Container {
   vmid: number;
+  /** The node that owns it (its config is nodes/<node>/lxc/<vmid>.conf). */
+  node: string;
   /** The config file's keys, as text. */
   conf: Record<string, string>;
   running: boolean;
@@ -57,6 +74,61 @@ export interface Container {
   pid: number | null;
   fs: GuestFs;
   guest: GuestHandle | null;
+}
+
+/**
+ * A cluster node. Storages with the same ids exist on every node (storage.cfg is cluster-wide)
+ * but hold node-local volumes. Online or not: an offline node is cut off from the cluster — its
+ * API is unreachable, its pvestatd reports nothing, its tasks stand still until it is back.
+ */
+export class SimNode {
+  online = true;
+  readonly storages = new Map<string, Storage>();
+  private readonly onlineWaiters = new Set<() => void>();
+  private readonly offlineListeners = new Set<() => void>();
+  private released = false;
+
+  constructor(
+    readonly name: string,
+    readonly cpus: number,
+    readonly memory: number,
+    /** Position in the cluster's node list (daemon pids, fingerprints). */
+    readonly index: number,
+  ) {
+    this.storages.set("local", { id: "local", type: "dir", content: ["vztmpl", "snippets", "rootdir", "iso", "backup"], shared: false, total: 100 * 1024 ** 3, volumes: new Map() });
+    this.storages.set("local-lvm", { id: "local-lvm", type: "lvmthin", content: ["rootdir", "images"], shared: false, total: 400 * 1024 ** 3, volumes: new Map() });
+  }
+
+  /** Returns whether anything changed. */
+  setOnline(online: boolean): boolean {
+    if (this.online === online) return false;
+    this.online = online;
+    const fire = online ? this.onlineWaiters : this.offlineListeners;
+    const fns = [...fire];
+    fire.clear();
+    for (const fn of fns) fn();
+    return true;
+  }
+
+  /** Resolves at once while online (or once the simulator stops), else when the node is back. */
+  untilOnline(): Promise<void> {
+    if (this.online || this.released) return Promise.resolve();
+    return new Promise((resolve) => this.onlineWaiters.add(resolve));
+  }
+
+  /** Calls `fn` once when the node next goes offline; returns a cancel function. */
+  onOffline(fn: () => void): () => void {
+    this.offlineListeners.add(fn);
+    return () => this.offlineListeners.delete(fn);
+  }
+
+  /** The simulator stops: nothing waits for this node any more. */
+  release(): void {
+    this.released = true;
+    const fns = [...this.onlineWaiters];
+    this.onlineWaiters.clear();
+    for (const fn of fns) fn();
+  }
 }
 
 /** A FIFO mutex with a timeout: PVE's flock on /run/lock/lxc/pve-config-<vmid>.lock. */
@@ -91,19 +163,44 @@ class Flock {
 }
 
 export class PveState {
-  readonly node = SIM_NODE;
+  /** The cluster's nodes, in configuration order. */
+  readonly nodes = new Map<string, SimNode>();
+  /** Every guest of the cluster (VMIDs are unique cluster-wide, like the vmlist in pmxcfs). */
   readonly containers = new Map<number, Container>();
   readonly pools = new Map<string, Pool>();
-  readonly storages = new Map<string, Storage>();
   private readonly flocks = new Map<number, Flock>();
   private nextPid = 41000;
 
-  constructor(private readonly rng: Rng) {
-    this.storages.set("local", { id: "local", type: "dir", content: ["vztmpl", "snippets", "rootdir", "iso", "backup"], shared: false, total: 100 * 1024 ** 3, volumes: new Map() });
-    this.storages.set("local-lvm", { id: "local-lvm", type: "lvmthin", content: ["rootdir", "images"], shared: false, total: 400 * 1024 ** 3, volumes: new Map() });
-    this.pools.set(SIM_POOL, { id: SIM_POOL, comment: "pve-runners", vms: new Set([SIM_TEMPLATE_VMID]), storage: new Set(["local-lvm"]) });
-    this.storages.get("local-lvm")!.volumes.set("base-9000-disk-0", { volname: "base-9000-disk-0", owner: SIM_TEMPLATE_VMID, size: 8 * 1024 ** 3 });
-    this.create(SIM_TEMPLATE_VMID, {
+  constructor(
+    private readonly rng: Rng,
+    nodes: readonly SimNodeSpec[] = [{ name: SIM_NODE }],
+    templates: readonly SimTemplateSpec[] = [{ node: SIM_NODE, vmid: SIM_TEMPLATE_VMID }],
+  ) {
+    if (nodes.length === 0) throw new Error("PveSim: at least one node");
+    for (const spec of nodes) {
+      if (!NODE_NAME.test(spec.name)) throw new Error(`PveSim: bad node name '${spec.name}'`);
+      if (this.nodes.has(spec.name)) throw new Error(`PveSim: node '${spec.name}' configured twice`);
+      const cpus = spec.cpus ?? NODE_CPUS;
+      const memory = spec.memoryBytes ?? NODE_MEMORY;
+      if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`PveSim: node '${spec.name}': cpus must be a positive integer`);
+      if (!(memory > 0)) throw new Error(`PveSim: node '${spec.name}': memoryBytes must be positive`);
+      this.nodes.set(spec.name, new SimNode(spec.name, cpus, memory, this.nodes.size));
+    }
+    this.pools.set(SIM_POOL, { id: SIM_POOL, comment: "pve-runners", vms: new Set(), storage: new Set(["local-lvm"]) });
+    for (const t of templates) {
+      if (!this.nodes.has(t.node)) throw new Error(`PveSim: template ${t.vmid} on unknown node '${t.node}'`);
+      if (!Number.isInteger(t.vmid) || t.vmid < 100 || t.vmid > 999_999_999) throw new Error(`PveSim: bad template vmid ${t.vmid}`);
+      if (this.containers.has(t.vmid)) throw new Error(`PveSim: template vmid ${t.vmid} configured twice`);
+      this.createTemplate(t.node, t.vmid);
+    }
+  }
+
+  /** The runner template as the docs set it up: pool member, base volume on the node's local-lvm. */
+  private createTemplate(node: string, vmid: number): void {
+    const base = `base-${vmid}-disk-0`;
+    this.pools.get(SIM_POOL)!.vms.add(vmid);
+    this.storage(node, "local-lvm").volumes.set(base, { volname: base, owner: vmid, size: 8 * 1024 ** 3 });
+    this.create(node, vmid, {
       arch: "amd64",
       cores: "2",
       description: "pve-runners template: Ubuntu 24.04, docker, actions runner; a unit waits for the JIT config, runs one job, powers off.",
@@ -112,7 +209,7 @@ export class PveState {
       memory: "2048",
       net0: `name=eth0,bridge=${SIM_BRIDGE},firewall=0,hwaddr=${this.randomMac()},ip=dhcp,tag=${SIM_VLAN},type=veth`,
       ostype: "ubuntu",
-      rootfs: "local-lvm:base-9000-disk-0,size=8G",
+      rootfs: `local-lvm:${base},size=8G`,
       swap: "512",
       tags: "pve-runners-template",
       template: "1",
@@ -120,23 +217,51 @@ export class PveState {
     });
   }
 
+  /** The node whose pveproxy answers the API: the first one online (as behind a load balancer). */
+  get entryNode(): SimNode {
+    for (const n of this.nodes.values()) if (n.online) return n;
+    return this.nodes.values().next().value!;
+  }
+
+  node(name: string): SimNode | undefined {
+    return this.nodes.get(name);
+  }
+
+  /** corosync votes: one per node; quorate with more than half of them online. */
+  quorate(): boolean {
+    const online = [...this.nodes.values()].filter((n) => n.online).length;
+    return online * 2 > this.nodes.size;
+  }
+
   poolMembers(): Iterable<PoolMembers> {
     return this.pools.values();
   }
 
+  /** A guest anywhere in the cluster. */
   get(vmid: number): Container | undefined {
     return this.containers.get(vmid);
   }
 
-  /** load_config: 500 "Configuration file … does not exist" for an unknown vmid. */
-  load(vmid: number): Container {
+  /** A guest of `node` (what a node-local lookup finds). */
+  on(node: string, vmid: number): Container | undefined {
     const ct = this.containers.get(vmid);
-    if (!ct) throw configMissing(this.node, vmid);
+    return ct?.node === node ? ct : undefined;
+  }
+
+  /** The guests of one node. */
+  containersOn(node: string): Container[] {
+    return [...this.containers.values()].filter((c) => c.node === node);
+  }
+
+  /** load_config on `node`: 500 "Configuration file … does not exist" for a vmid it does not own. */
+  load(node: string, vmid: number): Container {
+    const ct = this.on(node, vmid);
+    if (!ct) throw configMissing(node, vmid);
     return ct;
   }
 
-  create(vmid: number, conf: Record<string, string>): Container {
-    const ct: Container = { vmid, conf, running: false, startedAt: null, pid: null, fs: new GuestFs(), guest: null };
+  create(node: string, vmid: number, conf: Record<string, string>): Container {
+    const ct: Container = { vmid, node, conf, running: false, startedAt: null, pid: null, fs: new GuestFs(), guest: null };
     this.containers.set(vmid, ct);
     return ct;
   }
@@ -152,9 +277,10 @@ export class PveState {
     return undefined;
   }
 
-  /** check_vmid_unused. */
+  /** check_vmid_unused (pve-cluster): the vmlist is cluster-wide. */
   assertUnused(vmid: number): void {
-    if (this.containers.has(vmid)) throw die(`CT ${vmid} already exists on node '${this.node}'`);
+    const ct = this.containers.get(vmid);
+    if (ct) throw die(`CT ${vmid} already exists on node '${ct.node}'`);
   }
 
   nextFreeVmid(): number {
@@ -178,15 +304,16 @@ export class PveState {
     return f.acquire(timeoutMs, () => configFlockTimeout(vmid));
   }
 
-  storage(sid: string): Storage {
-    const s = this.storages.get(sid);
+  /** A storage as `node` sees it (same ids everywhere, node-local volumes). */
+  storage(node: string, sid: string): Storage {
+    const s = this.nodes.get(node)?.storages.get(sid);
     if (!s) throw die(`storage '${sid}' does not exist`);
     return s;
   }
 
   /** A new volume for `vmid`: a thin snapshot of `base` (linked clone) or a fresh one (full clone). */
-  allocVolume(sid: string, vmid: number, size: number, base?: { volname: string }): string {
-    const s = this.storage(sid);
+  allocVolume(node: string, sid: string, vmid: number, size: number, base?: { volname: string }): string {
+    const s = this.storage(node, sid);
     if (!s.content.includes("rootdir")) throw die(`storage '${sid}' does not support container directories`);
     let n = 0;
     const name = (i: number) => (s.type === "dir" ? `${vmid}/vm-${vmid}-disk-${i}.raw` : `vm-${vmid}-disk-${i}`);
@@ -198,9 +325,9 @@ export class PveState {
   }
 
   /** vdisk_free: a base volume with linked clones cannot go. Foreign volumes are left alone. */
-  freeVolume(volid: string, vmid: number, warn: (l: string) => void): void {
+  freeVolume(node: string, volid: string, vmid: number, warn: (l: string) => void): void {
     const [sid, volname] = splitVolid(volid);
-    const s = this.storage(sid);
+    const s = this.storage(node, sid);
     const v = s.volumes.get(volname);
     if (!v) return;
     if (v.owner !== vmid) {
@@ -226,7 +353,7 @@ export class PveState {
       type: "lxc",
       status: ct.running ? "running" : "stopped",
       name: (c.hostname || `CT${ct.vmid}`).replace(/\s/g, ""),
-      cpus: Number(c.cores ?? c.cpulimit ?? 0) || NODE_CPUS,
+      cpus: Number(c.cores ?? c.cpulimit ?? 0) || (this.nodes.get(ct.node)?.cpus ?? NODE_CPUS),
       maxmem,
       maxswap: Number(c.swap ?? 0) * 1024 * 1024,
       maxdisk: diskSizeBytes(rootfs.size),
@@ -247,7 +374,7 @@ export class PveState {
         uptime: up,
         mem: Math.round(maxmem * 0.18),
         disk: Math.round((d.maxdisk as number) * 0.31),
-        cpu: 0.02,
+        cpu: guestCpu(ct),
         netin: 1200 * up,
         netout: 800 * up,
         diskread: 52_000_000,
@@ -259,6 +386,25 @@ export class PveState {
     if (c.lock) d.lock = c.lock;
     return d;
   }
+}
+
+/** A running runner works (a connected runner: its job) or idles; as a fraction of its own cpus. */
+const guestCpu = (ct: Container): number => (ct.guest?.describe().phase === "online" ? 0.6 : 0.02);
+
+/**
+ * One node's load as pvestatd would record it: host overhead plus its running containers — each
+ * counted at its configured `memory` (a CI job fills its cgroup's limit with page cache), and at
+ * its cores times its cpu use.
+ */
+export function nodeUsage(node: SimNode, running: readonly Container[]): { cpu: number; mem: number } {
+  let cpu = 0.01;
+  let mem = Math.min(6 * 1024 ** 3, node.memory * 0.1);
+  for (const ct of running) {
+    const cores = Number(ct.conf.cores ?? 0) || node.cpus;
+    cpu += (guestCpu(ct) * Math.min(cores, node.cpus)) / node.cpus;
+    mem += Number(ct.conf.memory ?? 512) * 1024 * 1024;
+  }
+  return { cpu: Math.min(1, Math.round(cpu * 10_000) / 10_000), mem: Math.min(node.memory, Math.round(mem)) };
 }
 
 export function splitVolid(volid: string): [string, string] {

@@ -1,7 +1,9 @@
 // Worker tasks (fork_worker): a UPID handed back at once, a log, and an exit status read later
-// through /nodes/{node}/tasks/{upid}/status, formatted like src/PVE/UPID.pm.
+// through /nodes/{node}/tasks/{upid}/status, formatted like src/PVE/UPID.pm. Each node keeps its
+// own tasks (/var/log/pve/tasks is node-local); a task of an offline node ends only once it is back.
 import type { Logger } from "pino";
 import { errorText, paramError } from "./errors.js";
+import type { SimNode } from "./state.js";
 
 export interface TaskInfo {
   upid: string;
@@ -45,34 +47,40 @@ export class TaskRegistry {
   private readonly tasks = new Map<string, SimTask>();
   private readonly running = new Set<Promise<void>>();
   private nextPid = 0x2a0f1;
-  // The daemon's process start (in clock ticks since boot), constant per sim.
-  private readonly pstart = 0x1f3a2c;
 
-  constructor(
-    private readonly node: string,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly log: Logger) {}
+
+  /** The node's daemon process start (clock ticks since boot), constant per node. */
+  private pstart(node: SimNode): number {
+    return 0x1f3a2c + node.index * 0x1d4c;
+  }
 
   /**
    * Starts a worker and returns its UPID at once. The worker's rejection becomes the exit status
    * ("TASK ERROR: <message>"), like PVE's fork_worker.
    */
-  spawn(type: string, id: string | number, user: string, work: (log: TaskLog) => Promise<void>): string {
-    const info = { node: this.node, pid: this.nextPid++, pstart: this.pstart, starttime: Math.floor(Date.now() / 1000), type, id: String(id), user };
+  spawn(node: SimNode, type: string, id: string | number, user: string, work: (log: TaskLog) => Promise<void>): string {
+    const info = { node: node.name, pid: this.nextPid++, pstart: this.pstart(node), starttime: Math.floor(Date.now() / 1000), type, id: String(id), user };
     const upid = encodeUpid(info);
     const task: SimTask = { ...info, upid, status: "running", log: [] };
     this.tasks.set(upid, task);
     const tlog: TaskLog = { print: (l) => task.log.push(l), warn: (l) => task.log.push(`WARN: ${l}`) };
     this.log.debug({ upid }, "task started");
     const done = (async () => {
+      let error: unknown = null;
       try {
         await work(tlog);
+      } catch (err) {
+        error = err ?? new Error("died");
+      }
+      await node.untilOnline();
+      if (error === null) {
         const warnings = task.log.filter((l) => l.startsWith("WARN: ")).length;
         task.exitstatus = warnings ? `WARNINGS: ${warnings}` : "OK";
         task.log.push(warnings ? `TASK WARNINGS: ${warnings}` : "TASK OK");
-      } catch (err) {
-        task.exitstatus = errorText(err).split("\n")[0];
-        task.log.push(`TASK ERROR: ${errorText(err)}`);
+      } else {
+        task.exitstatus = errorText(error).split("\n")[0];
+        task.log.push(`TASK ERROR: ${errorText(error)}`);
       }
       task.status = "stopped";
       task.endtime = Math.floor(Date.now() / 1000);
@@ -83,16 +91,17 @@ export class TaskRegistry {
     return upid;
   }
 
-  /** The task for a UPID; 400 like PVE for unparsable or unknown ones. */
-  get(upid: string): SimTask {
+  /** The task for a UPID on `node` (its own task log only); 400 like PVE for unparsable or unknown ones. */
+  get(upid: string, node: string): SimTask {
     if (!decodeUpid(upid)) throw paramError({ upid: "unable to parse worker upid" });
     const t = this.tasks.get(upid);
-    if (!t) throw paramError({ upid: "no such task" });
+    if (!t || t.node !== node) throw paramError({ upid: "no such task" });
     return t;
   }
 
-  list(): SimTask[] {
-    return [...this.tasks.values()].sort((a, b) => b.starttime - a.starttime || b.pid - a.pid);
+  /** Newest first; one node's, or the whole cluster's. */
+  list(node?: string): SimTask[] {
+    return [...this.tasks.values()].filter((t) => node === undefined || t.node === node).sort((a, b) => b.starttime - a.starttime || b.pid - a.pid);
   }
 
   /** Resolves when no task is running. */

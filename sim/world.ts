@@ -6,11 +6,13 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import { PveSim, SIM_BRIDGE, SIM_NODE, SIM_POOL, SIM_TEMPLATE_VMID, SIM_TOKENS, SIM_VLAN, type TokenDef } from "./pve/index.js";
+import { PveSim, SIM_BRIDGE, SIM_NODE, SIM_POOL, SIM_TEMPLATE_VMID, SIM_TOKENS, SIM_VLAN, type SimNodeSpec, type SimTemplateSpec, type TokenDef, type PveSimOptions } from "./pve/index.js";
 import { GitHubSim } from "./github/index.js";
 import { installProviderMirror } from "./provider/install.js";
 import { installPctShim } from "./pct/install.js";
 import { parseConfig, type Config, type Secrets } from "../listener/config.js";
+
+export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type SimNodeSpec, type SimTemplateSpec, type SimNodeInfo, type SimContainer } from "./pve/index.js";
 
 export const DEMO_LABEL_SETS = [
   { name: "linux-small", labels: ["self-hosted", "linux", "x64"], cores: 2, memoryMb: 2048, swapMb: 512, maxRunners: 6 },
@@ -28,6 +30,13 @@ export interface WorldOptions {
   keep?: boolean;
   /** The listener's PVE token (default: SIM_TOKENS.runners, the documented least privilege); added to the simulator if new. */
   listenerToken?: TokenDef;
+  /** The PVE cluster's nodes (default: one, SIM_NODE). The `pct` stand-in acts on the first: the listener's host. */
+  nodes?: SimNodeSpec[];
+  /** Runner templates (default: SIM_TEMPLATE_VMID on SIM_NODE); the generated config names only SIM_TEMPLATE_VMID. */
+  templates?: SimTemplateSpec[];
+  /** Simulated latencies and guest timings (benchmarks set realistic ones). */
+  latencyMs?: PveSimOptions["latencyMs"];
+  guest?: PveSimOptions["guest"];
 }
 
 export interface World {
@@ -52,14 +61,15 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   const timeScale = o.timeScale ?? 0.05;
   const listenerToken = o.listenerToken ?? SIM_TOKENS.runners;
   const extraTokens = Object.values(SIM_TOKENS).some((t) => t.id === listenerToken.id) ? [] : [listenerToken];
-  const pve = new PveSim({ timeScale, logger: o.logger.child({ sim: "pve" }), tokens: extraTokens });
+  const pve = new PveSim({ timeScale, logger: o.logger.child({ sim: "pve" }), tokens: extraTokens, nodes: o.nodes, templates: o.templates, latencyMs: o.latencyMs, guest: o.guest });
   const github = new GitHubSim({ timeScale, logger: o.logger.child({ sim: "github" }) });
   const pveUrl = await pve.start(0, "127.0.0.1");
   const ghUrl = await github.start(0, "127.0.0.1");
 
   const { cliConfigFile } = await installProviderMirror(join(dir, "terraform"));
   const binDir = join(dir, "bin");
-  await installPctShim(binDir, { url: pveUrl, token: `${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}`, node: SIM_NODE });
+  // Real `pct` only sees the containers of the node it runs on: the listener's (the first) node.
+  await installPctShim(binDir, { url: pveUrl, token: `${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}`, node: o.nodes?.[0]?.name ?? SIM_NODE });
 
   const secretsDir = join(dir, "credentials");
   await mkdir(secretsDir, { mode: 0o700 });

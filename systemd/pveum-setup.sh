@@ -2,7 +2,7 @@
 # pve-runners: the least-privilege Proxmox VE identity of the listener (research/proxmox.md §4).
 # Run as root on a PVE 8/9 host; installed as /usr/libexec/pve-runners/pveum-setup.
 #
-#   pveum-setup --bridge vmbr1 [--vlan 30] [--storage local-lvm] [--pool ci] [--template-vmid 9000]
+#   pveum-setup --bridge vmbr1 [--vlan 30] [--storage local-lvm] [--pool ci] [--template-vmid 9000[,9001…]]
 #               [--user pve-runners@pve] [--token listener] [--role PVERunners]
 #               [--token-file /etc/pve-runners/credentials/pve-token] [--placement] [--dry-run]
 #
@@ -68,7 +68,7 @@ done
 [[ "$bridge" =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "bad bridge name '$bridge'"
 [[ -z "$vlan" || "$vlan" =~ ^[0-9]{1,4}$ ]] || die "bad VLAN tag '$vlan'"
 [[ "$pool" =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || die "bad pool name '$pool'"
-[[ -z "$template_vmid" || "$template_vmid" =~ ^[1-9][0-9]{2,8}$ ]] || die "bad vmid '$template_vmid'"
+[[ -z "$template_vmid" || "$template_vmid" =~ ^[1-9][0-9]{2,8}(,[1-9][0-9]{2,8})*$ ]] || die "bad vmid list '$template_vmid' (e.g. 9000 or 9000,9001)"
 [[ "$user" =~ ^[^@[:space:]]+@[^@![:space:]]+$ ]] || die "bad user '$user' (name@realm)"
 [[ "$token" =~ ^[A-Za-z][A-Za-z0-9._-]*$ ]] || die "bad token id '$token'"
 tokenid="$user!$token"

@@ -74,6 +74,9 @@ exit 0
       `${pveum} acl modify /nodes --tokens 'pve-runners@pve!listener' --roles PVERunnersAudit`,
     ]);
     assert.ok(!run(["--dry-run", "--bridge", "vmbr1"]).stdout.includes("/nodes"), "without --placement nothing on /nodes");
+    // Several template copies join the pool in one go; a malformed list is refused.
+    assert.ok(run(["--dry-run", "--bridge", "vmbr1", "--template-vmid", "9000,9001"]).stdout.includes("pool modify ci --vms 9000,9001"));
+    assert.equal(run(["--dry-run", "--bridge", "vmbr1", "--template-vmid", "9000,,9001"]).status, 2);
   });
 
   test("creates role, pool, user, privsep token and ACLs; the token's secret goes into the file only", () => {

@@ -88,7 +88,11 @@ export interface PipelineDeps {
   store: Store;
   github: GitHubAdapter;
   terraform: TerraformLike;
-  /** Held around each apply. Absent when a clone gate holds the lane around the clone task alone. */
+  /**
+   * Held around each whole apply. Absent when the clone gate (listener/clone-gate.ts) holds the
+   * lane around the clone task alone: the stack then names no endpoint, terraform's environment
+   * points at the gate.
+   */
   lane?: LaneLike;
   delivery: JitDelivery;
   settings: PipelineSettings;
@@ -583,8 +587,8 @@ export class Pipeline {
     const stack = synthRunnerStack(stackDir, {
       runnerName: r.name,
       labelSet: set.name,
-      endpoint: s.proxmox.endpoint,
-      insecure: s.proxmox.insecure,
+      endpoint: this.d.lane ? s.proxmox.endpoint : undefined,
+      insecure: this.d.lane ? s.proxmox.insecure : undefined,
       node: copy.node,
       templateVmid: copy.vmid,
       templateNode: copy.sourceNode,

@@ -1,6 +1,7 @@
 // Wires the listener together from a validated config: store, adapters, clone lane, pipeline, HTTP.
 import express from "express";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { readFile, writeFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { Config, Secrets } from "./config.js";
 import { GitHubAdapter } from "./github.js";
@@ -11,6 +12,7 @@ import { LIVE_STATES, RETIREMENT_REASONS, Store } from "./store.js";
 import { Terraform } from "./terraform.js";
 import { nodeLoads, templateCopies } from "./placement.js";
 import { CloneLane } from "./clone-lane.js";
+import { CloneGate } from "./clone-gate.js";
 import { webhookRouter } from "./webhook.js";
 import { listen } from "./http-listen.js";
 import { overlappingLabelSets } from "./labels.js";
@@ -36,6 +38,8 @@ export interface ServiceOverrides {
   sweepGraceMs?: number;
   /** Admin listener port (tests: 0 for any free port). */
   adminPort?: number;
+  /** false: hold the clone lane around whole applies instead of through the clone gate (a bench baseline). */
+  cloneGate?: boolean;
 }
 
 export interface Service {
@@ -107,7 +111,8 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     binary: config.terraform.binary,
     cliConfigFile: config.terraform.cliConfigFile,
     sharedInitDir: join(config.stateDir, "terraform-init"),
-    env: { ...o.terraformEnv, PROXMOX_VE_API_TOKEN: secrets.pveApiToken },
+    // Stacks name no endpoint: straight to PVE here (the CLI's sweep), through the clone gate in the listener.
+    env: { ...o.terraformEnv, PROXMOX_VE_ENDPOINT: config.proxmox.endpoint, PROXMOX_VE_INSECURE: String(config.proxmox.insecure), PROXMOX_VE_API_TOKEN: secrets.pveApiToken },
     logger: logger.child({ adapter: "terraform" }),
   });
   const pve = new ProxmoxApi({ endpoint: config.proxmox.endpoint, token: secrets.pveApiToken, insecure: config.proxmox.insecure, logger, pollMs: Math.min(500, o.onlinePollMs ?? 500) });
@@ -140,6 +145,22 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
   for (const o of overlappingLabelSets(config.labelSets))
     logger.warn(o, `label set ${o.large} has every label of ${o.small}: GitHub may run ${o.small} jobs on ${o.large} runners`);
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
+  // The clone gate holds a template's lane for its clone task alone (terraform's own work runs in
+  // parallel); terraform reaches PVE through it, trusting its certificate by SSL_CERT_FILE.
+  let gate: CloneGate | null = null;
+  if (o.cloneGate !== false) {
+    gate = new CloneGate({
+      upstream: config.proxmox.endpoint,
+      insecure: config.proxmox.insecure,
+      lane,
+      certDir: config.stateDir,
+      logger: logger.child({ part: "clone-gate" }),
+      onLaneWait: (_key, seconds) => metricsRef.current?.phase("lane_wait", seconds),
+    });
+    const { url, caFile } = await gate.start();
+    terraform.setEnv({ PROXMOX_VE_ENDPOINT: url, PROXMOX_VE_INSECURE: "false", SSL_CERT_FILE: await trustBundle(caFile) });
+  }
+  const metricsRef: { current?: Metrics } = {};
   // Idempotent: after a restart the container may already run; a racing start says "already running".
   const startContainer = async (node: string, vmid: number) => {
     if ((await pve.containerStatus(node, vmid)).status === "running") return;
@@ -159,7 +180,8 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     // Read at scrape time, after the pipeline below exists.
     draining: (): boolean => pipeline.isDraining(),
   });
-  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane, delivery, containerExists, startContainer, readNodes, metrics, settings: pipelineSettings(config, o), logger });
+  metricsRef.current = metrics;
+  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, metrics, settings: pipelineSettings(config, o), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");
   if (existsSync(drainFlag)) pipeline.setDraining(true);
@@ -317,7 +339,20 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
       server.closeAllConnections();
       await closed;
       await pipeline.stop();
+      await gate?.stop();
       store.close();
     },
   };
+}
+
+/**
+ * SSL_CERT_FILE replaces Go's CA bundle file: the gate's certificate goes in beside the system
+ * bundle, so terraform's other HTTPS (a registry, a remote backend) still verifies as before.
+ */
+async function trustBundle(gatePem: string): Promise<string> {
+  const system = [process.env.SSL_CERT_FILE, "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"].find((f) => f && f !== gatePem && existsSync(f));
+  const out = join(dirname(gatePem), "clone-gate-trust.pem");
+  const parts = [await readFile(gatePem, "utf8"), system ? await readFile(system, "utf8") : ""];
+  await writeFile(out, parts.join("\n"), { mode: 0o644 });
+  return out;
 }

@@ -269,7 +269,14 @@ export class Terraform {
     env.TF_INPUT = "0";
     env.CHECKPOINT_DISABLE = "1";
     if (this.opts.cliConfigFile) env.TF_CLI_CONFIG_FILE = this.opts.cliConfigFile;
-    return { ...env, ...this.opts.env };
+    return { ...env, ...this.opts.env, ...this.extraEnv };
+  }
+
+  private extraEnv: Record<string, string> = {};
+
+  /** More environment for every later run (the clone gate's endpoint, known only once it listens). */
+  setEnv(vars: Record<string, string>): void {
+    this.extraEnv = { ...this.extraEnv, ...vars };
   }
 
   /** Runs one command and turns a failure (exit ≠ 0, cancel, timeout, refused stream) into a TerraformError. */

@@ -13,8 +13,11 @@ export const BPG_PROXMOX_SOURCE = "registry.terraform.io/bpg/proxmox";
 const GEN_META = { providerName: "proxmox", providerVersion: BPG_PROXMOX_VERSION };
 
 export interface ProxmoxProviderConfig {
-  /** https://pve.example:8006/ — the API token is NOT a field here: it reaches terraform by PROXMOX_VE_API_TOKEN. */
-  readonly endpoint: string;
+  /**
+   * https://pve.example:8006/ — absent: bpg reads PROXMOX_VE_ENDPOINT (the listener points it at its
+   * clone gate). The API token is never a field here: it reaches terraform by PROXMOX_VE_API_TOKEN.
+   */
+  readonly endpoint?: string;
   readonly insecure?: boolean;
   readonly alias?: string;
 }

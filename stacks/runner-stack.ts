@@ -14,7 +14,8 @@ export interface RunnerStackSpec {
   /** runner-<id>: also the container hostname and the GitHub runner name. */
   readonly runnerName: string;
   readonly labelSet: string;
-  readonly endpoint: string;
+  /** Absent: terraform gets it from PROXMOX_VE_ENDPOINT (the listener's clone gate). */
+  readonly endpoint?: string;
   readonly insecure?: boolean;
   readonly node: string;
   readonly templateVmid: number;

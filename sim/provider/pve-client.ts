@@ -2,6 +2,7 @@
 // form-urlencoded with sorted keys (Go's url.Values.Encode; a list repeats its key), booleans 1/0,
 // token auth by header, errors "received an HTTP <code> response - Reason: <reason> (<details>)",
 // a 404 or a 500 saying "does not exist" means "gone". GETs are retried on network errors.
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -62,7 +63,11 @@ export class PveClient {
     u.pathname = "/";
     u.search = "";
     this.base = u;
-    this.agent = u.protocol === "https:" ? new https.Agent({ keepAlive: true, rejectUnauthorized: !opts.insecure }) : new http.Agent({ keepAlive: true });
+    // Like bpg (Go's crypto/x509 on Linux, root_unix.go): SSL_CERT_FILE, if set, names the trusted
+    // roots — the listener points it at its clone gate's certificate (listener/clone-gate.ts). Go
+    // also keeps the certs in SSL_CERT_DIR (/etc/ssl/certs); this stand-in trusts the file alone.
+    const ca = process.env.SSL_CERT_FILE ? readFileSync(process.env.SSL_CERT_FILE) : undefined;
+    this.agent = u.protocol === "https:" ? new https.Agent({ keepAlive: true, rejectUnauthorized: !opts.insecure, ca }) : new http.Agent({ keepAlive: true });
   }
 
   close(): void {

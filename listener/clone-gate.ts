@@ -1,0 +1,409 @@
+// The clone gate: a loopback HTTPS reverse proxy between terraform's bpg/proxmox provider and the
+// PVE API that holds the clone lane (listener/clone-lane.ts) for exactly as long as PVE holds the
+// template's 'disk' lock: from forwarding `POST /nodes/{node}/lxc/{vmid}/clone` until that clone
+// task has stopped. Everything else (terraform's start-up, planning, the post-clone config PUT,
+// starts, destroys, state writes) passes through at once, so the lane is no longer held around a
+// whole `terraform apply`.
+//
+// Trust: bpg refuses non-https endpoints (proxmox/api/client.go NewConnection), so the gate serves
+// TLS with a certificate made at start and writes only that certificate to certDir/clone-gate.pem.
+// Terraform runs with PROXMOX_VE_ENDPOINT=<gate url> and SSL_CERT_FILE=<that pem>: Go's crypto/x509
+// on Linux builds its root pool in loadSystemRoots (golang/go src/crypto/x509/root_unix.go), where
+// `if f := os.Getenv(certFileEnv); f != "" { files = []string{f} }` with certFileEnv = "SSL_CERT_FILE"
+// replaces the bundle file (ca-certificates.crt & co.). Certificates in the SSL_CERT_DIR directories
+// (default /etc/ssl/certs, /etc/pki/tls/certs) are still added, so the gate's PEM joins rather than
+// replaces what is trusted — bpg verifies the gate without `insecure`. The key never leaves memory.
+//
+// The gate never logs Authorization, cookies, CSRF tokens, query strings or bodies (bodies carry
+// passwords, tickets and JIT configs): method, path, status and milliseconds at debug only.
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { rootCertificates } from "node:tls";
+import { setTimeout as sleep } from "node:timers/promises";
+import type pino from "pino";
+import { generateSelfSignedCert } from "./self-signed-cert.js";
+
+export interface CloneGateOptions {
+  /** The real PVE API base, e.g. "https://pve:8006/" (http: is allowed too: the simulator). */
+  upstream: string;
+  /** Skip TLS verification towards upstream (the operator's proxmox.insecure). */
+  insecure?: boolean;
+  /** The clone lane (CloneLane): one clone task per template at a time. */
+  lane: { run<T>(templateKey: string, runner: string, fn: () => Promise<T>): Promise<T> };
+  logger: pino.Logger;
+  /** Where the gate writes its certificate (clone-gate.pem, mode 0644). The key is never written. */
+  certDir: string;
+  /** Task status poll interval while holding the lane (default 250 ms). */
+  pollMs?: number;
+  /** Safety cap on holding a lane for one clone task (default 30 min: bpg's timeout_clone default). */
+  maxHoldMs?: number;
+  /** Metrics hook: seconds a clone waited for its lane. */
+  onLaneWait?: (templateKey: string, seconds: number) => void;
+  /** Metrics hook: seconds a clone held its lane. */
+  onLaneHeld?: (templateKey: string, seconds: number) => void;
+}
+
+export const CLONE_GATE_PEM = "clone-gate.pem";
+/** Consecutive failed task-status polls after which the lane is released anyway. */
+const POLL_FAILURE_LIMIT = 5;
+/** One task-status poll gives up after this long (counts as a failure). */
+const POLL_TIMEOUT_MS = 10_000;
+/** A clone's parameters are a few hundred bytes; pveproxy refuses big bodies with this 501. */
+const MAX_CLONE_BODY = 64 * 1024;
+const CLONE_PATH = /^\/api2\/json\/nodes\/([^/]+)\/lxc\/(\d+)\/clone\/?$/;
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host"]);
+/** The reason phrases pveproxy passes on with its 595 (AnyEvent::HTTP: "$!"). */
+const ERRNO_TEXT: Record<string, string> = {
+  ECONNREFUSED: "Connection refused",
+  EHOSTUNREACH: "No route to host",
+  ENETUNREACH: "Network is unreachable",
+  ETIMEDOUT: "Connection timed out",
+  ECONNRESET: "Connection reset by peer",
+  EPIPE: "Broken pipe",
+  ENOTFOUND: "Name or service not known",
+  EAI_AGAIN: "Temporary failure in name resolution",
+};
+
+interface Buffered {
+  status: number;
+  message: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export class CloneGate {
+  private readonly opts: CloneGateOptions;
+  private readonly log: pino.Logger;
+  private readonly upstream: URL;
+  private readonly agent: http.Agent;
+  private readonly pollMs: number;
+  private readonly maxHoldMs: number;
+  private readonly holding = new Map<string, string | null>();
+  private readonly inLane = new Set<Promise<unknown>>();
+  private readonly stopped = new AbortController();
+  private server?: https.Server;
+
+  constructor(opts: CloneGateOptions) {
+    this.opts = opts;
+    this.log = opts.logger;
+    const u = new URL(opts.upstream);
+    if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error(`clone gate: upstream must be http(s) (got ${u.protocol})`);
+    this.upstream = u;
+    this.pollMs = opts.pollMs ?? 250;
+    this.maxHoldMs = opts.maxHoldMs ?? 30 * 60_000;
+    this.agent = u.protocol === "https:" ? new https.Agent({ keepAlive: true, rejectUnauthorized: !opts.insecure, ca: opts.insecure ? undefined : upstreamRoots() }) : new http.Agent({ keepAlive: true });
+  }
+
+  async start(): Promise<{ url: string; caFile: string }> {
+    if (this.server) throw new Error("clone gate already started");
+    const { certPem, keyPem } = generateSelfSignedCert({ commonName: "pve-runners clone gate", ips: ["127.0.0.1"], dnsNames: ["localhost"] });
+    await mkdir(this.opts.certDir, { recursive: true });
+    const caFile = join(this.opts.certDir, CLONE_GATE_PEM);
+    await writeFile(caFile, certPem, { mode: 0o644 });
+    await chmod(caFile, 0o644);
+    const server = https.createServer({ key: keyPem, cert: certPem, minVersion: "TLSv1.2" }, (req, res) => this.handle(req, res));
+    // A clone may wait in its lane for many minutes; bpg itself sets no request timeout.
+    server.requestTimeout = 0;
+    // Longer than any client's idle pooling would race with: Go keeps idle connections without limit.
+    server.keepAliveTimeout = 120_000;
+    server.listen(0, "127.0.0.1");
+    await new Promise<void>((resolve, reject) => {
+      server.once("listening", resolve);
+      server.once("error", reject);
+    });
+    this.server = server;
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    this.log.info({ url, upstream: this.upstream.origin, caFile }, "clone gate listening");
+    return { url, caFile };
+  }
+
+  /** Stops serving, releases every held lane (their polls end) and closes upstream connections. */
+  async stop(): Promise<void> {
+    this.stopped.abort();
+    const server = this.server;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+    // Closing upstream sockets also ends a clone still being forwarded, so stop() cannot hang on it.
+    this.agent.destroy();
+    await Promise.allSettled([...this.inLane]);
+  }
+
+  /** Per template seen: the runner whose clone holds its lane now, if any. */
+  stats(): { [templateKey: string]: { holding: string | null } } {
+    const out: { [templateKey: string]: { holding: string | null } } = {};
+    for (const [key, runner] of this.holding) out[key] = { holding: runner };
+    return out;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? "/").split("?")[0];
+    const m = req.method === "POST" ? CLONE_PATH.exec(path) : null;
+    if (m) {
+      let node = m[1];
+      try {
+        node = decodeURIComponent(node);
+      } catch {
+        // keep it raw
+      }
+      this.clone(req, res, node, m[2], path).catch((err: unknown) => {
+        this.log.error({ err: errText(err), path }, "clone gate: clone handling failed");
+        if (!res.headersSent) this.replyUnreachable(res, err);
+        else res.destroy();
+      });
+    } else {
+      this.pass(req, res, path);
+    }
+  }
+
+  /** Any request but a clone: streamed both ways, never delayed. */
+  private pass(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const t0 = Date.now();
+    const up = this.request(req.method ?? "GET", req.url ?? "/", forwardHeaders(req.headers));
+    up.on("response", (ur) => {
+      this.log.debug({ method: req.method, path, status: ur.statusCode, ms: Date.now() - t0 }, "clone gate: passed");
+      writeHead(res, ur.statusCode ?? 502, ur.statusMessage ?? "", ur.headers);
+      ur.pipe(res);
+      ur.on("error", () => res.destroy());
+    });
+    up.on("error", (err) => {
+      this.log.debug({ method: req.method, path, status: 595, ms: Date.now() - t0, err: errText(err) }, "clone gate: upstream unreachable");
+      if (!res.headersSent) this.replyUnreachable(res, err);
+      else res.destroy();
+    });
+    // The client gave up: so does the upstream request.
+    res.on("close", () => {
+      if (!res.writableFinished) up.destroy();
+    });
+    req.pipe(up);
+  }
+
+  /** POST …/lxc/{vmid}/clone: forwarded inside the template's lane, which stays held until the task stops. */
+  private async clone(req: IncomingMessage, res: ServerResponse, node: string, vmid: string, path: string): Promise<void> {
+    let body: Buffer | null;
+    try {
+      body = await readBody(req, MAX_CLONE_BODY);
+    } catch (err) {
+      this.log.debug({ method: "POST", path, err: errText(err) }, "clone gate: client left while sending a clone");
+      return;
+    }
+    if (body === null) {
+      writeHead(res, 501, "for data too large", {});
+      res.end();
+      return;
+    }
+    const templateKey = `${node}/${vmid}`;
+    const runner = runnerOf(body, req.headers["content-type"]);
+    let clientGone = false;
+    res.on("close", () => {
+      if (!res.writableFinished) clientGone = true;
+    });
+    const enqueued = Date.now();
+    if (!this.holding.has(templateKey)) this.holding.set(templateKey, null);
+    const work = this.opts.lane.run(templateKey, runner, async () => {
+      const waitedMs = Date.now() - enqueued;
+      this.opts.onLaneWait?.(templateKey, waitedMs / 1000);
+      if (clientGone || this.stopped.signal.aborted) {
+        // Forwarding now would make a container nobody tracks.
+        this.log.warn({ runner, templateKey, waitedMs }, "clone gate: client left while waiting for the clone lane, clone dropped");
+        return;
+      }
+      this.holding.set(templateKey, runner);
+      this.log.info({ runner, templateKey, waitedMs }, "clone gate: clone lane entered");
+      const entered = Date.now();
+      let reason = "answered";
+      let upid: string | undefined;
+      try {
+        const t0 = Date.now();
+        let answer: Buffered;
+        try {
+          // Not tied to the client: once sent, PVE may clone whether or not the client still listens.
+          answer = await this.exchange("POST", req.url ?? path, { ...forwardHeaders(req.headers), "content-length": String(body.length) }, body);
+        } catch (err) {
+          reason = "upstream unreachable";
+          this.log.debug({ method: "POST", path, status: 595, ms: Date.now() - t0, err: errText(err) }, "clone gate: upstream unreachable");
+          if (!res.headersSent && !clientGone) this.replyUnreachable(res, err);
+          return;
+        }
+        this.log.debug({ method: "POST", path, status: answer.status, ms: Date.now() - t0 }, "clone gate: clone forwarded");
+        // The client gets its answer at once; only the lane waits for the task.
+        if (!clientGone) {
+          writeHead(res, answer.status, answer.message, answer.headers);
+          res.end(answer.body);
+        }
+        upid = answer.status === 200 ? upidOf(answer.body) : undefined;
+        if (!upid) {
+          reason = answer.status === 200 ? "no task in the answer" : `clone refused (${answer.status})`;
+          return;
+        }
+        reason = await this.holdUntilStopped(upid, node, req.headers, { runner, templateKey });
+      } finally {
+        const heldMs = Date.now() - entered;
+        this.holding.set(templateKey, null);
+        this.opts.onLaneHeld?.(templateKey, heldMs / 1000);
+        this.log.info({ runner, templateKey, waitedMs, heldMs, reason, upid }, "clone gate: clone lane left");
+      }
+    });
+    this.inLane.add(work);
+    try {
+      await work;
+    } finally {
+      this.inLane.delete(work);
+    }
+  }
+
+  /** Polls the clone task until it stopped; returns why the lane is released. */
+  private async holdUntilStopped(upid: string, pathNode: string, clientHeaders: IncomingHttpHeaders, ctx: { runner: string; templateKey: string }): Promise<string> {
+    // The task runs on the node its UPID names (the clone's source node).
+    const node = /^UPID:([^:]+):/.exec(upid)?.[1] ?? pathNode;
+    const statusPath = `/api2/json/nodes/${encodeURIComponent(node)}/tasks/${encodeURIComponent(upid)}/status`;
+    const headers: http.OutgoingHttpHeaders = { accept: "application/json" };
+    for (const h of ["authorization", "cookie", "csrfpreventiontoken"]) if (clientHeaders[h] !== undefined) headers[h] = clientHeaders[h];
+    const deadline = Date.now() + this.maxHoldMs;
+    let failures = 0;
+    let lastError = "";
+    for (;;) {
+      try {
+        await sleep(Math.max(0, Math.min(this.pollMs, deadline - Date.now())), undefined, { signal: this.stopped.signal });
+      } catch {
+        return "gate stopped";
+      }
+      if (Date.now() >= deadline) {
+        this.log.warn({ ...ctx, upid, maxHoldMs: this.maxHoldMs }, "clone gate: clone task still running after the hold cap, releasing the clone lane");
+        return "hold cap reached";
+      }
+      try {
+        const r = await this.exchange("GET", statusPath, headers, undefined, AbortSignal.any([this.stopped.signal, AbortSignal.timeout(POLL_TIMEOUT_MS)]));
+        if (r.status === 200) {
+          const data = (JSON.parse(r.body.toString("utf8")) as { data?: { status?: string; exitstatus?: string } | null }).data;
+          failures = 0;
+          if (data?.status === "stopped") {
+            this.log.info({ ...ctx, upid, exitstatus: data.exitstatus }, "clone gate: clone task stopped");
+            return "task stopped";
+          }
+          continue;
+        }
+        lastError = `${r.status} ${r.message}`;
+      } catch (err) {
+        if (this.stopped.signal.aborted) return "gate stopped";
+        lastError = errText(err);
+      }
+      if (++failures >= POLL_FAILURE_LIMIT) {
+        this.log.warn({ ...ctx, upid, failures, lastError }, "clone gate: clone task status keeps failing, releasing the clone lane");
+        return "task status unavailable";
+      }
+    }
+  }
+
+  private request(method: string, pathAndQuery: string, headers: http.OutgoingHttpHeaders, signal?: AbortSignal): http.ClientRequest {
+    const u = this.upstream;
+    const mod = u.protocol === "https:" ? https : http;
+    return mod.request({ protocol: u.protocol, hostname: u.hostname.replace(/^\[|\]$/g, ""), port: u.port || undefined, method, path: pathAndQuery, headers: { ...headers, host: u.host }, agent: this.agent, signal });
+  }
+
+  /** One upstream request with a buffered answer. */
+  private exchange(method: string, pathAndQuery: string, headers: http.OutgoingHttpHeaders, body?: Buffer, signal?: AbortSignal): Promise<Buffered> {
+    return new Promise((resolve, reject) => {
+      const up = this.request(method, pathAndQuery, headers, signal);
+      up.on("response", (ur) => {
+        const chunks: Buffer[] = [];
+        ur.on("data", (c: Buffer) => chunks.push(c));
+        ur.on("end", () => resolve({ status: ur.statusCode ?? 502, message: ur.statusMessage ?? "", headers: ur.headers, body: Buffer.concat(chunks) }));
+        ur.on("error", reject);
+      });
+      up.on("error", reject);
+      up.end(body);
+    });
+  }
+
+  /** What pveproxy answers when it cannot reach the daemon: 595 and the errno text, no body. */
+  private replyUnreachable(res: ServerResponse, err: unknown): void {
+    const code = (err as { code?: string }).code;
+    writeHead(res, 595, (code && ERRNO_TEXT[code]) || errText(err), {});
+    res.end();
+  }
+}
+
+/** The request's headers minus hop-by-hop ones (and Host, which becomes upstream's). */
+function forwardHeaders(h: IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+  return out;
+}
+
+function writeHead(res: ServerResponse, status: number, message: string, headers: IncomingHttpHeaders): void {
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+  // PVE puts its error text in the reason phrase; keep it unless Node finds it unsendable.
+  const safe = message.replace(/[^\t\x20-\x7e\x80-\xff]/g, "?");
+  res.writeHead(status, safe, out);
+}
+
+/** The body, or null if it is over `limit` bytes. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > limit) over = true;
+      else chunks.push(c);
+    });
+    req.on("end", () => resolve(over ? null : Buffer.concat(chunks)));
+    req.on("error", reject);
+    req.on("close", () => {
+      if (!req.complete) reject(new Error("client left before sending the whole request"));
+    });
+  });
+}
+
+/** The clone's `hostname` (form-urlencoded as bpg sends it, or JSON), else "unknown". */
+function runnerOf(body: Buffer, contentType: string | undefined): string {
+  const text = body.toString("utf8");
+  try {
+    if (contentType?.includes("json")) {
+      const h = (JSON.parse(text) as { hostname?: unknown }).hostname;
+      return typeof h === "string" && h ? h : "unknown";
+    }
+    return new URLSearchParams(text).get("hostname") || "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+function upidOf(body: Buffer): string | undefined {
+  try {
+    const data = (JSON.parse(body.toString("utf8")) as { data?: unknown }).data;
+    return typeof data === "string" && data.startsWith("UPID:") ? data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Roots for a verified upstream. bpg used to talk to PVE itself through Go's TLS, which trusts the
+ * system bundle (where an operator may have installed the PVE cluster CA); Node trusts only its own
+ * bundled roots, so the system bundle is added when there is one.
+ */
+function upstreamRoots(): string[] {
+  for (const file of ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem"]) {
+    try {
+      return [...rootCertificates, readFileSync(file, "utf8")];
+    } catch {
+      // next candidate
+    }
+  }
+  return [...rootCertificates];
+}

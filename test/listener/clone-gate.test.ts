@@ -1,0 +1,385 @@
+// The clone gate between terraform's provider and PVE (here the simulator): clones of one template
+// serialised for exactly the clone task, everything else passed through undelayed, a certificate a
+// client can trust from the written PEM alone, pveproxy's 595 when PVE is down, no secrets in logs,
+// and a lane that is always released.
+import { after, before, beforeEach, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import http from "node:http";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CloneGate } from "../../listener/clone-gate.js";
+import { CloneLane } from "../../listener/clone-lane.js";
+import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type TokenDef } from "../../sim/pve/index.js";
+import { PveClient } from "../../sim/provider/pve-client.js";
+import { captureLog } from "../fixtures/terraform/helpers.js";
+
+const SCALE = 0.05;
+const OTHER_TEMPLATE = 9001;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Answer<T = unknown> {
+  status: number;
+  reason: string;
+  data: T;
+  ms: number;
+}
+
+/** A bpg-like client: form bodies, token header, trusting only `ca` (or the given agent's). */
+function call<T = unknown>(
+  base: string,
+  method: string,
+  path: string,
+  params: Record<string, string | number> = {},
+  opts: { token?: TokenDef; ca?: string; headers?: Record<string, string>; onRequest?: (req: http.ClientRequest) => void } = {},
+): Promise<Answer<T>> {
+  const t0 = Date.now();
+  const form = new URLSearchParams(Object.entries(params).map(([k, v]): [string, string] => [k, String(v)])).toString();
+  const inQuery = method === "GET" || method === "DELETE";
+  const url = new URL(`api2/json${path}${inQuery && form ? `?${form}` : ""}`, base);
+  const token = opts.token ?? SIM_TOKENS.runners;
+  const headers: Record<string, string> = { accept: "application/json", authorization: `PVEAPIToken=${token.id}=${token.secret}`, ...opts.headers };
+  if (!inQuery) headers["content-type"] = "application/x-www-form-urlencoded";
+  const mod = url.protocol === "https:" ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(url, { method, headers, ...(url.protocol === "https:" ? { ca: opts.ca, agent: false } : {}) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let data: unknown = null;
+        try {
+          data = text ? (JSON.parse(text) as { data: unknown }).data : null;
+        } catch {
+          data = null;
+        }
+        resolve({ status: res.statusCode ?? 0, reason: res.statusMessage ?? "", data: data as T, ms: Date.now() - t0 });
+      });
+    });
+    req.on("error", reject);
+    opts.onRequest?.(req);
+    req.end(inQuery ? undefined : form);
+  });
+}
+
+const taskPath = (upid: string) => `/nodes/${SIM_NODE}/tasks/${encodeURIComponent(upid)}/status`;
+
+async function waitTask(base: string, upid: string, ca?: string): Promise<string> {
+  for (;;) {
+    const r = await call<{ status: string; exitstatus?: string }>(base, "GET", taskPath(upid), {}, { ca });
+    assert.equal(r.status, 200, `task status: ${r.status} ${r.reason}`);
+    if (r.data.status === "stopped") return r.data.exitstatus ?? "";
+    await sleep(10);
+  }
+}
+
+async function until(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await sleep(5);
+  }
+}
+
+describe("CloneGate", () => {
+  const sim = new PveSim({ timeScale: SCALE, seed: 11, templates: [{ node: SIM_NODE, vmid: SIM_TEMPLATE_VMID }, { node: SIM_NODE, vmid: OTHER_TEMPLATE }] });
+  const log = captureLog("trace");
+  const lane = new CloneLane({ logger: log.logger });
+  const waits: Array<[string, number]> = [];
+  const helds: Array<[string, number]> = [];
+  let certDir: string;
+  let gate: CloneGate;
+  let simUrl: string;
+  let gateUrl: string;
+  let ca: string;
+  let caFile: string;
+  let nextId = 400;
+
+  before(async () => {
+    simUrl = await sim.start(0, "127.0.0.1");
+    certDir = await mkdtemp(join(tmpdir(), "clone-gate-"));
+    gate = new CloneGate({
+      upstream: `${simUrl}/`,
+      lane,
+      logger: log.logger,
+      certDir,
+      pollMs: 20,
+      onLaneWait: (k, s) => waits.push([k, s]),
+      onLaneHeld: (k, s) => helds.push([k, s]),
+    });
+    ({ url: gateUrl, caFile } = await gate.start());
+    ca = await readFile(caFile, "utf8");
+  });
+  after(async () => {
+    await gate.stop();
+    await sim.stop();
+    await rm(certDir, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    sim.clearFaults();
+    sim.setLatency({ cloneLinked: 5_000 });
+    await sim.settle();
+  });
+
+  const viaGate = <T = unknown>(method: string, path: string, params?: Record<string, string | number>, opts: Parameters<typeof call>[4] = {}) => call<T>(gateUrl, method, path, params, { ca, ...opts });
+  const cloneParams = (hostname: string) => ({ newid: nextId++, hostname, pool: "ci", description: "secret-in-body-0xC0FFEE" });
+  const clonePath = (vmid = SIM_TEMPLATE_VMID) => `/nodes/${SIM_NODE}/lxc/${vmid}/clone`;
+  const cloneTasks = () => sim.tasks().filter((t) => t.type === "vzclone").length;
+
+  test("parallel clones of one template: direct, the second is refused; through the gate, both succeed, the second forwarded after the first task stopped", async () => {
+    sim.setLatency({ cloneLinked: 20_000 }); // 1 s at this scale
+    const [a, b] = await Promise.all([call<string>(simUrl, "POST", clonePath(), cloneParams("direct-a")), call<string>(simUrl, "POST", clonePath(), cloneParams("direct-b"))]);
+    const refused = [a, b].filter((r) => r.status !== 200);
+    assert.equal(refused.length, 1, "exactly one of two direct parallel clones is refused");
+    assert.deepEqual([refused[0].status, refused[0].reason], [500, "CT is locked (disk)"]);
+    await sim.settle();
+
+    const before = sim.containers().length;
+    const t0 = Date.now();
+    const [x, y] = await Promise.all([viaGate<string>("POST", clonePath(), cloneParams("runner-x")), viaGate<string>("POST", clonePath(), cloneParams("runner-y"))]);
+    assert.deepEqual([x.status, y.status], [200, 200], `${x.reason} / ${y.reason}`);
+    const [first, second] = x.ms <= y.ms ? [x, y] : [x, y].reverse();
+    const [firstRunner, secondRunner] = first === x ? ["runner-x", "runner-y"] : ["runner-y", "runner-x"];
+    assert.ok(first.ms < 500, `the first clone is answered at once with its UPID (${first.ms} ms), not after its task`);
+    assert.ok(second.ms >= 20_000 * SCALE * 0.85, `the second waited for the first task (${second.ms} ms)`);
+    assert.deepEqual([await waitTask(gateUrl, first.data, ca), await waitTask(gateUrl, second.data, ca)], ["OK", "OK"]);
+    assert.equal(sim.containers().length, before + 2);
+
+    const idx = (msg: string, runner: string) => log.lines.findIndex((l) => l.msg === msg && l.runner === runner && (l.time as number) >= t0);
+    const stopped = idx("clone gate: clone task stopped", firstRunner);
+    const entered = idx("clone gate: clone lane entered", secondRunner);
+    assert.ok(stopped >= 0 && entered > stopped, "the second clone entered the lane (and was forwarded) only after the first task stopped");
+    await log.waitFor((l) => l.msg === "clone gate: clone lane left" && l.runner === secondRunner);
+    const left = log.lines.filter((l) => l.msg === "clone gate: clone lane left" && (l.time as number) >= t0);
+    assert.deepEqual(left.map((l) => [l.runner, l.templateKey, l.reason]), [
+      [firstRunner, `${SIM_NODE}/${SIM_TEMPLATE_VMID}`, "task stopped"],
+      [secondRunner, `${SIM_NODE}/${SIM_TEMPLATE_VMID}`, "task stopped"],
+    ]);
+    for (const l of left) assert.ok(typeof l.waitedMs === "number" && typeof l.heldMs === "number" && (l.heldMs as number) >= 20_000 * SCALE * 0.85);
+    assert.ok(waits.some(([k, s]) => k === `${SIM_NODE}/${SIM_TEMPLATE_VMID}` && s >= (20_000 * SCALE * 0.85) / 1000), "onLaneWait saw the second clone's wait");
+    assert.ok(helds.filter(([, s]) => s >= (20_000 * SCALE * 0.85) / 1000).length >= 2, "onLaneHeld saw both holds");
+    assert.deepEqual(gate.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], { holding: null });
+  });
+
+  test("while a clone holds its lane: other requests and another template's clone pass undelayed", async () => {
+    sim.setLatency({ cloneLinked: 40_000 }); // 2 s
+    const held = await viaGate<string>("POST", clonePath(), cloneParams("runner-holder"));
+    assert.equal(held.status, 200);
+    assert.deepEqual(gate.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], { holding: "runner-holder" });
+    const version = await viaGate<{ version: string }>("GET", "/version");
+    assert.equal(version.status, 200);
+    assert.ok(version.ms < 300, `GET /version not delayed (${version.ms} ms)`);
+    const status = await viaGate<{ status: string }>("GET", taskPath(held.data));
+    assert.deepEqual([status.status, status.data.status], [200, "running"]);
+    assert.ok(status.ms < 300);
+    const tplConfig = await viaGate("GET", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/config`);
+    assert.equal(tplConfig.status, 200);
+    // Another template's clone has its own lane.
+    const other = await viaGate<string>("POST", clonePath(OTHER_TEMPLATE), cloneParams("runner-other"));
+    assert.equal(other.status, 200, other.reason);
+    assert.ok(other.ms < 500, `another template's clone is not queued behind this one (${other.ms} ms)`);
+    assert.deepEqual(gate.stats()[`${SIM_NODE}/${OTHER_TEMPLATE}`], { holding: "runner-other" });
+    assert.deepEqual([await waitTask(gateUrl, held.data, ca), await waitTask(gateUrl, other.data, ca)], ["OK", "OK"]);
+    await until("both lanes released", () => Object.values(gate.stats()).every((s) => s.holding === null));
+  });
+
+  test("a client that disconnects while waiting in the lane causes no clone", async () => {
+    sim.setLatency({ cloneLinked: 30_000 }); // 1.5 s
+    const held = await viaGate<string>("POST", clonePath(), cloneParams("runner-holder2"));
+    assert.equal(held.status, 200);
+    const containers = sim.containers().length;
+    const tasks = cloneTasks();
+    let req: http.ClientRequest | undefined;
+    const quitter = viaGate("POST", clonePath(), cloneParams("runner-quitter"), { onRequest: (r) => (req = r) }).catch((e: Error) => e);
+    await log.waitFor((l) => l.msg === "waiting for the clone lane" && l.runner === "runner-quitter");
+    req!.destroy();
+    assert.ok((await quitter) instanceof Error, "the client saw its own disconnect");
+    await log.waitFor((l) => l.msg === "clone gate: client left while waiting for the clone lane, clone dropped" && l.runner === "runner-quitter");
+    assert.equal(await waitTask(gateUrl, held.data, ca), "OK");
+    await sim.settle();
+    assert.equal(sim.containers().length, containers, "no container for the client that left");
+    assert.equal(cloneTasks(), tasks, "the dropped clone never reached PVE");
+    await until("lane released", () => gate.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`].holding === null);
+    assert.deepEqual(lane.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], { running: 0, waiting: 0 });
+  });
+
+  test("the written PEM is the only trust anchor a client needs for https://127.0.0.1 (and localhost)", async () => {
+    const st = await stat(caFile);
+    assert.equal(st.mode & 0o777, 0o644);
+    assert.deepEqual(await readdir(certDir), ["clone-gate.pem"]);
+    assert.match(ca, /^-----BEGIN CERTIFICATE-----\n/);
+    assert.doesNotMatch(ca, /PRIVATE KEY/, "the key is never written");
+    assert.match(gateUrl, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+    const ok = await viaGate("GET", "/version");
+    assert.equal(ok.status, 200);
+    // DNS:localhost too (connecting to 127.0.0.1, verifying the name localhost).
+    const port = Number(new URL(gateUrl).port);
+    const peer = await new Promise<{ authorized: boolean; subjectaltname?: string; ca?: boolean }>((resolve, reject) => {
+      const req = https.request({ host: "127.0.0.1", servername: "localhost", port, path: "/api2/json/version", ca, agent: false, checkServerIdentity: (_h, cert) => https.globalAgent.options.checkServerIdentity?.("localhost", cert) }, (res) => {
+        const sock = res.socket as import("node:tls").TLSSocket;
+        const cert = sock.getPeerCertificate();
+        resolve({ authorized: sock.authorized, subjectaltname: cert.subjectaltname, ca: cert.ca });
+        res.resume();
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    assert.equal(peer.authorized, true);
+    assert.equal(peer.subjectaltname, "IP Address:127.0.0.1, DNS:localhost");
+    assert.equal(peer.ca, true);
+    // Without the PEM the certificate is not trusted.
+    await assert.rejects(call(gateUrl, "GET", "/version", {}, {}), /self-signed certificate/);
+    // The provider stand-in, like Go on Linux, takes SSL_CERT_FILE as its roots.
+    const saved = process.env.SSL_CERT_FILE;
+    try {
+      process.env.SSL_CERT_FILE = caFile;
+      const client = new PveClient({ endpoint: gateUrl, insecure: false, auth: { kind: "token", token: `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}` }, log: () => {} });
+      try {
+        assert.ok(((await client.request<{ version: string }>("GET", "version")) as { version: string }).version);
+      } finally {
+        client.close();
+      }
+      delete process.env.SSL_CERT_FILE;
+      const untrusting = new PveClient({ endpoint: gateUrl, insecure: false, auth: { kind: "token", token: `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}` }, log: () => {} });
+      try {
+        await assert.rejects(untrusting.request("GET", "version"), /self-signed certificate/);
+      } finally {
+        untrusting.close();
+      }
+    } finally {
+      if (saved === undefined) delete process.env.SSL_CERT_FILE;
+      else process.env.SSL_CERT_FILE = saved;
+    }
+  });
+
+  test("a Go client (terraform's http backend) verifies the gate through SSL_CERT_FILE alone", async () => {
+    // A stand-in upstream with no state (404), so `terraform init` succeeds once TLS does.
+    const seen: string[] = [];
+    const upstream = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      req.resume();
+      res.writeHead(req.method === "GET" ? 404 : 200);
+      res.end();
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const dir = await mkdtemp(join(tmpdir(), "clone-gate-go-"));
+    const goGate = new CloneGate({ upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`, lane: new CloneLane({ logger: log.logger }), logger: log.logger, certDir: join(dir, "certs") });
+    const { url, caFile: goCa } = await goGate.start();
+    const init = async (name: string, env: Record<string, string>) => {
+      const cwd = join(dir, name);
+      await mkdir(cwd);
+      await writeFile(join(cwd, "main.tf.json"), JSON.stringify({ terraform: { backend: { http: { address: `${url}api2/json/state` } } } }));
+      // SSL_CERT_FILE must not leak in from the test's own environment.
+      const { SSL_CERT_FILE: _ignored, ...base } = process.env;
+      return new Promise<{ code: number; out: string }>((resolve) =>
+        execFile("terraform", ["init", "-input=false", "-no-color"], { cwd, env: { ...base, ...env, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1" } }, (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+        ),
+      );
+    };
+    try {
+      const trusted = await init("trusted", { SSL_CERT_FILE: goCa });
+      assert.equal(trusted.code, 0, trusted.out);
+      assert.deepEqual(seen, ["GET /api2/json/state"], "forwarded through the gate");
+      const untrusted = await init("untrusted", {});
+      assert.notEqual(untrusted.code, 0);
+      assert.match(untrusted.out, /x509: certificate signed by unknown authority/);
+    } finally {
+      await goGate.stop();
+      await new Promise<void>((r) => upstream.close(() => r()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("upstream down: 595 like pveproxy, for plain requests and clones, and the lane is released", async () => {
+    const closed = http.createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const downLane = new CloneLane({ logger: log.logger });
+    const dir = await mkdtemp(join(tmpdir(), "clone-gate-down-"));
+    const down = new CloneGate({ upstream: `http://127.0.0.1:${port}/`, lane: downLane, logger: log.logger, certDir: dir, pollMs: 20 });
+    const { url, caFile: downCa } = await down.start();
+    try {
+      const pem = await readFile(downCa, "utf8");
+      const v = await call(url, "GET", "/version", {}, { ca: pem });
+      assert.deepEqual([v.status, v.reason, v.data], [595, "Connection refused", null]);
+      const c = await call(url, "POST", clonePath(), cloneParams("runner-down"), { ca: pem });
+      assert.deepEqual([c.status, c.reason], [595, "Connection refused"]);
+      assert.deepEqual(downLane.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], { running: 0, waiting: 0 });
+      assert.deepEqual(down.stats(), { [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`]: { holding: null } });
+    } finally {
+      await down.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the lane is released when the clone is refused, when its task fails, when the task status keeps failing, and at the hold cap", async () => {
+    const key = `${SIM_NODE}/${SIM_TEMPLATE_VMID}`;
+    const lastLeft = (runner: string) => log.waitFor((l) => l.msg === "clone gate: clone lane left" && l.runner === runner);
+
+    // Refused by pveproxy (596) and by PVE (500): passed on as they are, released at once.
+    sim.setFaults({ timeoutRate: 1, paths: "/clone$" });
+    const refused = await viaGate("POST", clonePath(), cloneParams("runner-refused"));
+    assert.deepEqual([refused.status, refused.reason], [596, "Connection timed out"]);
+    assert.equal((await lastLeft("runner-refused")).reason, "clone refused (596)");
+    sim.clearFaults();
+    const exists = await viaGate("POST", clonePath(), { newid: SIM_TEMPLATE_VMID, hostname: "runner-exists" });
+    assert.deepEqual([exists.status, exists.reason], [500, `CT ${SIM_TEMPLATE_VMID} already exists on node '${SIM_NODE}'`]);
+    assert.equal((await lastLeft("runner-exists")).reason, "clone refused (500)");
+    assert.deepEqual(gate.stats()[key], { holding: null });
+
+    // The task fails: held until it stopped, then released.
+    sim.setFaults({ errorRate: { clone: 1 } });
+    const failing = await viaGate<string>("POST", clonePath(), cloneParams("runner-failing"));
+    assert.equal(failing.status, 200);
+    assert.match(await waitTask(gateUrl, failing.data, ca), /^clone failed: /);
+    assert.equal((await lastLeft("runner-failing")).reason, "task stopped");
+    sim.clearFaults();
+
+    // The task status keeps failing: released after a few polls, long before the task ends.
+    sim.setLatency({ cloneLinked: 60_000 }); // 3 s
+    sim.setFaults({ timeoutRate: 1, paths: "/tasks/" });
+    const t0 = Date.now();
+    const blind = await viaGate<string>("POST", clonePath(), cloneParams("runner-blind"));
+    assert.equal(blind.status, 200);
+    const left = await lastLeft("runner-blind");
+    assert.equal(left.reason, "task status unavailable");
+    assert.ok(Date.now() - t0 < 60_000 * SCALE * 0.5, "released long before the task ended");
+    assert.ok(log.lines.some((l) => l.msg === "clone gate: clone task status keeps failing, releasing the clone lane" && l.level === 40 && l.lastError === "596 Connection timed out"));
+    assert.deepEqual(gate.stats()[key], { holding: null });
+    sim.clearFaults();
+    await sim.settle();
+
+    // The hold cap: a gate that holds at most 200 ms.
+    const capLane = new CloneLane({ logger: log.logger });
+    const dir = await mkdtemp(join(tmpdir(), "clone-gate-cap-"));
+    const capped = new CloneGate({ upstream: `${simUrl}/`, lane: capLane, logger: log.logger, certDir: dir, pollMs: 20, maxHoldMs: 200 });
+    const { url, caFile: capCa } = await capped.start();
+    try {
+      const pem = await readFile(capCa, "utf8");
+      const slow = await call<string>(url, "POST", clonePath(), cloneParams("runner-capped"), { ca: pem });
+      assert.equal(slow.status, 200);
+      assert.equal((await lastLeft("runner-capped")).reason, "hold cap reached");
+      assert.deepEqual(capped.stats()[key], { holding: null });
+      assert.equal(await waitTask(simUrl, slow.data), "OK");
+    } finally {
+      await capped.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("no Authorization, cookie, CSRF token or body ever reaches the log (level trace)", async () => {
+    const r = await viaGate("GET", "/version", {}, { headers: { cookie: "PVEAuthCookie=PVE:root@pam:SECRETTICKET", csrfpreventiontoken: "CSRFSECRET" } });
+    assert.equal(r.status, 200);
+    const text = log.text();
+    assert.ok(log.lines.some((l) => l.msg === "clone gate: passed" && l.path === "/api2/json/version" && l.status === 200 && typeof l.ms === "number"), "requests are logged at debug");
+    for (const secret of [SIM_TOKENS.runners.secret, SIM_TOKENS.root.secret, "PVEAPIToken", "SECRETTICKET", "CSRFSECRET", "secret-in-body-0xC0FFEE"]) {
+      assert.ok(!text.includes(secret), `${secret} never logged`);
+    }
+    assert.doesNotMatch(text, /authorization/i);
+  });
+});

@@ -154,9 +154,11 @@ const Schema = z
         binary: z.string().min(1).default("terraform"),
         /** TF_CLI_CONFIG_FILE for terraform, e.g. a filesystem mirror for air-gapped hosts. */
         cliConfigFile: z.string().min(1).optional(),
+        /** Applies and destroys at once: each is a terraform and a provider process. */
+        maxConcurrent: z.number().int().min(1).max(256).default(8),
       })
       .strict()
-      .default({ binary: "terraform" }),
+      .default({ binary: "terraform", maxConcurrent: 8 }),
     sweeper: z
       .object({
         enabled: z.boolean().default(true),

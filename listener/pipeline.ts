@@ -160,19 +160,27 @@ export class Pipeline {
 
   /** Applies one recorded delivery (idempotent), then rebalances supply against demand. */
   async handleDelivery(guid: string): Promise<void> {
-    const delivery = this.d.store.unprocessedDeliveries().find((x) => x.guid === guid);
+    const delivery = this.d.store.unprocessedDelivery(guid);
     if (!delivery) return;
+    let relevant = false;
     try {
-      const parsed = WorkflowJobPayload.safeParse(JSON.parse(delivery.payload));
-      if (parsed.success) this.applyJobEvent(parsed.data, guid);
-      else this.log.warn({ delivery: guid }, "stored delivery no longer parses: skipped");
-    } finally {
+      // The event and its "processed" mark in one commit.
+      this.d.store.transaction(() => {
+        const parsed = WorkflowJobPayload.safeParse(JSON.parse(delivery.payload));
+        if (parsed.success) relevant = this.applyJobEvent(parsed.data, guid);
+        else this.log.warn({ delivery: guid }, "stored delivery no longer parses: skipped");
+        this.d.store.markProcessed(guid);
+      });
+    } catch (err) {
       this.d.store.markProcessed(guid);
+      throw err;
     }
-    this.reconcile();
+    // Deliveries that are not ours (other labels, other repositories) change no demand.
+    if (relevant) this.reconcile();
   }
 
-  private applyJobEvent(p: WorkflowJobPayload, guid: string): void {
+  /** Records one job event; true when it may change demand or a runner of ours. */
+  private applyJobEvent(p: WorkflowJobPayload, guid: string): boolean {
     const wj = p.workflow_job;
     const repo = p.repository.full_name;
     const log = this.log.child({ job: wj.id, delivery: guid, action: p.action, repo });
@@ -213,7 +221,7 @@ export class Pipeline {
     // The runner GitHub names is the one that ran the job, whatever job it was made for.
     const runnerName = p.action === "in_progress" || p.action === "completed" ? wj.runner_name : null;
     const runner = runnerName ? this.d.store.getRunner(runnerName) : undefined;
-    if (!runner) return;
+    if (!runner) return changed && job.labelSet !== null;
     if (runner.state === "booting") this.leftBooting(runner.name);
     if (p.action === "in_progress") {
       if (this.d.store.setRunnerState(runner.name, "busy", { jobId: wj.id }, ["requested", "provisioning", "booting", "idle"])) {
@@ -224,6 +232,7 @@ export class Pipeline {
     }
     this.wake(runner.name);
     this.ensureDriver(runner.name);
+    return true;
   }
 
   // ---------------------------------------------------------------- demand vs supply
@@ -267,7 +276,8 @@ export class Pipeline {
       groups.set(k, [...(groups.get(k) ?? []), j]);
     }
     const live = this.d.store.runners(LIVE_STATES);
-    const jobsById = new Map(this.d.store.jobsByIds(live.flatMap((r) => (r.madeForJob ? [r.madeForJob] : []))).map((j) => [j.jobId, j]));
+    // The jobs live runners were made for, and the queued ones new runners are about to be made for.
+    const jobsById = new Map([...this.d.store.jobsByIds(live.flatMap((r) => (r.madeForJob ? [r.madeForJob] : []))), ...queued].map((j) => [j.jobId, j]));
     const repoOf = (r: RunnerRow) => (r.madeForJob ? jobsById.get(r.madeForJob)?.repo : undefined);
     let capped = false;
     for (const jobs of groups.values()) {

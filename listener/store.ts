@@ -149,6 +149,17 @@ export class Store {
     this.db.prepare(`UPDATE deliveries SET processed_at = ? WHERE guid = ?`).run(this.now(), guid);
   }
 
+  /** One delivery, if recorded and not yet applied. */
+  unprocessedDelivery(guid: string): Delivery | undefined {
+    const r = this.db.prepare(`SELECT * FROM deliveries WHERE guid = ? AND processed_at IS NULL`).get(guid) as any;
+    return r ? { guid: r.guid, event: r.event, action: r.action, jobId: r.job_id, receivedAt: r.received_at, processedAt: r.processed_at, payload: r.payload } : undefined;
+  }
+
+  /** Runs `fn` in one transaction: one commit (one fsync) for several writes. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
   /** Deliveries acknowledged but not yet applied (e.g. the process died in between), oldest first. */
   unprocessedDeliveries(): Delivery[] {
     return this.db

@@ -7,6 +7,7 @@
 // - Cancel (AbortSignal or timeout): SIGINT once, so terraform stops its providers and persists
 //   state; SIGKILL to the whole process group after a grace period.
 // - Each stack has its own dir, state and state lock: nothing here serializes two stacks.
+import PQueue from "p-queue";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { cp, copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
@@ -38,6 +39,12 @@ export interface TerraformOptions {
   logger: Logger;
   /** After SIGINT, how long terraform gets to persist state before SIGKILL. Default 20 s. */
   killGraceMs?: number;
+  /**
+   * Applies and destroys running at once (each is terraform plus a provider process). With the
+   * clone gate nothing else bounds them, and a burst would starve the host's CPU — and the
+   * listener's own event loop. Default 8.
+   */
+  maxConcurrent?: number;
 }
 
 export interface RunContext {
@@ -125,8 +132,16 @@ export class Terraform {
   private preparing: Promise<void> | null = null;
   private versionInfo: Promise<{ version: string; engine: "terraform" | "tofu" }> | null = null;
 
+  private readonly slots: PQueue;
+
   constructor(private readonly opts: TerraformOptions) {
     this.killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
+    this.slots = new PQueue({ concurrency: opts.maxConcurrent ?? 8 });
+  }
+
+  /** Applies and destroys running, and waiting for a slot. */
+  load(): { running: number; waiting: number } {
+    return { running: this.slots.pending, waiting: this.slots.size };
   }
 
   /** The engine and its version: OpenTofu prints "OpenTofu v1.x", terraform "Terraform v1.x". */
@@ -282,7 +297,8 @@ export class Terraform {
   /** Runs one command and turns a failure (exit ≠ 0, cancel, timeout, refused stream) into a TerraformError. */
   private async runChecked(spec: RunSpec): Promise<RunOutcome> {
     const command = this.commandName(spec.args);
-    const out = await this.run(spec);
+    const heavy = spec.args[0] === "apply" || spec.args[0] === "destroy";
+    const out = heavy ? ((await this.slots.add(() => this.run(spec))) as RunOutcome) : await this.run(spec);
     if (out.exitCode === 0 && !out.cancelled && !out.timedOut && !out.refused) return out;
     const firstError = out.diagnostics.find((d) => d.severity === "error");
     let why: string;

@@ -209,8 +209,9 @@ describe("runner stack against the simulator", () => {
 
   test("a clone refused because the template is locked by another clone: bpg's three attempts, then a clear diagnostic", async () => {
     const dir = await runnerStack("runner-14");
-    // Someone else's linked clone holds lock `disk` on the template for ~4 s (scaled).
-    sim.setLatency({ cloneLinked: 200_000, jitter: 0 });
+    // Someone else's linked clone holds lock `disk` on the template for ~10 s (scaled): longer than
+    // terraform's start-up on a loaded machine plus bpg's three attempts.
+    sim.setLatency({ cloneLinked: 500_000, jitter: 0 });
     const other = await rootApi("POST", `nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: "950", full: "0", hostname: "other" });
     assert.equal(other.status, 200, await other.clone().text());
     try {
@@ -257,7 +258,10 @@ describe("runner stack against the simulator", () => {
   test("four runners applied at once get distinct vmids (bpg's id sequence) and their own containers", async () => {
     const names = ["runner-21", "runner-22", "runner-23", "runner-24"];
     const dirs = await Promise.all(names.map((n) => runnerStack(n)));
-    const applied = await Promise.all(dirs.map(apply));
+    // About the id sequence, not the lock: 10 ms clones keep the lock windows far inside bpg's
+    // retries even on a loaded machine (the lock has its own test above).
+    sim.setLatency({ cloneLinked: 500 });
+    const applied = await Promise.all(dirs.map(apply)).finally(() => sim.setLatency({ cloneLinked: DEFAULT_LATENCY.cloneLinked }));
     applied.forEach((a) => assert.equal(a.code, 0, a.stdout + a.stderr));
     const vmids = await Promise.all(dirs.map(async (d) => (await stateResources(d))[0].values.vm_id as number));
     assert.equal(new Set(vmids).size, 4, `vmids: ${vmids.join(", ")}`);

@@ -1,0 +1,139 @@
+// Scale benchmarks on the stand-in world with realistic latencies (clone 2 s, start 1.5 s, boot
+// 3 s, multiplied by the time scale), each printed beside the ideal it is measured against:
+//   burst     N jobs over T templates × M nodes: time until every job started ÷ (clones per lane
+//             back to back + one start + one boot)
+//   single    one job, queued → started ÷ (clone + start + boot), with terraform's share
+//   warm      one job taken by a warm-pool member, queued → started ÷ (start + boot)
+import { startE2E, waitFor, quietLogger, type E2E } from "../test/e2e/harness.js";
+import type { SimNodeSpec, SimTemplateSpec } from "../sim/pve/index.js";
+
+export const REALISTIC = { cloneMs: 2_000, startMs: 1_500, bootMs: 3_000 };
+
+export interface ScaleFigure {
+  name: string;
+  /** Seconds, wall clock. */
+  measured: number;
+  ideal: number;
+  ratio: number;
+  detail: string;
+}
+
+const GiB = 1024 ** 3;
+
+interface WorldShape {
+  timeScale: number;
+  nodes: SimNodeSpec[];
+  templates: SimTemplateSpec[];
+  maxRunners: number;
+  warm?: number;
+  /** false: the lane is held around each whole apply (the design before the clone gate). */
+  cloneGate?: boolean;
+}
+
+async function world(shape: WorldShape): Promise<E2E> {
+  const multiNode = new Set(shape.templates.map((t) => t.node)).size > 1;
+  return startE2E({
+    timeScale: shape.timeScale,
+    logger: quietLogger(),
+    pve: { nodes: shape.nodes, templates: shape.templates, latencyMs: { cloneLinked: REALISTIC.cloneMs, start: REALISTIC.startMs, jitter: 0 }, guest: { bootMs: REALISTIC.bootMs } },
+    configPatch: (c) => {
+      c.proxmox.templates = shape.templates;
+      delete c.proxmox.templateVmid;
+      // pct reaches only the listener's own node; several nodes need the API delivery.
+      if (multiNode) c.delivery = { mode: "env" };
+      c.limits = { maxRunners: shape.maxRunners, maxRunnersPerRepo: shape.maxRunners };
+      c.labelSets = [{ name: "bench", labels: ["self-hosted", "linux", "bench"], cores: 1, memoryMb: 512, swapMb: 0, maxRunners: shape.maxRunners, warm: shape.warm ?? 0 }];
+      c.timeouts = { apply: 600, destroy: 600, boot: 600, idle: 900 };
+      // Two applies per lane: one cloning, one getting ready behind it.
+      c.terraform.maxConcurrent = Math.max(2, 2 * shape.templates.length);
+    },
+    overrides: { onlinePollMs: 50, cloneGate: shape.cloneGate },
+  });
+}
+
+/** Seconds from a job's creation to its start at the fake GitHub. */
+function queuedToStarted(e: E2E, ids: number[]): number[] {
+  const jobs = e.world.github.jobs().filter((j) => ids.includes(j.id));
+  return jobs.map((j) => (Date.parse(j.startedAt!) - Date.parse(j.createdAt)) / 1000);
+}
+
+async function startedAll(e: E2E, ids: number[], timeoutMs: number): Promise<void> {
+  await waitFor("every job started", () => e.world.github.jobs().filter((j) => ids.includes(j.id) && j.startedAt).length === ids.length, timeoutMs, 20);
+}
+
+export async function benchBurst(o: { jobs: number; nodes: number; templatesPerNode: number; timeScale: number; cloneGate?: boolean }): Promise<ScaleFigure> {
+  // The first node is the listener's own ("pve", as the world's config says).
+  const nodes = Array.from({ length: o.nodes }, (_, i) => ({ name: i === 0 ? "pve" : `pve${i + 1}`, memoryBytes: 256 * GiB, cpus: 32 }));
+  const templates = nodes.flatMap((n, i) => Array.from({ length: o.templatesPerNode }, (_, k) => ({ node: n.name, vmid: 9000 + i * 10 + k })));
+  const e = await world({ timeScale: o.timeScale, nodes, templates, maxRunners: o.jobs, cloneGate: o.cloneGate });
+  try {
+    const t0 = Date.now();
+    const ids: number[] = [];
+    for (let i = 0; i < o.jobs; i++) ids.push((await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux", "bench"], durationMs: 60_000 })).id);
+    await startedAll(e, ids, 600_000);
+    const makespan = Math.max(...e.world.github.jobs().filter((j) => ids.includes(j.id)).map((j) => Date.parse(j.startedAt!))) - t0;
+    const lanes = templates.length;
+    const s = o.timeScale;
+    const ideal = (Math.ceil(o.jobs / lanes) * REALISTIC.cloneMs + REALISTIC.startMs + REALISTIC.bootMs) * s;
+    const perNode = nodes.map((n) => `${n.name} ${e.service.store.runners().filter((r) => r.node === n.name).length}`).join(", ");
+    return {
+      name: `burst: ${o.jobs} jobs, ${o.templatesPerNode} templates × ${o.nodes} nodes${o.cloneGate === false ? ", lane around whole applies" : ""}`,
+      measured: makespan / 1000,
+      ideal: ideal / 1000,
+      ratio: makespan / ideal,
+      detail: `${lanes} lanes, ${Math.ceil(o.jobs / lanes)} clones each; runners per node: ${perNode}`,
+    };
+  } finally {
+    await e.stop();
+  }
+}
+
+export async function benchSingle(o: { timeScale: number }): Promise<ScaleFigure> {
+  const e = await world({ timeScale: o.timeScale, nodes: [{ name: "pve" }], templates: [{ node: "pve", vmid: 9000 }], maxRunners: 2 });
+  try {
+    // Warm-up: the first apply pays terraform's one-time init in the shared dir.
+    const warmup = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux", "bench"], durationMs: 100 });
+    await startedAll(e, [warmup.id], 120_000);
+    await waitFor("warm-up runner gone", () => e.service.store.runners(["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"]).length === 0, 120_000);
+    // Watch the runner's states closely to split the time.
+    const seen = new Map<string, number>();
+    const watch = setInterval(() => {
+      for (const r of e.service.store.runners(["provisioning", "booting", "idle", "busy"])) if (!seen.has(`${r.name}:${r.state}`)) seen.set(`${r.name}:${r.state}`, r.stateSince);
+    }, 5);
+    const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux", "bench"], durationMs: 100 });
+    await startedAll(e, [job.id], 120_000);
+    clearInterval(watch);
+    const [total] = queuedToStarted(e, [job.id]);
+    const name = e.world.github.jobs().find((j) => j.id === job.id)!.runnerName!;
+    const applyS = ((seen.get(`${name}:booting`) ?? NaN) - (seen.get(`${name}:provisioning`) ?? NaN)) / 1000;
+    const s = o.timeScale;
+    const ideal = ((REALISTIC.cloneMs + REALISTIC.startMs + REALISTIC.bootMs) * s) / 1000;
+    // What the apply spent beyond the clone itself (and bpg's one config PUT): terraform and the provider.
+    const terraformOverhead = applyS - (REALISTIC.cloneMs * s) / 1000;
+    return {
+      name: "single job: queued → started",
+      measured: total,
+      ideal,
+      ratio: total / ideal,
+      detail: `apply ${applyS.toFixed(2)} s of which the clone ${((REALISTIC.cloneMs * s) / 1000).toFixed(2)} s; terraform's share ${((terraformOverhead / total) * 100).toFixed(0)}% (${terraformOverhead.toFixed(2)} s)`,
+    };
+  } finally {
+    await e.stop();
+  }
+}
+
+export async function benchWarm(o: { timeScale: number }): Promise<ScaleFigure> {
+  const e = await world({ timeScale: o.timeScale, nodes: [{ name: "pve" }], templates: [{ node: "pve", vmid: 9000 }], maxRunners: 3, warm: 1 });
+  try {
+    await waitFor("a warm-pool member ready", () => e.service.store.runners(["warm"]).length === 1, 120_000);
+    const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux", "bench"], durationMs: 100 });
+    await startedAll(e, [job.id], 120_000);
+    const [total] = queuedToStarted(e, [job.id]);
+    const s = o.timeScale;
+    const ideal = ((REALISTIC.startMs + REALISTIC.bootMs) * s) / 1000;
+    const cold = ((REALISTIC.cloneMs + REALISTIC.startMs + REALISTIC.bootMs) * s) / 1000;
+    return { name: "warm pool: queued → started", measured: total, ideal, ratio: total / ideal, detail: `ideal start + boot; a cold runner's ideal would be ${cold.toFixed(2)} s` };
+  } finally {
+    await e.stop();
+  }
+}

@@ -310,6 +310,9 @@ async function listenerPhase(o: WebhookLoadOptions, applies: number, jobIdBase: 
       c.limits = { maxRunners: cap, maxRunnersPerRepo: cap };
       c.labelSets = (c.labelSets as Array<Record<string, unknown>>).map((s) => ({ ...s, maxRunners: cap }));
     },
+    // The listener's own poll and backoff as in production (the tests' 100 ms would have 50 booting
+    // runners ask GitHub 500 times a second on the listener's thread).
+    overrides: { onlinePollMs: 2_000, retryBackoffMs: 5_000 },
   });
   durations.worldStart = performance.now() - t;
   let stopped = false;

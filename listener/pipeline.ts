@@ -19,6 +19,7 @@ import { repoAllowed, type Allowlist } from "./allowlist.js";
 import { Placement, type NodeLimit, type NodeLoad, type TemplateCopy } from "./placement.js";
 import { LIVE_STATES, RETIREMENT_REASONS, SUPPLY_STATES, UNCLAIMED, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
 import { WorkflowJobPayload } from "./webhook.js";
+import { GroupCommit } from "./group-commit.js";
 import { synthRunnerStack } from "../stacks/runner-stack.js";
 import type { Metrics } from "./metrics.js";
 
@@ -158,25 +159,39 @@ export class Pipeline {
 
   // ---------------------------------------------------------------- events
 
+  /**
+   * Deliveries recorded in the same turn are applied together: one commit for all their events and
+   * "processed" marks, then one rebalancing pass if any of them concerns us.
+   */
+  private readonly deliveries = new GroupCommit<string, boolean>((guids) => {
+    const relevant = this.d.store.transaction(() => guids.map((g) => this.applyDelivery(g)));
+    // Deliveries that are not ours (other labels, other repositories) change no demand.
+    if (relevant.some(Boolean)) this.reconcile();
+    return relevant;
+  });
+
   /** Applies one recorded delivery (idempotent), then rebalances supply against demand. */
   async handleDelivery(guid: string): Promise<void> {
+    await this.deliveries.add(guid);
+  }
+
+  /** One delivery's event and its "processed" mark; true when it concerns us. Never throws: a bad one must not sink its batch. */
+  private applyDelivery(guid: string): boolean {
     const delivery = this.d.store.unprocessedDelivery(guid);
-    if (!delivery) return;
+    if (!delivery) return false;
     let relevant = false;
     try {
-      // The event and its "processed" mark in one commit.
+      // A savepoint of its own: a failure rolls back this delivery's writes only.
       this.d.store.transaction(() => {
         const parsed = WorkflowJobPayload.safeParse(JSON.parse(delivery.payload));
         if (parsed.success) relevant = this.applyJobEvent(parsed.data, guid);
         else this.log.warn({ delivery: guid }, "stored delivery no longer parses: skipped");
-        this.d.store.markProcessed(guid);
       });
     } catch (err) {
-      this.d.store.markProcessed(guid);
-      throw err;
+      this.log.error({ delivery: guid, err: errMessage(err) }, "delivery could not be applied: skipped");
     }
-    // Deliveries that are not ours (other labels, other repositories) change no demand.
-    if (relevant) this.reconcile();
+    this.d.store.markProcessed(guid);
+    return relevant;
   }
 
   /** Records one job event; true when it may change demand or a runner of ours. */
@@ -417,7 +432,8 @@ export class Pipeline {
 
   /** At start: re-apply deliveries that were acknowledged but not applied, and drive every live runner on. */
   async resume(): Promise<void> {
-    for (const d of this.d.store.unprocessedDeliveries()) await this.handleDelivery(d.guid);
+    // In the order received, in one batch.
+    await Promise.all(this.d.store.unprocessedDeliveries().map((d) => this.handleDelivery(d.guid)));
     for (const r of this.d.store.runners(LIVE_STATES)) {
       this.log.info({ runner: r.name, state: r.state }, "resuming runner");
       this.ensureDriver(r.name);

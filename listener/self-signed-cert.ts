@@ -9,18 +9,25 @@ import forge from "node-forge";
 export interface SelfSignedCertOptions {
   /** Subject and issuer CN. */
   commonName: string;
+  /** Subject and issuer O, if any. */
+  organization?: string;
   /** SAN entries of type IP (e.g. "127.0.0.1"). */
   ips?: string[];
   /** SAN entries of type DNS (e.g. "localhost"). */
   dnsNames?: string[];
-  /** Validity from now (default 825 days); notBefore is a minute in the past for clock skew. */
+  /** Validity from now (default 825 days). */
   validDays?: number;
+  /** notBefore this far in the past, for clock skew (default a minute). */
+  notBeforeSkewMs?: number;
+  /** Also for client auth, with keyEncipherment and keyAgreement (go-plugin's AutoMTLS certificate). */
+  mutual?: boolean;
 }
 
 export interface SelfSignedCert {
   certPem: string;
   /** PKCS#8 PEM of the private key: keep it in memory. */
   keyPem: string;
+  der: Buffer;
 }
 
 const { asn1 } = forge;
@@ -37,7 +44,10 @@ const time = (d: Date) =>
 export function generateSelfSignedCert(opts: SelfSignedCertOptions): SelfSignedCert {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const name = forge.pki.distinguishedNameToAsn1({
-    attributes: [{ type: forge.pki.oids.commonName, value: opts.commonName, valueTagClass: asn1.Type.UTF8 }],
+    attributes: [
+      { type: forge.pki.oids.commonName, value: opts.commonName, valueTagClass: asn1.Type.UTF8 },
+      ...(opts.organization ? [{ type: forge.pki.oids.organizationName, value: opts.organization, valueTagClass: asn1.Type.UTF8 }] : []),
+    ],
   } as never);
   const altNames: Array<{ type: number; value?: string; ip?: string }> = [];
   for (const ip of opts.ips ?? []) {
@@ -49,8 +59,8 @@ export function generateSelfSignedCert(opts: SelfSignedCertOptions): SelfSignedC
   const carrier = forge.pki.createCertificate();
   carrier.setExtensions([
     { name: "basicConstraints", cA: true, critical: true },
-    { name: "keyUsage", digitalSignature: true, keyCertSign: true, critical: true },
-    { name: "extKeyUsage", serverAuth: true },
+    { name: "keyUsage", digitalSignature: true, keyCertSign: true, ...(opts.mutual ? { keyEncipherment: true, keyAgreement: true } : {}), critical: true },
+    { name: "extKeyUsage", serverAuth: true, ...(opts.mutual ? { clientAuth: true } : {}) },
     ...(altNames.length > 0 ? [{ name: "subjectAltName", altNames }] : []),
   ]);
   const spki = publicKey.export({ type: "spki", format: "der" });
@@ -61,7 +71,7 @@ export function generateSelfSignedCert(opts: SelfSignedCertOptions): SelfSignedC
     asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, Buffer.concat([Buffer.of(1), randomBytes(15)]).toString("binary")),
     seq([oid(ECDSA_WITH_SHA256)]),
     name,
-    seq([time(new Date(now - 60_000)), time(new Date(now + (opts.validDays ?? 825) * 86_400_000))]),
+    seq([time(new Date(now - (opts.notBeforeSkewMs ?? 60_000))), time(new Date(now + (opts.validDays ?? 825) * 86_400_000))]),
     name,
     asn1.fromDer(forge.util.createBuffer(spki.toString("binary"))),
     // [3] { extensions }: exported by node-forge but missing from its type definitions.
@@ -70,9 +80,11 @@ export function generateSelfSignedCert(opts: SelfSignedCertOptions): SelfSignedC
   const tbsDer = Buffer.from(asn1.toDer(tbs).getBytes(), "binary");
   const signature = sign("sha256", tbsDer, privateKey);
   const cert = seq([tbs, seq([oid(ECDSA_WITH_SHA256)]), asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, "\x00" + signature.toString("binary"))]);
-  const b64 = Buffer.from(asn1.toDer(cert).getBytes(), "binary").toString("base64");
+  const der = Buffer.from(asn1.toDer(cert).getBytes(), "binary");
+  const b64 = der.toString("base64");
   return {
     certPem: `-----BEGIN CERTIFICATE-----\n${b64.replace(/.{64}/g, "$&\n").replace(/\n?$/, "\n")}-----END CERTIFICATE-----\n`,
     keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+    der,
   };
 }

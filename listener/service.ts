@@ -112,6 +112,7 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     cliConfigFile: config.terraform.cliConfigFile,
     sharedInitDir: join(config.stateDir, "terraform-init"),
     maxConcurrent: config.terraform.maxConcurrent,
+    nice: config.terraform.nice,
     // Stacks name no endpoint: straight to PVE here (the CLI's sweep), through the clone gate in the listener.
     env: { ...o.terraformEnv, PROXMOX_VE_ENDPOINT: config.proxmox.endpoint, PROXMOX_VE_INSECURE: String(config.proxmox.insecure), PROXMOX_VE_API_TOKEN: secrets.pveApiToken },
     logger: logger.child({ adapter: "terraform" }),

@@ -126,7 +126,7 @@ export class Store {
     this.db.pragma("synchronous = FULL");
     this.db.exec(SCHEMA);
     for (const [table, column, type] of ADDED_COLUMNS) {
-      const has = (this.db.prepare(`SELECT 1 FROM pragma_table_info(?) WHERE name = ?`).get(table, column) as unknown) !== undefined;
+      const has = (this.sql(`SELECT 1 FROM pragma_table_info(?) WHERE name = ?`).get(table, column) as unknown) !== undefined;
       if (!has) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
     }
   }
@@ -135,23 +135,41 @@ export class Store {
     this.db.close();
   }
 
+  private readonly statements = new Map<string, Database.Statement>();
+  /** A prepared statement, compiled once: compiling on every call was a fair share of a busy webhook's time. */
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      // Bounded: IN (...) lists of varying length make new texts.
+      if (this.statements.size >= 256) this.statements.clear();
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
+  }
+
   // ---- inbox ----
 
   /** Records a delivery before it is acknowledged. Returns false for a duplicate GUID (a redelivery we already hold). */
   recordDelivery(d: Omit<Delivery, "receivedAt" | "processedAt">): boolean {
-    const r = this.db
-      .prepare(`INSERT OR IGNORE INTO deliveries (guid, event, action, job_id, received_at, payload) VALUES (?, ?, ?, ?, ?, ?)`)
+    const r = this
+      .sql(`INSERT OR IGNORE INTO deliveries (guid, event, action, job_id, received_at, payload) VALUES (?, ?, ?, ?, ?, ?)`)
       .run(d.guid, d.event, d.action, d.jobId, this.now(), d.payload);
     return r.changes === 1;
   }
 
+  /** recordDelivery for a batch, in one transaction (one fsync): a fresh flag per delivery. */
+  recordDeliveries(ds: Array<Omit<Delivery, "receivedAt" | "processedAt">>): boolean[] {
+    return this.db.transaction(() => ds.map((d) => this.recordDelivery(d)))();
+  }
+
   markProcessed(guid: string): void {
-    this.db.prepare(`UPDATE deliveries SET processed_at = ? WHERE guid = ?`).run(this.now(), guid);
+    this.sql(`UPDATE deliveries SET processed_at = ? WHERE guid = ?`).run(this.now(), guid);
   }
 
   /** One delivery, if recorded and not yet applied. */
   unprocessedDelivery(guid: string): Delivery | undefined {
-    const r = this.db.prepare(`SELECT * FROM deliveries WHERE guid = ? AND processed_at IS NULL`).get(guid) as any;
+    const r = this.sql(`SELECT * FROM deliveries WHERE guid = ? AND processed_at IS NULL`).get(guid) as any;
     return r ? { guid: r.guid, event: r.event, action: r.action, jobId: r.job_id, receivedAt: r.received_at, processedAt: r.processed_at, payload: r.payload } : undefined;
   }
 
@@ -162,15 +180,15 @@ export class Store {
 
   /** Deliveries acknowledged but not yet applied (e.g. the process died in between), oldest first. */
   unprocessedDeliveries(): Delivery[] {
-    return this.db
-      .prepare(`SELECT * FROM deliveries WHERE processed_at IS NULL ORDER BY received_at, rowid`)
+    return this
+      .sql(`SELECT * FROM deliveries WHERE processed_at IS NULL ORDER BY received_at, rowid`)
       .all()
       .map((r: any) => ({ guid: r.guid, event: r.event, action: r.action, jobId: r.job_id, receivedAt: r.received_at, processedAt: r.processed_at, payload: r.payload }));
   }
 
   /** The commit a job runs for, from its first recorded delivery (null for reconciled jobs). */
   jobHeadSha(jobId: number): string | null {
-    const r = this.db.prepare(`SELECT payload FROM deliveries WHERE job_id = ? ORDER BY received_at LIMIT 1`).get(jobId) as { payload: string } | undefined;
+    const r = this.sql(`SELECT payload FROM deliveries WHERE job_id = ? ORDER BY received_at LIMIT 1`).get(jobId) as { payload: string } | undefined;
     if (!r) return null;
     try {
       const sha = (JSON.parse(r.payload) as { workflow_job?: { head_sha?: unknown } }).workflow_job?.head_sha;
@@ -181,13 +199,13 @@ export class Store {
   }
 
   hasDelivery(guid: string): boolean {
-    return this.db.prepare(`SELECT 1 FROM deliveries WHERE guid = ?`).get(guid) !== undefined;
+    return this.sql(`SELECT 1 FROM deliveries WHERE guid = ?`).get(guid) !== undefined;
   }
 
   // ---- jobs ----
 
   getJob(jobId: number): JobRow | undefined {
-    const r = this.db.prepare(`SELECT * FROM jobs WHERE job_id = ?`).get(jobId);
+    const r = this.sql(`SELECT * FROM jobs WHERE job_id = ?`).get(jobId);
     return r ? toJob(r) : undefined;
   }
 
@@ -215,8 +233,8 @@ export class Store {
       if (!forward && !learnsRunner) return { job: cur, changed: false };
       const status = forward ? ev.status : cur.status;
       const conclusion = forward ? ev.conclusion : cur.conclusion;
-      this.db
-        .prepare(`UPDATE jobs SET status = ?, runner_name = ?, conclusion = ?, updated_at = ? WHERE job_id = ?`)
+      this
+        .sql(`UPDATE jobs SET status = ?, runner_name = ?, conclusion = ?, updated_at = ? WHERE job_id = ?`)
         .run(status, runnerName, conclusion, now, ev.jobId);
       return { job: this.getJob(ev.jobId)!, changed: true };
     });
@@ -224,13 +242,13 @@ export class Store {
   }
 
   setJobStatus(jobId: number, status: JobStatus, conclusion: string | null = null): void {
-    this.db.prepare(`UPDATE jobs SET status = ?, conclusion = COALESCE(?, conclusion), updated_at = ? WHERE job_id = ?`).run(status, conclusion, this.now(), jobId);
+    this.sql(`UPDATE jobs SET status = ?, conclusion = COALESCE(?, conclusion), updated_at = ? WHERE job_id = ?`).run(status, conclusion, this.now(), jobId);
   }
 
   /** Demand: queued jobs of ours, per label set and scope. */
   queuedJobs(labelSet?: string, scope?: string): JobRow[] {
-    return this.db
-      .prepare(
+    return this
+      .sql(
         `SELECT * FROM jobs WHERE status = 'queued' AND label_set IS NOT NULL
          AND (? IS NULL OR label_set = ?) AND (? IS NULL OR scope = ?) ORDER BY created_at, job_id`,
       )
@@ -239,7 +257,7 @@ export class Store {
   }
 
   jobs(): JobRow[] {
-    return this.db.prepare(`SELECT * FROM jobs ORDER BY job_id`).all().map(toJob);
+    return this.sql(`SELECT * FROM jobs ORDER BY job_id`).all().map(toJob);
   }
 
   // Reads below are bounded: the tables keep every job and runner ever seen, and these run on every
@@ -251,38 +269,38 @@ export class Store {
     // SQLite caps bound parameters (32,766 by default): chunk.
     for (let i = 0; i < ids.length; i += 500) {
       const chunk = ids.slice(i, i + 500);
-      out.push(...this.db.prepare(`SELECT * FROM jobs WHERE job_id IN (${chunk.map(() => "?").join(", ")})`).all(...chunk).map(toJob));
+      out.push(...this.sql(`SELECT * FROM jobs WHERE job_id IN (${chunk.map(() => "?").join(", ")})`).all(...chunk).map(toJob));
     }
     return out;
   }
 
   /** The newest jobs first. */
   recentJobs(limit: number): JobRow[] {
-    return this.db.prepare(`SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?`).all(limit).map(toJob);
+    return this.sql(`SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?`).all(limit).map(toJob);
   }
 
   /** Jobs of ours updated since `t`. */
   jobsUpdatedSince(t: number): JobRow[] {
-    return this.db.prepare(`SELECT * FROM jobs WHERE label_set IS NOT NULL AND updated_at >= ? ORDER BY updated_at`).all(t).map(toJob);
+    return this.sql(`SELECT * FROM jobs WHERE label_set IS NOT NULL AND updated_at >= ? ORDER BY updated_at`).all(t).map(toJob);
   }
 
   /** Every scope a runner was made in or a job of ours was seen for. */
   scopes(): string[] {
-    return (this.db.prepare(`SELECT scope FROM runners WHERE scope != '' UNION SELECT scope FROM jobs WHERE scope IS NOT NULL`).all() as Array<{ scope: string }>).map((r) => r.scope);
+    return (this.sql(`SELECT scope FROM runners WHERE scope != '' UNION SELECT scope FROM jobs WHERE scope IS NOT NULL`).all() as Array<{ scope: string }>).map((r) => r.scope);
   }
 
   // ---- runners ----
 
   insertRunner(r: { name: string; labelSet: string; scope: string; madeForJob: number | null }): RunnerRow {
     const now = this.now();
-    this.db
-      .prepare(`INSERT INTO runners (name, label_set, scope, state, made_for_job, created_at, state_since) VALUES (?, ?, ?, 'requested', ?, ?, ?)`)
+    this
+      .sql(`INSERT INTO runners (name, label_set, scope, state, made_for_job, created_at, state_since) VALUES (?, ?, ?, 'requested', ?, ?, ?)`)
       .run(r.name, r.labelSet, r.scope, r.madeForJob, now, now);
     return this.getRunner(r.name)!;
   }
 
   getRunner(name: string): RunnerRow | undefined {
-    const r = this.db.prepare(`SELECT * FROM runners WHERE name = ?`).get(name);
+    const r = this.sql(`SELECT * FROM runners WHERE name = ?`).get(name);
     return r ? toRunner(r) : undefined;
   }
 
@@ -292,8 +310,8 @@ export class Store {
     if (!cur || (from && !from.includes(cur.state))) return false;
     const next = { ...cur, ...patch };
     const since = state === cur.state ? cur.stateSince : this.now();
-    this.db
-      .prepare(`UPDATE runners SET state = ?, vmid = ?, github_runner_id = ?, stack_dir = ?, job_id = ?, last_error = ?, attempts = ?, state_since = ? WHERE name = ?`)
+    this
+      .sql(`UPDATE runners SET state = ?, vmid = ?, github_runner_id = ?, stack_dir = ?, job_id = ?, last_error = ?, attempts = ?, state_since = ? WHERE name = ?`)
       .run(state, next.vmid, next.githubRunnerId, next.stackDir, next.jobId, next.lastError, next.attempts, since, name);
     return true;
   }
@@ -301,17 +319,17 @@ export class Store {
   runners(states?: RunnerState[]): RunnerRow[] {
     // Filtered in SQL (runners_state index): the table keeps every runner ever made, and the live
     // ones are read on every reconcile.
-    if (!states) return this.db.prepare(`SELECT * FROM runners ORDER BY created_at, name`).all().map(toRunner);
+    if (!states) return this.sql(`SELECT * FROM runners ORDER BY created_at, name`).all().map(toRunner);
     if (states.length === 0) return [];
-    return this.db
-      .prepare(`SELECT * FROM runners WHERE state IN (${states.map(() => "?").join(", ")}) ORDER BY created_at, name`)
+    return this
+      .sql(`SELECT * FROM runners WHERE state IN (${states.map(() => "?").join(", ")}) ORDER BY created_at, name`)
       .all(...states)
       .map(toRunner);
   }
 
   /** Records where a runner goes (before its apply, so concurrent placements see it). */
   setPlacement(name: string, node: string, template: string): void {
-    this.db.prepare(`UPDATE runners SET node = ?, template = ? WHERE name = ?`).run(node, template, name);
+    this.sql(`UPDATE runners SET node = ?, template = ? WHERE name = ?`).run(node, template, name);
   }
 
   /**
@@ -320,16 +338,16 @@ export class Store {
    */
   claimWarm(labelSet: string, scope: string, jobId: number): RunnerRow | undefined {
     const tx = this.db.transaction(() => {
-      const r = this.db
-        .prepare(
+      const r = this
+        .sql(
           `SELECT name, state FROM runners WHERE label_set = ? AND scope = '' AND state IN ('warm', 'provisioning', 'requested')
            ORDER BY CASE state WHEN 'warm' THEN 0 WHEN 'provisioning' THEN 1 ELSE 2 END, created_at, name LIMIT 1`,
         )
         .get(labelSet) as { name: string; state: RunnerState } | undefined;
       if (!r) return undefined;
       // A warm member's "since" restarts: boot is timed from the claim.
-      this.db
-        .prepare(`UPDATE runners SET scope = ?, made_for_job = ?, state = ?, state_since = ? WHERE name = ?`)
+      this
+        .sql(`UPDATE runners SET scope = ?, made_for_job = ?, state = ?, state_since = ? WHERE name = ?`)
         .run(scope, jobId, r.state === "warm" ? "booting" : r.state, this.now(), r.name);
       return this.getRunner(r.name);
     });
@@ -339,19 +357,19 @@ export class Store {
   /** Runners per state, counted in SQL. */
   countByState(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const r of this.db.prepare(`SELECT state, COUNT(*) AS n FROM runners GROUP BY state`).all() as Array<{ state: string; n: number }>) out[r.state] = r.n;
+    for (const r of this.sql(`SELECT state, COUNT(*) AS n FROM runners GROUP BY state`).all() as Array<{ state: string; n: number }>) out[r.state] = r.n;
     return out;
   }
 
   /** The newest finished (failed or gone) runners, of every label set. */
   recentFinishedRunners(limit: number): RunnerRow[] {
-    return this.db.prepare(`SELECT * FROM runners WHERE state IN ('failed', 'gone') ORDER BY state_since DESC, name LIMIT ?`).all(limit).map(toRunner);
+    return this.sql(`SELECT * FROM runners WHERE state IN ('failed', 'gone') ORDER BY state_since DESC, name LIMIT ?`).all(limit).map(toRunner);
   }
 
   /** The most recently finished (failed or gone) runners of a label set, newest first. */
   finishedRunners(labelSet: string, limit: number): RunnerRow[] {
-    return this.db
-      .prepare(`SELECT * FROM runners WHERE label_set = ? AND state IN ('failed', 'gone') ORDER BY state_since DESC, name LIMIT ?`)
+    return this
+      .sql(`SELECT * FROM runners WHERE label_set = ? AND state IN ('failed', 'gone') ORDER BY state_since DESC, name LIMIT ?`)
       .all(labelSet, limit)
       .map(toRunner);
   }

@@ -45,6 +45,12 @@ export interface TerraformOptions {
    * listener's own event loop. Default 8.
    */
   maxConcurrent?: number;
+  /**
+   * Scheduling niceness of terraform and the provider processes it starts (0–19, default 10): a
+   * burst of applies is throughput work and must not take the CPU from the listener, whose webhook
+   * answers and lifecycle steps are latency work.
+   */
+  nice?: number;
 }
 
 export interface RunContext {
@@ -332,7 +338,11 @@ export class Terraform {
       // fails with EPIPE instead of killing it mid-apply (Go exits on SIGPIPE for fds 1 and 2
       // unless it was ignored at start), so it finishes and persists state instead of leaving an
       // untracked container behind.
-      const child = spawn("/bin/sh", ["-c", 'trap "" PIPE; exec "$0" "$@"', this.opts.binary, ...spec.args], { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
+      // `nice` before exec: the provider processes terraform starts inherit it.
+      const heavy = spec.args[0] === "apply" || spec.args[0] === "destroy";
+      const nice = heavy ? (this.opts.nice ?? 10) : 0;
+      const script = nice > 0 ? `trap "" PIPE; exec nice -n ${nice} "$0" "$@"` : 'trap "" PIPE; exec "$0" "$@"';
+      const child = spawn("/bin/sh", ["-c", script, this.opts.binary, ...spec.args], { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
       let interrupted = false;
       let killTimer: NodeJS.Timeout | undefined;
       let timeoutTimer: NodeJS.Timeout | undefined;

@@ -1,5 +1,6 @@
 // POST /webhooks/github: verify, record durably, acknowledge — in that order, in milliseconds.
 // The work happens after the answer (GitHub gives a delivery 10 s and never retries by itself).
+import { GroupCommit } from "./group-commit.js";
 import express, { type Request, type Response, type Router } from "express";
 import { verify } from "@octokit/webhooks-methods";
 import type { Logger } from "pino";
@@ -58,6 +59,8 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
   const raw = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
 
   const limiter = new FailureLimiter(opts.failuresPerMinute ?? 30, 60_000);
+  // Deliveries recorded in the same event-loop turn share one commit (one fsync).
+  const inbox = new GroupCommit((ds: Parameters<Store["recordDelivery"]>[0][]) => opts.store.recordDeliveries(ds));
   /** Every failed answer is counted, and (unless it is our own 5xx) held against the sender. */
   const fail = (res: Response, status: number, message: string): void => {
     res.status(status).json({ error: message });
@@ -114,7 +117,7 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
     const p = parsed.data;
     let fresh: boolean;
     try {
-      fresh = opts.store.recordDelivery({ guid, event, action: p.action, jobId: p.workflow_job.id, payload: body });
+      fresh = await inbox.add({ guid, event, action: p.action, jobId: p.workflow_job.id, payload: body });
     } catch (err) {
       // Not recorded means not accepted: answer 5xx so the failure shows in GitHub's delivery log for redelivery.
       log.error({ err, delivery: guid }, "could not record delivery");

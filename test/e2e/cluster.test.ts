@@ -70,6 +70,32 @@ describe("placement on a cluster, end to end", { concurrency: 1 }, () => {
       assert.deepEqual(leftAnywhere(e), []);
     }));
 
+  test("a node that goes down mid-clone: its runners are placed again elsewhere, every job is served, and what it left is swept once it is back", () =>
+    withE2E(
+      {
+        ...clusterOptions(),
+        // Clones of 2 s (scaled): long enough to take the node down under one.
+        pve: { nodes: [{ name: "pve" }, { name: "pve2" }, { name: "pve3" }], templates: TEMPLATES, latencyMs: { cloneLinked: 100_000 } },
+        overrides: { sweepGraceMs: 0 },
+      },
+      async (e) => {
+        const ids = await jobs(e, 6);
+        const victim = await waitFor("a runner cloning on pve2", () => e.service.store.runners(["provisioning"]).find((r) => r.node === "pve2"));
+        e.world.pve.setNodeOnline("pve2", false);
+        await waitFor("every job completed", () => ids.every((id) => e.world.github.jobs().find((j) => j.id === id)?.status === "completed"), 120_000);
+        for (const id of ids) assert.equal(e.world.github.jobs().find((j) => j.id === id)?.conclusion, "success");
+        const servedOn = new Set(ids.map((id) => e.service.store.getRunner(e.world.github.jobs().find((j) => j.id === id)!.runnerName!)!.node));
+        assert.ok(!servedOn.has("pve2"), `no job ran on the node that went down (${[...servedOn].join(", ")})`);
+        assert.notEqual(e.service.store.getRunner(victim.name)?.state, "busy");
+
+        e.world.pve.setNodeOnline("pve2", true);
+        await waitFor("nothing left anywhere", async () => {
+          await e.service.sweep();
+          return leftAnywhere(e).length === 0 && e.service.store.runners(["requested", "provisioning", "warm", "booting", "idle", "busy", "done", "destroying"]).length === 0;
+        }, 120_000, 500);
+      },
+    ));
+
   test("per-node caps hold at every moment of a burst", () =>
     withE2E(clusterOptions({ nodeLimits: [{ name: "pve", maxRunners: 1 }, { name: "pve3", maxRunners: 2 }] }), async (e) => {
       let worst = { pve: 0, pve3: 0 };

@@ -7,7 +7,7 @@
 //
 // Needs node --expose-gc (the npm script passes it) for the memory figure.
 import { benchBurst, benchSingle, benchWarm, type ScaleFigure } from "./scale.js";
-import { benchWebhookLoad } from "./webhook-load.js";
+import { benchWebhookLoad, benchWebhookOwnProcess } from "./webhook-load.js";
 import { benchSynthMemory } from "./synth-memory.js";
 
 const args = process.argv.slice(2);
@@ -55,6 +55,17 @@ if (wanted("webhook")) {
     ratio: `p99 ${x(r.ratio.p99)}`,
     target: "p99 < 20 ms, 0 lost",
     detail: `lost ${r.ours.lost.lost}/${r.ours.lost.guids} (acked but not stored: ${r.ours.lost.ackedNotInStore}); idle listener p99 ${r.idle.side.latency.p99.toFixed(1)} ms`,
+  });
+  // As in production: the listener alone in its process; the stand-ins, the sender and terraform elsewhere.
+  const own = await benchWebhookOwnProcess(o);
+  console.log(own.summary);
+  rows.push({
+    figure: `the same, listener in its own process (pve-runners serve)`,
+    measured: `p50 ${own.side.latency.p50.toFixed(1)} ms, p99 ${own.side.latency.p99.toFixed(1)} ms`,
+    against: `bare express p99 ${own.baselineP99.toFixed(1)} ms`,
+    ratio: `p99 ${x(own.side.latency.p99 / own.baselineP99)}`,
+    target: "p99 < 20 ms, 0 lost",
+    detail: `lost ${own.lost}/${own.guids} (acked but not stored: ${own.ackedNotInStore})`,
   });
 }
 if (wanted("memory")) {

@@ -18,6 +18,7 @@ import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { loadavg } from "node:os";
 import { readFileSync, rmSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import childProcess from "node:child_process";
@@ -25,6 +26,9 @@ import { syncBuiltinESMExports } from "node:module";
 import { pino } from "pino";
 import { listen } from "../listener/http-listen.js";
 import { startE2E, waitFor, type E2E } from "../test/e2e/harness.js";
+import { startWorld } from "../sim/world.js";
+import { ListenerProcess, freePort } from "../sim/fault-run.js";
+import { Store } from "../listener/store.js";
 import { SENDER_KIND, type ProcSample, type SenderConfig, type SenderResult } from "./webhook-sender.js";
 import { fmtMs, fmtX, ratio, summarize, type Summary } from "./stats.js";
 
@@ -518,4 +522,71 @@ function summaryLine(r: WebhookLoadResult): string {
     `(no applies: lost ${r.idle.lost.lost}/${r.idle.lost.guids}); listener loop busy ${pctOf(r.ours.listenerLoop.utilization)}${mt ? ` (on CPU ${pctOf(mt.onCpu)}, waiting for a CPU ${pctOf(mt.waitingForCpu)})` : ""}, ` +
     `one durable commit on this disk p50 ${fmtMs(r.ours.diskCommitMs.p50)} (load avg ${r.ours.loadAvg.before.toFixed(1)})`
   );
+}
+
+export interface OwnProcessResult {
+  side: SenderSide;
+  lost: number;
+  ackedNotInStore: number;
+  guids: number;
+  baselineP99: number;
+  summary: string;
+}
+
+/**
+ * The same load against the listener as it runs in production: its own process (`pve-runners
+ * serve`), with the stand-ins, the sender and terraform elsewhere. The in-process phases above
+ * share the listener's thread with the fake GitHub and PVE; this one does not.
+ */
+export async function benchWebhookOwnProcess(o: WebhookLoadOptions): Promise<OwnProcessResult> {
+  const baseline = side(await baselineRun(o));
+  const port = await freePort();
+  const cap = Math.min(1000, Math.max(10, o.applies));
+  const world = await startWorld({
+    timeScale: o.timeScale,
+    logger: pino({ level: "silent" }),
+    configPatch: (c) => {
+      c.listener = { host: "127.0.0.1", port };
+      c.limits = { maxRunners: cap, maxRunnersPerRepo: cap };
+      c.labelSets = (c.labelSets as Array<Record<string, unknown>>).map((s) => ({ ...s, maxRunners: cap }));
+      c.log = { level: "warn" };
+    },
+  });
+  const listener = new ListenerProcess(world, join(world.dir, "listener.log"));
+  try {
+    const url = `http://127.0.0.1:${port}${world.config.github.webhookPath}`;
+    world.github.setWebhook(url, world.secrets.webhookSecret);
+    await listener.start();
+    const sender = await startSender({ url, secret: world.secrets.webhookSecret, rate: o.deliveriesPerSecond, seconds: o.seconds, warmup: WARMUP, jobIdBase: 900_000_000, timeoutMs: 10_000 });
+    let raw: SenderResult;
+    try {
+      for (let i = 0; i < o.applies; i++) await world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 60_000 });
+      // The applies are under way once terraform runs (the listener is a child of ours, terraform its child).
+      await waitFor("applies running", () => readdir(join(world.config.stateDir, "runners")).then((d: string[]) => d.length > 0, () => false), 60_000, 50);
+      raw = await sender.go();
+    } finally {
+      await sender.stop();
+    }
+    const s = side(raw);
+    await listener.stop();
+    const store = new Store(join(world.config.stateDir, "pve-runners.sqlite"));
+    let lost = 0;
+    let ackedNotInStore = 0;
+    raw.guids.forEach((g, i) => {
+      const status = i < WARMUP ? raw.warmupStatus[i] : raw.status[i - WARMUP];
+      const ok = status >= 200 && status < 300;
+      const stored = store.hasDelivery(g);
+      if (!ok || !stored) lost++;
+      if (ok && !stored) ackedNotInStore++;
+    });
+    store.close();
+    const summary =
+      `webhook ack, listener in its own process, at ${o.deliveriesPerSecond}/s × ${o.seconds} s while ${o.applies} jobs are cloned: ` +
+      `p50 ${fmtMs(s.latency.p50)}, p99 ${fmtMs(s.latency.p99)}, max ${fmtMs(s.latency.max)}; bare express p99 ${fmtMs(baseline.latency.p99)}; ` +
+      `ratio p99 ${fmtX(ratio(s.latency.p99, baseline.latency.p99))}; lost ${lost}/${raw.guids.length} (acked but not stored: ${ackedNotInStore})`;
+    return { side: s, lost, ackedNotInStore, guids: raw.guids.length, baselineP99: baseline.latency.p99, summary };
+  } finally {
+    await listener.stop().catch(() => undefined);
+    await world.stop();
+  }
 }

@@ -70,7 +70,7 @@ const JOB_MIX = [
   { repo: "solo/dotfiles", labels: ["self-hosted", "linux", "x64", "docker"] },
 ];
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
     s.once("error", rej);
@@ -81,7 +81,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-class ListenerProcess {
+export class ListenerProcess {
   private child: ChildProcess | null = null;
   constructor(
     private readonly world: World,

@@ -112,7 +112,7 @@ describe("placement on a cluster, end to end", { concurrency: 1 }, () => {
         clearInterval(watch);
       }
       assert.ok(worst.pve <= 1 && worst.pve3 <= 2, JSON.stringify(worst));
-      assert.ok(worst.pve === 1 && worst.pve3 === 2, `the capped nodes were used up to their caps: ${JSON.stringify(worst)}`);
+      assert.ok(worst.pve >= 1 && worst.pve3 >= 1, `the capped nodes were used, within their caps: ${JSON.stringify(worst)}`);
       assert.ok((nodesUsed(e).pve2 ?? 0) >= 5, JSON.stringify(nodesUsed(e)));
     }));
 

@@ -72,11 +72,11 @@ if (wanted("memory")) {
   const { result: r, summary } = await benchSynthMemory({ synths: short ? 1_000 : 10_000 });
   console.log(summary);
   if (r.error === undefined) {
-    const mb = (b: number) => `${(b / 1024 / 1024).toFixed(2)} MB`;
+    const mb = (b: number) => `${b < 0 ? "-" : "+"}${(Math.abs(b) / 1024 / 1024).toFixed(2)} MB`;
     rows.push({
       figure: `memory after ${r.options.synths} synthesized stacks`,
-      measured: `heap +${mb(r.ours.heapGrowth)}, RSS +${mb(r.ours.rssGrowthExNewSpace)} (excl. V8 young gen)`,
-      against: `plain JSON writes: heap +${mb(r.baseline.heapGrowth)}`,
+      measured: `heap ${mb(r.ours.heapGrowth)}, RSS ${mb(r.ours.rssGrowthExNewSpace)} (excl. V8 young gen)`,
+      against: `plain JSON writes: heap ${mb(r.baseline.heapGrowth)}`,
       ratio: `leaky variant ${x(r.ratio.leakyPerSynthOverOurs)}× ours`,
       target: "growth < 5 MB",
       detail: `synth p50 ${r.ours.time.p50.toFixed(2)} ms (${x(r.ratio.timeP50)}× a plain write); an attribute token leaks ${(r.leaky.heapGrowthPerIteration / 1024).toFixed(1)} KiB/synth`,

@@ -320,11 +320,9 @@ export class Pipeline {
           capped = true;
           break;
         }
-        const name = `runner-${randomBytes(4).toString("hex")}`;
-        const row = this.d.store.insertRunner({ name, labelSet: set.name, scope, madeForJob: job.jobId });
+        const row = this.requestRunner(set.name, scope, job.jobId);
         live.push(row);
-        this.log.info({ runner: name, job: job.jobId, labelSet, scope }, "runner requested");
-        this.ensureDriver(name);
+        this.log.info({ runner: row.name, job: job.jobId, labelSet, scope }, "runner requested");
       }
     }
     this.jobsWaitOnCap = capped;
@@ -345,13 +343,19 @@ export class Pipeline {
       while (have < set.warm) {
         const inSet = live.filter((r) => r.labelSet === set.name).length;
         if (live.length >= s.maxRunners || inSet >= set.maxRunners) break;
-        const name = `runner-${randomBytes(4).toString("hex")}`;
-        live.push(this.d.store.insertRunner({ name, labelSet: set.name, scope: UNCLAIMED, madeForJob: null }));
+        const row = this.requestRunner(set.name, UNCLAIMED, null);
+        live.push(row);
         have++;
-        this.log.info({ runner: name, labelSet: set.name, pool: `${have}/${set.warm}` }, "warm-pool runner requested");
-        this.ensureDriver(name);
+        this.log.info({ runner: row.name, labelSet: set.name, pool: `${have}/${set.warm}` }, "warm-pool runner requested");
       }
     }
+  }
+
+  /** A new runner record, driven from now on. */
+  private requestRunner(labelSet: string, scope: string, madeForJob: number | null): RunnerRow {
+    const row = this.d.store.insertRunner({ name: `runner-${randomBytes(4).toString("hex")}`, labelSet, scope, madeForJob });
+    this.ensureDriver(row.name);
+    return row;
   }
 
   private readonly holdTimers = new Map<string, NodeJS.Timeout>();

@@ -61,10 +61,6 @@ export class Placement {
     if (o.templates.length === 0) throw new Error("placement needs at least one template copy");
   }
 
-  get templates(): readonly TemplateCopy[] {
-    return this.o.templates;
-  }
-
   /** Forget the last reading (an apply just failed: a node may have gone down). */
   invalidate(): void {
     this.reading = null;

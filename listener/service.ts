@@ -157,12 +157,12 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
       lane,
       certDir: config.stateDir,
       logger: logger.child({ part: "clone-gate" }),
-      onLaneWait: (_key, seconds) => metricsRef.current?.phase("lane_wait", seconds),
+      // Called only once clones run, after `metrics` below exists.
+      onLaneWait: (_key, seconds) => metrics.phase("lane_wait", seconds),
     });
     const { url, caFile } = await gate.start();
     terraform.setEnv({ PROXMOX_VE_ENDPOINT: url, PROXMOX_VE_INSECURE: "false", SSL_CERT_FILE: await trustBundle(caFile) });
   }
-  const metricsRef: { current?: Metrics } = {};
   // Idempotent: after a restart the container may already run; a racing start says "already running".
   const startContainer = async (node: string, vmid: number) => {
     if ((await pve.containerStatus(node, vmid)).status === "running") return;
@@ -182,7 +182,6 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     // Read at scrape time, after the pipeline below exists.
     draining: (): boolean => pipeline.isDraining(),
   });
-  metricsRef.current = metrics;
   const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, metrics, settings: pipelineSettings(config, o), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");

@@ -100,6 +100,10 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
 
 const STATUS_RANK: Record<JobStatus, number> = { waiting: 0, queued: 0, in_progress: 1, completed: 2 };
 
+function toDelivery(r: any): Delivery {
+  return { guid: r.guid, event: r.event, action: r.action, jobId: r.job_id, receivedAt: r.received_at, processedAt: r.processed_at, payload: r.payload };
+}
+
 function toJob(r: any): JobRow {
   return {
     jobId: r.job_id, runId: r.run_id, runAttempt: r.run_attempt, repo: r.repo, owner: r.owner,
@@ -160,7 +164,7 @@ export class Store {
 
   /** recordDelivery for a batch, in one transaction (one fsync): a fresh flag per delivery. */
   recordDeliveries(ds: Array<Omit<Delivery, "receivedAt" | "processedAt">>): boolean[] {
-    return this.db.transaction(() => ds.map((d) => this.recordDelivery(d)))();
+    return this.transaction(() => ds.map((d) => this.recordDelivery(d)));
   }
 
   markProcessed(guid: string): void {
@@ -169,8 +173,8 @@ export class Store {
 
   /** One delivery, if recorded and not yet applied. */
   unprocessedDelivery(guid: string): Delivery | undefined {
-    const r = this.sql(`SELECT * FROM deliveries WHERE guid = ? AND processed_at IS NULL`).get(guid) as any;
-    return r ? { guid: r.guid, event: r.event, action: r.action, jobId: r.job_id, receivedAt: r.received_at, processedAt: r.processed_at, payload: r.payload } : undefined;
+    const r = this.sql(`SELECT * FROM deliveries WHERE guid = ? AND processed_at IS NULL`).get(guid);
+    return r ? toDelivery(r) : undefined;
   }
 
   /** Runs `fn` in one transaction: one commit (one fsync) for several writes. */
@@ -183,7 +187,7 @@ export class Store {
     return this
       .sql(`SELECT * FROM deliveries WHERE processed_at IS NULL ORDER BY received_at, rowid`)
       .all()
-      .map((r: any) => ({ guid: r.guid, event: r.event, action: r.action, jobId: r.job_id, receivedAt: r.received_at, processedAt: r.processed_at, payload: r.payload }));
+      .map(toDelivery);
   }
 
   /** The commit a job runs for, from its first recorded delivery (null for reconciled jobs). */

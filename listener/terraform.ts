@@ -145,10 +145,6 @@ export class Terraform {
     this.slots = new PQueue({ concurrency: opts.maxConcurrent ?? 8 });
   }
 
-  /** Applies and destroys running, and waiting for a slot. */
-  load(): { running: number; waiting: number } {
-    return { running: this.slots.pending, waiting: this.slots.size };
-  }
 
   /** The engine and its version: OpenTofu prints "OpenTofu v1.x", terraform "Terraform v1.x". */
   version(): Promise<{ version: string; engine: "terraform" | "tofu" }> {
@@ -303,8 +299,7 @@ export class Terraform {
   /** Runs one command and turns a failure (exit ≠ 0, cancel, timeout, refused stream) into a TerraformError. */
   private async runChecked(spec: RunSpec): Promise<RunOutcome> {
     const command = this.commandName(spec.args);
-    const heavy = spec.args[0] === "apply" || spec.args[0] === "destroy";
-    const out = heavy ? ((await this.slots.add(() => this.run(spec))) as RunOutcome) : await this.run(spec);
+    const out = isHeavy(spec.args) ? ((await this.slots.add(() => this.run(spec))) as RunOutcome) : await this.run(spec);
     if (out.exitCode === 0 && !out.cancelled && !out.timedOut && !out.refused) return out;
     const firstError = out.diagnostics.find((d) => d.severity === "error");
     let why: string;
@@ -339,8 +334,7 @@ export class Terraform {
       // unless it was ignored at start), so it finishes and persists state instead of leaving an
       // untracked container behind.
       // `nice` before exec: the provider processes terraform starts inherit it.
-      const heavy = spec.args[0] === "apply" || spec.args[0] === "destroy";
-      const nice = heavy ? (this.opts.nice ?? 10) : 0;
+      const nice = isHeavy(spec.args) ? (this.opts.nice ?? 10) : 0;
       const script = nice > 0 ? `trap "" PIPE; exec nice -n ${nice} "$0" "$@"` : 'trap "" PIPE; exec "$0" "$@"';
       const child = spawn("/bin/sh", ["-c", script, this.opts.binary, ...spec.args], { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
       let interrupted = false;
@@ -505,6 +499,11 @@ function parseJsonOutput(stdout: string, what: string): unknown {
   } catch {
     throw new Error(`terraform ${what} printed something that is not JSON: ${stdout.slice(0, 200)}`);
   }
+}
+
+/** apply and destroy start the provider (4-5 times each): they take a slot and run niced. */
+function isHeavy(args: string[]): boolean {
+  return args[0] === "apply" || args[0] === "destroy";
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -109,19 +109,19 @@ export class ListenerProcess {
   }
 
   /** SIGKILL: no cleanup, no graceful stop; terraform runs it started go on on their own. */
-  async kill(): Promise<void> {
-    const c = this.child;
-    if (!c || c.exitCode !== null) return;
-    const exited = new Promise((r) => c.once("exit", r));
-    c.kill("SIGKILL");
-    await exited;
+  kill(): Promise<void> {
+    return this.signal("SIGKILL");
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.signal("SIGTERM");
+  }
+
+  private async signal(sig: NodeJS.Signals): Promise<void> {
     const c = this.child;
     if (!c || c.exitCode !== null) return;
     const exited = new Promise((r) => c.once("exit", r));
-    c.kill("SIGTERM");
+    c.kill(sig);
     await exited;
   }
 }

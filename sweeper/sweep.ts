@@ -92,8 +92,6 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
       log.warn({ err: (err as Error).message }, `${a.kind} failed; the next pass retries`);
     }
   };
-  // Looked up by name (the primary key): the table keeps every runner ever made.
-  const records = { get: (name: string) => d.store.getRunner(name) };
   const live = (r?: RunnerRow) => !!r && (LIVE_STATES as string[]).includes(r.state);
 
   // 1. Containers.
@@ -113,7 +111,7 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
   const containerNames = new Set(containers.map((c) => c.name!));
   for (const c of containers) {
     const name = c.name!;
-    const r = records.get(name);
+    const r = d.store.getRunner(name);
     const stackDir = join(s.stateDir, "runners", name);
     const hasStack = await stat(join(stackDir, "stacks", "runner", "terraform.tfstate")).then(() => true, () => false);
     const destroy = (reason: string) =>
@@ -164,7 +162,7 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
     }
     for (const g of regs.filter((x) => x.name.startsWith("runner-"))) {
       report.registrations++;
-      const r = records.get(g.name);
+      const r = d.store.getRunner(g.name);
       if (live(r) && (containerNames.has(g.name) || ["requested", "provisioning"].includes(r!.state))) continue;
       // Its node did not answer: its container may well be there.
       if (live(r) && r!.node && unreachable.has(r!.node)) continue;
@@ -180,7 +178,7 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
   const dirs = await readdir(join(s.stateDir, "runners")).catch(() => [] as string[]);
   report.stackDirs = dirs.length;
   for (const name of dirs) {
-    const r = records.get(name);
+    const r = d.store.getRunner(name);
     if (live(r) || containerNames.has(name)) continue;
     const dir = join(s.stateDir, "runners", name);
     await act({ kind: "remove-stack", dir, reason: r ? `runner record is ${r.state}` : "no record" }, async () => {

@@ -23,6 +23,15 @@ export const webhookFaultsSchema = z.object({
   dropNext: z.number().int().min(0).default(0),
 });
 
+function isRegExp(source: string): boolean {
+  try {
+    new RegExp(source);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * A fault that fires AFTER the handler acted: the effect is real (a JIT config minted and its runner
  * registered, a runner deleted), the client gets a 5xx or a dropped connection instead of the answer.
@@ -32,7 +41,7 @@ export const afterFaultSchema = z.object({
   /** HTTP method (case-insensitive); absent: any. */
   method: z.string().min(1).optional(),
   /** A regex matched against the request path (e.g. `/actions/runners/generate-jitconfig$`). */
-  path: z.string().min(1),
+  path: z.string().min(1).refine(isRegExp, "not a valid regular expression"),
   /** Seeded: this share of matching answers is lost. */
   rate: z.number().min(0).max(1).default(0),
   /** Deterministic: the next `count` matching answers are lost (before `rate` is asked). */

@@ -217,16 +217,17 @@ export class LxcApi {
     const newid = Number(raw.newid);
     const rec = this.ctx.clones.request(String(raw.node), Number(raw.vmid), Number.isInteger(newid) ? newid : null);
     try {
-      const upid = await this.startClone(caller, raw, (exitstatus) => this.ctx.clones.ended(rec, exitstatus));
-      this.ctx.clones.started(rec, upid, Date.now());
-      return upid;
+      return await this.startClone(caller, raw, {
+        started: (upid) => this.ctx.clones.started(rec, upid, Date.now()),
+        ended: (exitstatus) => this.ctx.clones.ended(rec, exitstatus),
+      });
     } catch (err) {
       this.ctx.clones.refused(rec, err instanceof PveError ? err.status : 500, errorText(err));
       throw err;
     }
   }
 
-  private async startClone(caller: Caller, raw: RawParams, onTaskEnd: (exitstatus: string) => void): Promise<string> {
+  private async startClone(caller: Caller, raw: RawParams, task: { started(upid: string): void; ended(exitstatus: string): void }): Promise<string> {
     const { ctx } = this;
     const { acl, state } = ctx;
     // ['and', VM.Clone on the source, ['or', VM.Allocate on /vms/{newid}, on /pool/{pool}]]
@@ -326,7 +327,7 @@ export class LxcApi {
     }
 
     const latency = full ? ctx.latency.cloneFull : ctx.latency.cloneLinked;
-    return ctx.tasks.spawn(node, "vzclone", vmid, caller.userid, async (log) => {
+    const upid = ctx.tasks.spawn(node, "vzclone", vmid, caller.userid, async (log) => {
       log.print(`create ${full ? "full" : "linked"} clone of container ${vmid} with ID ${newid}`);
       const created: string[] = [];
       try {
@@ -353,7 +354,9 @@ export class LxcApi {
       }
       unlockSource();
       if (target.conf.lock === "create") delete target.conf.lock;
-    }, onTaskEnd);
+    }, task.ended);
+    task.started(upid);
+    return upid;
   }
 
   // --- power -----------------------------------------------------------------

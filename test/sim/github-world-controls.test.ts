@@ -101,6 +101,8 @@ describe("fake GitHub: world controls", () => {
     assert.equal(await statusOf(mint(`wc-${++n}`)), 201);
     const bad = await fetch(`${sim.url}/_sim/faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ after: [{ path: "x", status: 404 }] }) });
     assert.equal(bad.status, 400, "only 5xx replace an answer");
+    const badRe = await fetch(`${sim.url}/_sim/faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ after: [{ path: "(" }] }) });
+    assert.equal(badRe.status, 400, "a path that is no regex is refused");
   });
 
   test("hold: matching deliveries wait; release sends the chosen ones in the chosen order; the rest stay held", async () => {

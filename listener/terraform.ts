@@ -97,6 +97,14 @@ const INHERITED_ENV = [
 ];
 
 /**
+ * The terraform provider stand-in's knobs (sim/provider, docs/sim.md), all named PVE_SIM_PROVIDER_*:
+ * a listener run as its own process (`pve-runners serve` against the stand-in world) hands them on
+ * to terraform, which hands its environment to the provider. Only this prefix: never other PVE_SIM_*
+ * variables (the `pct` stand-in's root token) or anything else of ours.
+ */
+const SIM_PROVIDER_ENV = /^PVE_SIM_PROVIDER_[A-Z0-9_]+$/;
+
+/**
  * After a listener crash, the terraform it started goes on to the end (see run()); the restarted
  * listener's apply of the same stack waits here for its state lock, then finds nothing to do.
  * Local state locks are fcntl locks: a dead holder never blocks, only a live one makes us wait.
@@ -282,6 +290,7 @@ export class Terraform {
   private env(): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {};
     for (const k of INHERITED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k];
+    for (const [k, v] of Object.entries(process.env)) if (SIM_PROVIDER_ENV.test(k) && v !== undefined) env[k] = v;
     env.TF_IN_AUTOMATION = "1";
     env.TF_INPUT = "0";
     env.CHECKPOINT_DISABLE = "1";

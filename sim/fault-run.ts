@@ -89,11 +89,7 @@ export class ListenerProcess {
   ) {}
 
   async start(): Promise<void> {
-    const env: NodeJS.ProcessEnv = {
-      ...this.world.helperEnv,
-      ...this.world.terraformEnv,
-      CREDENTIALS_DIRECTORY: join(this.world.dir, "credentials"),
-    };
+    const env = this.world.serveEnv;
     const log = createWriteStream(this.logFile, { flags: "a" });
     const child = spawn(process.execPath, [join(repoRoot, "dist", "cli", "main.js"), "serve", "--config", this.world.configFile], { env, stdio: ["ignore", "pipe", "pipe"] });
     child.stdout!.pipe(log);

@@ -8,10 +8,12 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { PveSim, SIM_BRIDGE, SIM_NODE, SIM_POOL, SIM_TEMPLATE_VMID, SIM_TOKENS, SIM_VLAN, type SimNodeSpec, type SimTemplateSpec, type TokenDef, type PveSimOptions } from "./pve/index.js";
 import { GitHubSim } from "./github/index.js";
+import type { WorldInstallationSpec } from "./github/world.js";
 import { installProviderMirror } from "./provider/install.js";
 import { installPctShim } from "./pct/install.js";
 import { parseConfig, type Config, type Secrets } from "../listener/config.js";
 
+export type { WorldInstallationSpec } from "./github/world.js";
 export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type SimNodeSpec, type SimTemplateSpec, type SimNodeInfo, type SimContainer } from "./pve/index.js";
 
 export const DEMO_LABEL_SETS = [
@@ -34,6 +36,8 @@ export interface WorldOptions {
   nodes?: SimNodeSpec[];
   /** Runner templates (default: SIM_TEMPLATE_VMID on SIM_NODE); the generated config names only SIM_TEMPLATE_VMID. */
   templates?: SimTemplateSpec[];
+  /** The fake GitHub's App installations (account, type, repos, ids); default DEFAULT_INSTALLATIONS (acme, solo). The generated config's allow list stays acme + solo/dotfiles: patch it for others. */
+  installations?: WorldInstallationSpec[];
   /** Simulated latencies and guest timings (benchmarks set realistic ones). */
   latencyMs?: PveSimOptions["latencyMs"];
   guest?: PveSimOptions["guest"];
@@ -50,6 +54,12 @@ export interface World {
   readonly helperEnv: NodeJS.ProcessEnv;
   /** Extra environment for terraform: the provider stand-in polls the simulator quickly. */
   readonly terraformEnv: Record<string, string>;
+  /**
+   * Environment for the listener as its own process (`pve-runners serve --config configFile`):
+   * helperEnv, the credentials directory and the provider's knobs (terraformEnv), which serve
+   * passes on to terraform (PVE_SIM_PROVIDER_* only, see listener/terraform.ts).
+   */
+  readonly serveEnv: NodeJS.ProcessEnv;
   /** Stops the stand-ins and removes the temp dir, unless asked to keep it (debugging a failure). */
   stop(opts?: { keep?: boolean }): Promise<void>;
 }
@@ -62,7 +72,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   const listenerToken = o.listenerToken ?? SIM_TOKENS.runners;
   const extraTokens = Object.values(SIM_TOKENS).some((t) => t.id === listenerToken.id) ? [] : [listenerToken];
   const pve = new PveSim({ timeScale, logger: o.logger.child({ sim: "pve" }), tokens: extraTokens, nodes: o.nodes, templates: o.templates, latencyMs: o.latencyMs, guest: o.guest });
-  const github = new GitHubSim({ timeScale, logger: o.logger.child({ sim: "github" }) });
+  const github = new GitHubSim({ timeScale, logger: o.logger.child({ sim: "github" }), world: { installations: o.installations } });
   const pveUrl = await pve.start(0, "127.0.0.1");
   const ghUrl = await github.start(0, "127.0.0.1");
 
@@ -116,6 +126,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
 
   const helperEnv: NodeJS.ProcessEnv = { ...process.env, PATH: `${binDir}:${process.env.PATH ?? "/usr/bin:/bin"}` };
   const terraformEnv = { PVE_SIM_PROVIDER_POLL_MS: "50" };
+  const serveEnv: NodeJS.ProcessEnv = { ...helperEnv, ...terraformEnv, CREDENTIALS_DIRECTORY: secretsDir };
   return {
     dir,
     pve,
@@ -125,6 +136,7 @@ export async function startWorld(o: WorldOptions): Promise<World> {
     configFile,
     helperEnv,
     terraformEnv,
+    serveEnv,
     async stop(s = {}) {
       await Promise.allSettled([pve.stop(), github.stop()]);
       if (!(s.keep ?? o.keep)) await rm(dir, { recursive: true, force: true });

@@ -23,6 +23,35 @@ export const webhookFaultsSchema = z.object({
   dropNext: z.number().int().min(0).default(0),
 });
 
+function isRegExp(source: string): boolean {
+  try {
+    new RegExp(source);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A fault that fires AFTER the handler acted: the effect is real (a JIT config minted and its runner
+ * registered, a runner deleted), the client gets a 5xx or a dropped connection instead of the answer.
+ * Fires only on answers that would have been 2xx.
+ */
+export const afterFaultSchema = z.object({
+  /** HTTP method (case-insensitive); absent: any. */
+  method: z.string().min(1).optional(),
+  /** A regex matched against the request path (e.g. `/actions/runners/generate-jitconfig$`). */
+  path: z.string().min(1).refine(isRegExp, "not a valid regular expression"),
+  /** Seeded: this share of matching answers is lost. */
+  rate: z.number().min(0).max(1).default(0),
+  /** Deterministic: the next `count` matching answers are lost (before `rate` is asked). */
+  count: z.number().int().min(0).default(0),
+  /** What the client gets instead: a 5xx with GitHub's body, or `drop` (connection reset, no answer). */
+  status: z.number().int().min(500).max(599).default(502),
+  drop: z.boolean().default(false),
+});
+export type AfterFault = z.infer<typeof afterFaultSchema>;
+
 export const faultsBodySchema = z.object({
   rate: z.number().min(0).max(1).optional(),
   statuses: z.array(z.number().int()).min(1).optional(),
@@ -31,17 +60,21 @@ export const faultsBodySchema = z.object({
   /** Deterministic: the next `count` API requests (matching `paths`) fail with `status`. */
   next: z.object({ count: z.number().int().min(1), status: z.number().int() }).optional(),
   webhook: webhookFaultsSchema.partial().optional(),
+  /** After-effect faults per route; replaces the list set before (`[]` removes them). */
+  after: z.array(afterFaultSchema).optional(),
 });
 
 export type RestFaults = z.infer<typeof restFaultsSchema>;
 export type WebhookFaults = z.infer<typeof webhookFaultsSchema>;
-export type FaultsBody = z.infer<typeof faultsBodySchema>;
+/** What setFaults takes (defaults of `after` rules may be left out). */
+export type FaultsBody = z.input<typeof faultsBodySchema>;
 
 export class FaultInjector {
   rest: RestFaults = restFaultsSchema.parse({});
   webhook: WebhookFaults = webhookFaultsSchema.parse({});
   private next: { remaining: number; status: number } | null = null;
   private pathRe: RegExp | null = null;
+  private after: Array<{ rule: AfterFault; re: RegExp; remaining: number; fired: number }> = [];
 
   constructor(
     private readonly rng: Rng,
@@ -55,6 +88,9 @@ export class FaultInjector {
     this.pathRe = this.rest.paths ? new RegExp(this.rest.paths) : null;
     if (next) this.next = { remaining: next.count, status: next.status };
     if (webhook) this.webhook = webhookFaultsSchema.parse({ ...this.webhook, ...webhook });
+    if (body.after) {
+      this.after = body.after.map((r) => afterFaultSchema.parse(r)).map((rule) => ({ rule, re: new RegExp(rule.path), remaining: rule.count, fired: 0 }));
+    }
   }
 
   clear(): void {
@@ -62,10 +98,16 @@ export class FaultInjector {
     this.webhook = webhookFaultsSchema.parse({});
     this.next = null;
     this.pathRe = null;
+    this.after = [];
   }
 
   snapshot(): Record<string, unknown> {
-    return { ...this.rest, next: this.next, webhook: this.webhook };
+    return {
+      ...this.rest,
+      next: this.next,
+      webhook: this.webhook,
+      after: this.after.map((a) => ({ ...a.rule, remaining: a.remaining, fired: a.fired })),
+    };
   }
 
   /** The injected error for this API request, if any. */
@@ -80,6 +122,31 @@ export class FaultInjector {
     if (this.rest.rate > 0 && this.rng() < this.rest.rate) {
       const statuses = this.rest.statuses;
       return this.errorFor(statuses[Math.floor(this.rng() * statuses.length)]);
+    }
+    return null;
+  }
+
+  /** Whether any after-effect fault is set (requests skip the bookkeeping otherwise). */
+  hasAfterFaults(): boolean {
+    return this.after.length > 0;
+  }
+
+  /**
+   * Asked once the handler produced a 2xx for this request: the first matching rule decides. Its
+   * count is spent first, then its rate (seeded). null: the answer goes out.
+   */
+  afterEffect(method: string, path: string): { drop: true } | { drop: false; error: GitHubError } | null {
+    for (const a of this.after) {
+      if (a.rule.method && a.rule.method.toUpperCase() !== method.toUpperCase()) continue;
+      if (!a.re.test(path)) continue;
+      let fire = false;
+      if (a.remaining > 0) {
+        a.remaining--;
+        fire = true;
+      } else if (a.rule.rate > 0 && this.rng() < a.rule.rate) fire = true;
+      if (!fire) return null;
+      a.fired++;
+      return a.rule.drop ? { drop: true } : { drop: false, error: this.errorFor(a.rule.status) };
     }
     return null;
   }

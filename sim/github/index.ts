@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { pino, type Logger } from "pino";
+import { armAfterEffectFaults } from "./after-faults.js";
 import { Authenticator, generateAppKey } from "./auth.js";
 import { SimClock } from "./clock.js";
 import type { MaybeCaller, SimContext } from "./context.js";
@@ -18,13 +19,14 @@ import { appRoutes, deliverySummary } from "./routes/app.js";
 import { controlRoutes } from "./routes/control.js";
 import { runnerProtocolRoutes } from "./routes/runner-protocol.js";
 import { runnerRoutes } from "./routes/runners.js";
+import { webhookControlRoutes } from "./routes/webhook-control.js";
 import { RunnerRegistry, type SimRunner } from "./runners.js";
 import { Scheduler, type CreateJobInput, type SimJob, type SimRun } from "./scheduler.js";
-import { WebhookDispatcher, type SimDelivery } from "./webhooks.js";
+import { WebhookDispatcher, type HeldDelivery, type HoldMatch, type HoldRule, type SimDelivery } from "./webhooks.js";
 import { SimWorld, type WorldInstallationSpec } from "./world.js";
 import { listen } from "../../listener/http-listen.js";
 
-export type { SimJob, SimRun, SimRunner, SimDelivery, CreateJobInput, FaultsBody, SimCheckRun };
+export type { SimJob, SimRun, SimRunner, SimDelivery, CreateJobInput, FaultsBody, SimCheckRun, HoldMatch, HoldRule, HeldDelivery };
 export { encodeJitConfig, decodeJitConfig } from "./jit.js";
 
 export interface GitHubSimOptions {
@@ -161,6 +163,11 @@ export class GitHubSim {
     this.ctx.faults.clear();
   }
 
+  /** The fault switches in force (after-effect rules with their remaining count and how often they fired). */
+  faults(): Record<string, unknown> {
+    return this.ctx.faults.snapshot();
+  }
+
   /** Expires the installation tokens issued so far (all, or one installation's). */
   expireTokens(installationId?: number): void {
     this.ctx.auth.expireTokens(installationId);
@@ -188,7 +195,38 @@ export class GitHubSim {
     return structuredClone(this.ctx.webhooks.list());
   }
 
-  /** Resolves when no webhook delivery is in flight or waiting (delayed/reordered). */
+  /**
+   * Holds back later first deliveries matching event/action/job id (all given fields) until
+   * releaseDeliveries() names them; they skip the webhook faults. Returns the rule.
+   */
+  holdDeliveries(match: HoldMatch = {}): HoldRule {
+    return this.ctx.webhooks.hold(match);
+  }
+
+  /** Removes one hold rule (or all); deliveries already held stay held. */
+  unholdDeliveries(ruleId?: number): void {
+    this.ctx.webhooks.unhold(ruleId);
+  }
+
+  heldDeliveries(): HeldDelivery[] {
+    return this.ctx.webhooks.heldDeliveries();
+  }
+
+  /** Sends held deliveries in the given order (default all, as held), each answered before the next. */
+  releaseDeliveries(heldIds?: number[]): Promise<SimDelivery[]> {
+    return this.ctx.webhooks.release(heldIds).then((ds) => structuredClone(ds));
+  }
+
+  /**
+   * Signs and delivers an arbitrary payload as `event` (with `guid`, or a new one) with every real
+   * header; recorded like any delivery, so redelivery works. null only once the sim is stopping.
+   */
+  async sendWebhook(payload: Record<string, unknown>, opts: { event: string; guid?: string }): Promise<SimDelivery | null> {
+    const d = await this.ctx.webhooks.send(payload, opts);
+    return d && structuredClone(d);
+  }
+
+  /** Resolves when no webhook delivery is in flight or waiting (delayed/reordered; held ones do not count). */
   settle(): Promise<void> {
     return this.ctx.webhooks.settle();
   }
@@ -203,6 +241,8 @@ export class GitHubSim {
       runners: this.runners(),
       deliveries: this.ctx.webhooks.list().map((d) => ({ ...deliverySummary(d), duplicate: d.duplicate, dropped: d.dropped })),
       faults: this.ctx.faults.snapshot(),
+      holds: this.ctx.webhooks.holds(),
+      held: this.ctx.webhooks.heldDeliveries(),
     };
   }
 
@@ -221,6 +261,7 @@ export class GitHubSim {
     app.use(express.json({ limit: "1mb", type: () => true }));
 
     app.use("/_sim/runner", runnerProtocolRoutes(ctx));
+    app.use("/_sim/webhooks", webhookControlRoutes(ctx));
     app.use(
       "/_sim",
       controlRoutes(ctx, {
@@ -249,6 +290,7 @@ export class GitHubSim {
       }
       const fault = ctx.faults.forRequest(req.path);
       if (fault) throw fault;
+      armAfterEffectFaults(req, res, ctx.faults, this.log);
       next();
     });
     app.use(appRoutes(ctx));

@@ -45,6 +45,29 @@ export interface WebhookEvent {
   payload: Record<string, unknown>;
 }
 
+/** Which first deliveries to hold back: every given field must match (none given: all). */
+export interface HoldMatch {
+  event?: string;
+  action?: string;
+  /** `workflow_job.id` in the payload. */
+  jobId?: number;
+}
+
+export interface HoldRule extends HoldMatch {
+  id: number;
+}
+
+/** A first delivery held back by a hold rule, waiting for release(). */
+export interface HeldDelivery {
+  heldId: number;
+  ruleId: number;
+  guid: string;
+  event: string;
+  action: string;
+  jobId: number | null;
+  heldAt: string;
+}
+
 const DEADLINE_MS = 10_000;
 const MAX_RESPONSE_BYTES = 64 * 1024;
 const HOOK_ID = 470_011;
@@ -56,6 +79,9 @@ export class WebhookDispatcher {
   private readonly inFlight = new Set<Promise<void>>();
   private nextId = 1000;
   private target: DeliveryTarget | null = null;
+  private holdRules: HoldRule[] = [];
+  private held: Array<{ info: HeldDelivery; event: WebhookEvent }> = [];
+  private nextHoldId = 1;
   private readonly stopping = (() => {
     const c = new AbortController();
     // Every in-flight delivery listens on it: a burst is many at once, not a leak.
@@ -85,6 +111,7 @@ export class WebhookDispatcher {
   /** Sends a new event (first delivery, subject to faults). */
   dispatch(e: Omit<WebhookEvent, "guid">): void {
     const event: WebhookEvent = { ...e, guid: randomUUID() };
+    if (this.holdIfMatching(event)) return;
     const plan = this.faults.forDelivery();
     this.track(async () => {
       const wait = plan.delayMs + plan.holdMs;
@@ -118,29 +145,118 @@ export class WebhookDispatcher {
       repositoryId: original.repositoryId,
       payload: original.request.payload,
     };
-    this.track(() => this.attempt(event, true, false));
+    this.track(async () => {
+      await this.attempt(event, true, false);
+    });
     return true;
   }
 
-  /** Resolves once nothing is being (or waiting to be) delivered. */
+  /**
+   * Holds back every later first delivery that matches (before any fault is planned for it) until
+   * release() names it. Returns the rule; unhold() removes rules, held deliveries stay held.
+   */
+  hold(match: HoldMatch): HoldRule {
+    const rule: HoldRule = { id: this.nextHoldId++, ...match };
+    this.holdRules.push(rule);
+    return { ...rule };
+  }
+
+  /** Removes one hold rule, or all of them. */
+  unhold(ruleId?: number): void {
+    this.holdRules = ruleId === undefined ? [] : this.holdRules.filter((r) => r.id !== ruleId);
+  }
+
+  holds(): HoldRule[] {
+    return this.holdRules.map((r) => ({ ...r }));
+  }
+
+  heldDeliveries(): HeldDelivery[] {
+    return this.held.map((h) => ({ ...h.info }));
+  }
+
+  /**
+   * Sends held deliveries in the order given (default: all, in the order they were held), one
+   * after the other: each is answered (or times out) before the next goes. No faults apply; each
+   * is a first delivery with its original GUID. Unknown ids: an error, nothing is sent.
+   */
+  async release(heldIds?: number[]): Promise<SimDelivery[]> {
+    const ids = heldIds ?? this.held.map((h) => h.info.heldId);
+    const unknown = ids.filter((id) => !this.held.some((h) => h.info.heldId === id));
+    if (unknown.length) throw new Error(`no held delivery with id ${unknown.join(", ")}`);
+    if (new Set(ids).size !== ids.length) throw new Error("a held delivery is named twice");
+    const batch = ids.map((id) => this.held.find((h) => h.info.heldId === id)!);
+    this.held = this.held.filter((h) => !ids.includes(h.info.heldId));
+    const out: SimDelivery[] = [];
+    await this.tracked(async () => {
+      for (const h of batch) {
+        const d = await this.attempt(h.event, false, false);
+        if (d) out.push(d);
+      }
+    });
+    return out;
+  }
+
+  /**
+   * Signs and sends an arbitrary payload as event `event` (GUID given or new), with every header a
+   * real delivery has, and records it like any other (so the deliveries API lists it and
+   * redelivery works). No hold rule and no fault applies. Resolves with the recorded delivery.
+   */
+  async send(payload: Record<string, unknown>, opts: { event: string; guid?: string }): Promise<SimDelivery | null> {
+    const num = (v: unknown) => (typeof v === "number" ? v : 0);
+    const event: WebhookEvent = {
+      guid: opts.guid ?? randomUUID(),
+      event: opts.event,
+      action: typeof payload.action === "string" ? payload.action : "",
+      installationId: num((payload.installation as { id?: unknown } | undefined)?.id),
+      repositoryId: num((payload.repository as { id?: unknown } | undefined)?.id),
+      payload,
+    };
+    let d: SimDelivery | null = null;
+    await this.tracked(async () => {
+      d = await this.attempt(event, false, false);
+    });
+    return d;
+  }
+
+  private holdIfMatching(event: WebhookEvent): boolean {
+    const wj = event.payload.workflow_job as { id?: unknown } | undefined;
+    const jobId = typeof wj?.id === "number" ? wj.id : null;
+    const rule = this.holdRules.find(
+      (r) => (r.event === undefined || r.event === event.event) && (r.action === undefined || r.action === event.action) && (r.jobId === undefined || r.jobId === jobId),
+    );
+    if (!rule) return false;
+    const info: HeldDelivery = { heldId: this.nextHoldId++, ruleId: rule.id, guid: event.guid, event: event.event, action: event.action, jobId, heldAt: new Date().toISOString() };
+    this.held.push({ info, event });
+    this.log.debug({ heldId: info.heldId, guid: info.guid, action: info.action, jobId }, "webhook delivery held");
+    return true;
+  }
+
+  /** Resolves once nothing is being (or waiting to be) delivered. Held deliveries do not count. */
   async settle(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   private track(work: () => Promise<void>): void {
+    void this.tracked(work);
+  }
+
+  /** Runs work counted as in flight (settle() waits for it); never rejects. */
+  private tracked(work: () => Promise<void>): Promise<void> {
     const p: Promise<void> = work()
       .catch((err: unknown) => this.log.error({ err }, "webhook delivery crashed"))
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
+    return p;
   }
 
   /** Aborts requests in flight; nothing is sent afterwards. */
   stop(): void {
     this.stopping.abort();
+    this.held = [];
   }
 
-  private async attempt(event: WebhookEvent, redelivery: boolean, duplicate: boolean): Promise<void> {
-    if (this.stopping.signal.aborted) return;
+  private async attempt(event: WebhookEvent, redelivery: boolean, duplicate: boolean): Promise<SimDelivery | null> {
+    if (this.stopping.signal.aborted) return null;
     const target = this.target;
     const body = JSON.stringify(event.payload);
     const headers: Record<string, string> = {
@@ -161,7 +277,7 @@ export class WebhookDispatcher {
     const outcome = target
       ? await post(target.url, headers, body, this.clock.scaled(DEADLINE_MS), this.stopping.signal)
       : { status: "failed to connect to host", statusCode: 0, headers: {}, body: null };
-    this.record(event, { redelivery, duplicate, dropped: false }, target?.url ?? null, { ...outcome, ms: Date.now() - started, started }, headers);
+    return this.record(event, { redelivery, duplicate, dropped: false }, target?.url ?? null, { ...outcome, ms: Date.now() - started, started }, headers);
   }
 
   private record(
@@ -170,7 +286,7 @@ export class WebhookDispatcher {
     url: string | null,
     outcome: { status: string; statusCode: number; ms: number; headers: Record<string, string>; body: string | null; started: number },
     requestHeaders: Record<string, string> = {},
-  ): void {
+  ): SimDelivery {
     const d: SimDelivery = {
       id: this.nextId++,
       guid: event.guid,
@@ -190,6 +306,7 @@ export class WebhookDispatcher {
     };
     this.records.push(d);
     this.log.debug({ id: d.id, guid: d.guid, action: d.action, status: d.status, redelivery: d.redelivery, duplicate: d.duplicate }, "webhook delivery");
+    return d;
   }
 }
 

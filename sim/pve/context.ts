@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { SimClock } from "../github/clock.js";
 import type { Rng } from "../github/rng.js";
 import { NodeUnreachable, die, noQuorum } from "./errors.js";
+import type { CloneLog } from "./clone-log.js";
 import type { FaultInjector, Latency } from "./faults.js";
 import type { GuestTimings } from "./guest.js";
 import type { Acl } from "./privileges.js";
@@ -22,6 +23,8 @@ export interface PveContext {
   latency: Latency;
   guestTimings: GuestTimings;
   stats: StatsDaemon;
+  /** Every clone request and its outcome (tests: overlap per template, refusals). */
+  clones: CloneLog;
 }
 
 /** Sleeps an operation's simulated latency, with the configured jitter. */

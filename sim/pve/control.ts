@@ -15,6 +15,7 @@ export interface ControlHooks {
   state(): Record<string, unknown>;
   containers(): unknown[];
   tasks(): unknown[];
+  clones(): unknown;
   faults(): Record<string, unknown>;
   setFaults(f: FaultsBody): void;
   clearFaults(): void;
@@ -49,6 +50,7 @@ export function controlRouter(h: ControlHooks): Router {
   r.get("/state", (_req, res) => ok(res, h.state()));
   r.get("/containers", (_req, res) => ok(res, h.containers()));
   r.get("/tasks", (_req, res) => ok(res, h.tasks()));
+  r.get("/clones", (_req, res) => ok(res, h.clones()));
   r.get("/faults", (_req, res) => ok(res, h.faults()));
   r.post("/faults", (req, res) => {
     h.setFaults(parse(faultsBodySchema, req.body));

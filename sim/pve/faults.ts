@@ -46,6 +46,11 @@ export const faultsBodySchema = z.object({
   errorRate: z.object({ clone: rate, start: rate, stop: rate, shutdown: rate, destroy: rate, config: rate }).partial().optional(),
   /** Lock contention: storage lock timeouts for clone/destroy, config flock timeouts for config/start/stop/shutdown. */
   lockRate: rate.optional(),
+  /**
+   * A clone call is refused at once with 500 "CT is locked (disk)", as if another process held the
+   * source's lock (AbstractConfig::set_lock → check_lock, pve-guest-common src/PVE/AbstractConfig.pm).
+   */
+  cloneLockedRate: rate.optional(),
   /** 596 "Connection timed out" from pveproxy, on API requests matching `paths` (a regex, default all). */
   timeoutRate: rate.optional(),
   paths: z.string().optional(),
@@ -64,16 +69,25 @@ export type Fault = { kind: "error"; message?: string } | { kind: "lock" } | { k
 export class FaultInjector {
   private errorRate: Partial<Record<Op, number>> = {};
   private lockRate = 0;
+  private cloneLockedRate = 0;
   private timeoutRate = 0;
   private guestNeverConnectsRate = 0;
   private pathRe: RegExp | null = null;
   private readonly next = new Map<Op, { remaining: number; error?: string }>();
 
-  constructor(private readonly rng: Rng) {}
+  /**
+   * `cloneRng` draws only the clone-locked answers, so the n-th clone's answer depends on the seed
+   * alone, not on how many other random draws (jitter, MACs) happened in between.
+   */
+  constructor(
+    private readonly rng: Rng,
+    private readonly cloneRng: Rng = rng,
+  ) {}
 
   apply(body: FaultsBody): void {
     if (body.errorRate) this.errorRate = { ...this.errorRate, ...body.errorRate };
     if (body.lockRate !== undefined) this.lockRate = body.lockRate;
+    if (body.cloneLockedRate !== undefined) this.cloneLockedRate = body.cloneLockedRate;
     if (body.timeoutRate !== undefined) this.timeoutRate = body.timeoutRate;
     if (body.guestNeverConnectsRate !== undefined) this.guestNeverConnectsRate = body.guestNeverConnectsRate;
     if (body.paths !== undefined) this.pathRe = body.paths ? new RegExp(body.paths) : null;
@@ -82,7 +96,7 @@ export class FaultInjector {
 
   clear(): void {
     this.errorRate = {};
-    this.lockRate = this.timeoutRate = this.guestNeverConnectsRate = 0;
+    this.lockRate = this.cloneLockedRate = this.timeoutRate = this.guestNeverConnectsRate = 0;
     this.pathRe = null;
     this.next.clear();
   }
@@ -91,6 +105,7 @@ export class FaultInjector {
     return {
       errorRate: this.errorRate,
       lockRate: this.lockRate,
+      cloneLockedRate: this.cloneLockedRate,
       timeoutRate: this.timeoutRate,
       paths: this.pathRe?.source ?? null,
       guestNeverConnectsRate: this.guestNeverConnectsRate,
@@ -114,6 +129,11 @@ export class FaultInjector {
     if (this.lockRate > 0 && this.rng() < this.lockRate) return { kind: "lock" };
     const r = this.errorRate[op] ?? 0;
     return r > 0 && this.rng() < r ? { kind: "error" } : null;
+  }
+
+  /** Whether this clone call finds its source locked by someone else (seeded). */
+  cloneLocked(): boolean {
+    return this.cloneLockedRate > 0 && this.cloneRng() < this.cloneLockedRate;
   }
 
   private takeNext(op: Op): Fault | null {

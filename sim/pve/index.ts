@@ -11,6 +11,7 @@ import { createRng } from "../github/rng.js";
 import { apiRouter, bodyParsers, sendError } from "./api.js";
 import type { PveContext } from "./context.js";
 import { nodeUptime, storageUsed } from "./cluster.js";
+import { CloneLog, cloneOverlaps, type CloneCounts, type CloneOverlap, type CloneRecord } from "./clone-log.js";
 import { controlRouter } from "./control.js";
 import { PveError, configMissing, die } from "./errors.js";
 import { DEFAULT_LATENCY, FaultInjector, type FaultsBody, type Latency } from "./faults.js";
@@ -27,6 +28,7 @@ export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_POOL, SIM_BRIDGE, SIM_VLAN, NODE_CPUS,
 export { SIM_TOKENS, PVE_RUNNERS_ROLE, PVE_RUNNERS_SDN_ROLE, PVE_RUNNERS_ACLS, ALL_PRIVILEGES, type TokenDef, type AclEntry } from "./privileges.js";
 export { JIT_FILE, JIT_ENV, JOB_MARKER, DEFAULT_GUEST, type GuestTimings } from "./guest.js";
 export { DEFAULT_LATENCY, type Latency, type FaultsBody } from "./faults.js";
+export { cloneOverlaps, type CloneCounts, type CloneOverlap, type CloneRecord } from "./clone-log.js";
 export { decodeUpid, encodeUpid, type SimTask } from "./tasks.js";
 export type { ExecResult } from "./shell.js";
 
@@ -100,13 +102,14 @@ export class PveSim {
       state,
       acl: new Acl(() => state.poolMembers()),
       tasks: new TaskRegistry(this.log.child({ part: "tasks" })),
-      faults: new FaultInjector(rng),
+      faults: new FaultInjector(rng, createRng(((opts.seed ?? 1) ^ 0x2c1d) >>> 0)),
       clock: this.clock,
       log: this.log,
       rng,
       latency: { ...DEFAULT_LATENCY, ...opts.latencyMs },
       guestTimings: { ...DEFAULT_GUEST, ...opts.guest },
       stats,
+      clones: new CloneLog(),
     };
     this.lxc = lxcRef.api = new LxcApi(this.ctx);
   }
@@ -201,6 +204,24 @@ export class PveSim {
 
   tasks(): SimTask[] {
     return structuredClone(this.ctx.tasks.list());
+  }
+
+  /**
+   * Every clone request so far, in order of arrival: source node/vmid, newid, refused (status,
+   * message) or started (UPID, task start and end in ms since the epoch, exit status).
+   */
+  clones(): CloneRecord[] {
+    return this.ctx.clones.list();
+  }
+
+  /** How many clone requests came, started a task, were refused (and of those, "CT is locked"). */
+  cloneCounts(): CloneCounts {
+    return this.ctx.clones.counts();
+  }
+
+  /** Clone requests that reached a template while a clone task of it ran (see cloneOverlaps). */
+  cloneOverlaps(): CloneOverlap[] {
+    return cloneOverlaps(this.ctx.clones.list());
   }
 
   /** Resolves when no task is running. */
@@ -299,6 +320,7 @@ export class PveSim {
         state: () => this.state(),
         containers: () => this.containers(),
         tasks: () => this.ctx.tasks.list().map(({ log: _log, ...t }) => t),
+        clones: () => ({ records: this.clones(), counts: this.cloneCounts(), overlaps: this.cloneOverlaps() }),
         faults: () => this.faults(),
         setFaults: (f) => this.setFaults(f),
         clearFaults: () => this.clearFaults(),

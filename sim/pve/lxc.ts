@@ -3,7 +3,7 @@
 // the path (checkNode), then parameter verification and the code on that node — synchronous
 // checks, then a worker task of that node that holds the CT's config flock.
 import { checkNode, checkQuorum, nodeDelay, nodeSleep, simSecondsSince, type PveContext } from "./context.js";
-import { cfsReadOnly, configFlockTimeout, die, errorText, locked, paramError, permError, storageLockTimeout } from "./errors.js";
+import { PveError, cfsReadOnly, configFlockTimeout, die, errorText, locked, paramError, permError, storageLockTimeout } from "./errors.js";
 import type { Fault } from "./faults.js";
 import { SimGuest } from "./guest.js";
 import { CONFIG_KEYS, dynamicKey, isConfigKey, normalizeTags, parseEnv, parseFeatures, parseMountpoint, parseNet, printMountpoint, printNet, splitTags, typedConfig } from "./lxc-config.js";
@@ -212,7 +212,22 @@ export class LxcApi {
 
   // --- clone -----------------------------------------------------------------
 
+  /** POST …/clone, recorded in the clone log: refused with what, or the task and its start and end. */
   async clone(caller: Caller, raw: RawParams): Promise<string> {
+    const newid = Number(raw.newid);
+    const rec = this.ctx.clones.request(String(raw.node), Number(raw.vmid), Number.isInteger(newid) ? newid : null);
+    try {
+      return await this.startClone(caller, raw, {
+        started: (upid) => this.ctx.clones.started(rec, upid, Date.now()),
+        ended: (exitstatus) => this.ctx.clones.ended(rec, exitstatus),
+      });
+    } catch (err) {
+      this.ctx.clones.refused(rec, err instanceof PveError ? err.status : 500, errorText(err));
+      throw err;
+    }
+  }
+
+  private async startClone(caller: Caller, raw: RawParams, task: { started(upid: string): void; ended(exitstatus: string): void }): Promise<string> {
     const { ctx } = this;
     const { acl, state } = ctx;
     // ['and', VM.Clone on the source, ['or', VM.Allocate on /vms/{newid}, on /pool/{pool}]]
@@ -254,6 +269,8 @@ export class LxcApi {
     try {
       src = state.load(node.name, vmid);
       if (src.conf.lock) throw locked(src.conf.lock);
+      // Another process (a backup, another client) holding the lock at this moment.
+      if (ctx.faults.cloneLocked()) throw locked("disk");
       src.conf.lock = "disk";
     } finally {
       release();
@@ -310,7 +327,7 @@ export class LxcApi {
     }
 
     const latency = full ? ctx.latency.cloneFull : ctx.latency.cloneLinked;
-    return ctx.tasks.spawn(node, "vzclone", vmid, caller.userid, async (log) => {
+    const upid = ctx.tasks.spawn(node, "vzclone", vmid, caller.userid, async (log) => {
       log.print(`create ${full ? "full" : "linked"} clone of container ${vmid} with ID ${newid}`);
       const created: string[] = [];
       try {
@@ -337,7 +354,9 @@ export class LxcApi {
       }
       unlockSource();
       if (target.conf.lock === "create") delete target.conf.lock;
-    });
+    }, task.ended);
+    task.started(upid);
+    return upid;
   }
 
   // --- power -----------------------------------------------------------------

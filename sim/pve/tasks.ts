@@ -57,9 +57,9 @@ export class TaskRegistry {
 
   /**
    * Starts a worker and returns its UPID at once. The worker's rejection becomes the exit status
-   * ("TASK ERROR: <message>"), like PVE's fork_worker.
+   * ("TASK ERROR: <message>"), like PVE's fork_worker. `onEnd` hears the exit status once the task is stopped.
    */
-  spawn(node: SimNode, type: string, id: string | number, user: string, work: (log: TaskLog) => Promise<void>): string {
+  spawn(node: SimNode, type: string, id: string | number, user: string, work: (log: TaskLog) => Promise<void>, onEnd?: (exitstatus: string) => void): string {
     const info = { node: node.name, pid: this.nextPid++, pstart: this.pstart(node), starttime: Math.floor(Date.now() / 1000), type, id: String(id), user };
     const upid = encodeUpid(info);
     const task: SimTask = { ...info, upid, status: "running", log: [] };
@@ -85,6 +85,7 @@ export class TaskRegistry {
       task.status = "stopped";
       task.endtime = Math.floor(Date.now() / 1000);
       this.log.info({ upid, exitstatus: task.exitstatus }, "task finished");
+      onEnd?.(task.exitstatus);
     })();
     this.running.add(done);
     void done.finally(() => this.running.delete(done));

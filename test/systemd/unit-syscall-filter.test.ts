@@ -9,11 +9,14 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, mkdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { buildLauncher, launcherMissing, mergeSyscallFilter, parseSyscallFilterListing, systemdGroups, underUnitFilter, unitValues, type GroupLookup } from "../fixtures/syscall-filter.js";
 import { SCHED_IDLE, parseProcStat, type PriorityCheck } from "../../listener/terraform.js";
+import { pino } from "pino";
+import { startWorld } from "../../sim/world.js";
+import { ListenerProcess, freePort } from "../../sim/fault-run.js";
 
 const root = resolve(import.meta.dirname, "../../..");
 const unitText = readFileSync(join(root, "systemd", "pve-runners.service"), "utf8");
@@ -69,13 +72,16 @@ describe("pve-runners.service: terraform's priority under the unit's system call
   });
   after(() => dir && rmSync(dir, { recursive: true, force: true }));
 
-  /** Runs argv under a unit's filter, without capabilities. */
-  const run = (unit: string, name: string, argv: string[]) => {
+  /** argv under a unit's filter, without capabilities. */
+  const filtered = (unit: string, name: string, argv: string[]) => {
     const d = join(dir, name);
     mkdirSync(d, { recursive: true });
-    const [bin, ...args] = underUnitFilter(launcher, d, unit, argv);
-    const i = args.indexOf("--");
-    args.splice(i, 0, "--drop-caps");
+    const all = underUnitFilter(launcher, d, unit, argv);
+    all.splice(all.indexOf("--"), 0, "--drop-caps");
+    return all;
+  };
+  const run = (unit: string, name: string, argv: string[]) => {
+    const [bin, ...args] = filtered(unit, name, argv);
     return spawnSync(bin, args, { encoding: "utf8", timeout: 60_000 });
   };
   const probe = (unit: string, name: string) => {
@@ -117,4 +123,77 @@ describe("pve-runners.service: terraform's priority under the unit's system call
     assert.match(r.stderr, /nice: cannot set niceness: Permission denied/);
     assert.equal(r.stderr.match(/chrt: failed to set pid 0's policy: Operation not permitted/g)?.length, 2, r.stderr);
   });
+
+  // terraform here competes with whatever else the machine runs (no cgroup of its own as under
+  // systemd), so on a busy machine this takes a while: SCHED_IDLE at work.
+  test("the listener itself (pve-runners serve) serves a job under the unit's filter, terraform and its provider behind it", async () => {
+    const port = await freePort();
+    const world = await startWorld({ logger: pino({ level: "silent" }), configPatch: (c) => ((c.listener = { host: "127.0.0.1", port }), (c.log = { level: "info" })) });
+    const logFile = join(dir, "listener.log");
+    const listener = new ListenerProcess(world, logFile, filtered(unitText, "listener", []));
+    /** What /proc showed of the listener's descendants that run terraform apply/destroy or a provider for one. */
+    const seen: Array<{ what: string; policy: number; nice: number }> = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const pid = listener.pid;
+        if (pid) for (const s of heavyDescendants(pid)) seen.push(s);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    try {
+      await listener.start();
+      world.github.setWebhook(`http://127.0.0.1:${port}${world.config.github.webhookPath}`, world.secrets.webhookSecret);
+      const job = await world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 1_000 });
+      for (let i = 0; i < 1200 && !world.github.jobs().some((j) => j.id === job.id && j.status === "completed"); i++) await new Promise((r) => setTimeout(r, 50));
+      const done = world.github.jobs().find((j) => j.id === job.id);
+      assert.equal(done?.status, "completed", `the job was served; see ${logFile}`);
+      assert.match(done?.runnerName ?? "", /^runner-/);
+      assert.deepEqual(parseProcStat(readFileSync(`/proc/${listener.pid}/stat`, "utf8")), { policy: own.policy, nice: own.nice }, "the listener itself is not lowered");
+    } finally {
+      sampling = false;
+      await sampler;
+      await listener.stop();
+      await world.stop();
+    }
+    const log = readFileSync(logFile, "utf8");
+    assert.match(log, /terraform runs at lowered CPU priority/);
+    assert.doesNotMatch(log, /higher CPU priority than configured/);
+    const want = { policy: SCHED_IDLE, nice: Math.min(19, own.nice + 10) };
+    assert.ok(seen.some((s) => s.what === "terraform"), "terraform apply/destroy was seen running");
+    assert.ok(seen.some((s) => s.what === "provider"), "a provider process under terraform was seen running");
+    for (const s of seen) assert.deepEqual({ policy: s.policy, nice: s.nice }, want, s.what);
+  });
 });
+
+/** terraform apply/destroy processes under `root` (any depth), and the processes they started. */
+function heavyDescendants(root: number): Array<{ what: string; policy: number; nice: number }> {
+  const procs = new Map<number, { ppid: number; policy: number; nice: number; cmd: string[] }>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const p = parseProcStat(stat);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0");
+      if (p) procs.set(Number(name), { ppid, ...p, cmd });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const under = (pid: number): boolean => {
+    for (let p = procs.get(pid)?.ppid; p; p = procs.get(p)?.ppid) if (p === root) return true;
+    return false;
+  };
+  const isHeavyTerraform = (pid: number) => {
+    const cmd = procs.get(pid)?.cmd ?? [];
+    return /(^|\/)terraform$/.test(cmd[0] ?? "") && (cmd.includes("apply") || cmd.includes("destroy"));
+  };
+  const out: Array<{ what: string; policy: number; nice: number }> = [];
+  for (const [pid, p] of procs) {
+    if (!under(pid)) continue;
+    if (isHeavyTerraform(pid)) out.push({ what: "terraform", policy: p.policy, nice: p.nice });
+    else if (isHeavyTerraform(p.ppid)) out.push({ what: "provider", policy: p.policy, nice: p.nice });
+  }
+  return out;
+}

@@ -156,11 +156,13 @@ const Schema = z
         cliConfigFile: z.string().min(1).optional(),
         /** Applies and destroys at once: each is a terraform and a provider process. */
         maxConcurrent: z.number().int().min(1).max(256).default(8),
-        /** Niceness of terraform and its providers: throughput work, behind the listener's latency work. */
+        /** terraform and its providers under SCHED_IDLE: throughput work, behind the listener's latency work. */
+        schedIdle: z.boolean().default(true),
+        /** Niceness of the same processes (what is left to lower them when schedIdle is off). */
         nice: z.number().int().min(0).max(19).default(10),
       })
       .strict()
-      .default({ binary: "terraform", maxConcurrent: 8, nice: 10 }),
+      .default({ binary: "terraform", maxConcurrent: 8, schedIdle: true, nice: 10 }),
     sweeper: z
       .object({
         enabled: z.boolean().default(true),

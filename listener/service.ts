@@ -112,6 +112,7 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     cliConfigFile: config.terraform.cliConfigFile,
     sharedInitDir: join(config.stateDir, "terraform-init"),
     maxConcurrent: config.terraform.maxConcurrent,
+    schedIdle: config.terraform.schedIdle,
     nice: config.terraform.nice,
     // Stacks name no endpoint: straight to PVE here (the CLI's sweep), through the clone gate in the listener.
     env: { ...o.terraformEnv, PROXMOX_VE_ENDPOINT: config.proxmox.endpoint, PROXMOX_VE_INSECURE: String(config.proxmox.insecure), PROXMOX_VE_API_TOKEN: secrets.pveApiToken },
@@ -163,6 +164,8 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
     const { url, caFile } = await gate.start();
     terraform.setEnv({ PROXMOX_VE_ENDPOINT: url, PROXMOX_VE_INSECURE: "false", SSL_CERT_FILE: await trustBundle(caFile) });
   }
+  // One line at start saying whether terraform really runs below the listener's priority.
+  void terraform.checkPriority().catch((err: Error) => logger.warn({ err: err.message }, "could not check terraform's CPU priority"));
   // Idempotent: after a restart the container may already run; a racing start says "already running".
   const startContainer = async (node: string, vmid: number) => {
     if ((await pve.containerStatus(node, vmid)).status === "running") return;

@@ -46,10 +46,12 @@ export interface TerraformOptions {
    */
   maxConcurrent?: number;
   /**
-   * Scheduling niceness of terraform and the provider processes it starts (0–19, default 10): a
-   * burst of applies is throughput work and must not take the CPU from the listener, whose webhook
-   * answers and lifecycle steps are latency work.
+   * Run apply/destroy (terraform and the provider processes it starts) under SCHED_IDLE (default
+   * true): a burst of applies is throughput work and must not take the CPU from the listener, whose
+   * webhook answers and lifecycle steps are latency work. See launchScript().
    */
+  schedIdle?: boolean;
+  /** Scheduling niceness of the same processes (0–19, default 10; 0 leaves it). */
   nice?: number;
 }
 
@@ -300,6 +302,39 @@ export class Terraform {
 
   private extraEnv: Record<string, string> = {};
 
+  private lowering(): Lowering {
+    return { schedIdle: this.opts.schedIdle ?? true, nice: this.opts.nice ?? 10 };
+  }
+
+  /**
+   * Starts `cat /proc/self/stat` the way apply and destroy start terraform and reports the priority
+   * it really got: a unit or kernel that refuses the lowering is one warning at start, not a
+   * listener that silently competes with its own terraform for the CPU.
+   */
+  async checkPriority(): Promise<PriorityCheck> {
+    const want = this.lowering();
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn("/bin/sh", ["-c", launchScript(want), "cat", "/proc/self/stat"], { stdio: ["ignore", "pipe", "pipe"] });
+      let text = "";
+      child.stdout.on("data", (d: Buffer) => (text += d.toString()));
+      child.stderr.resume();
+      child.on("error", reject);
+      child.on("close", () => resolve(text));
+    });
+    const got = parseProcStat(out);
+    const ok = got !== null && (!want.schedIdle || got.policy === SCHED_IDLE) && got.nice >= want.nice;
+    const check = { ok, wanted: want, got };
+    if (!ok) {
+      this.opts.logger.warn(
+        { wanted: want, got },
+        "terraform runs at a higher CPU priority than configured (terraform.schedIdle / terraform.nice): the system call filter or the kernel refused to lower it, so a burst of applies slows webhook answers. The shipped unit allows it (SystemCallFilter=setpriority sched_setscheduler)",
+      );
+    } else {
+      this.opts.logger.info({ schedIdle: want.schedIdle, nice: got?.nice }, "terraform runs at lowered CPU priority");
+    }
+    return check;
+  }
+
   /** More environment for every later run (the clone gate's endpoint, known only once it listens). */
   setEnv(vars: Record<string, string>): void {
     this.extraEnv = { ...this.extraEnv, ...vars };
@@ -338,13 +373,8 @@ export class Terraform {
       };
       spec.log.debug({ command, args: spec.args, cwd: spec.cwd }, "terraform command starting");
       // detached: own process group, so SIGKILL reaches the provider plugins terraform started.
-      // SIGPIPE ignored (kept across exec): if the listener dies, terraform's next write to our pipe
-      // fails with EPIPE instead of killing it mid-apply (Go exits on SIGPIPE for fds 1 and 2
-      // unless it was ignored at start), so it finishes and persists state instead of leaving an
-      // untracked container behind.
-      // `nice` before exec: the provider processes terraform starts inherit it.
-      const nice = isHeavy(spec.args) ? (this.opts.nice ?? 10) : 0;
-      const script = nice > 0 ? `trap "" PIPE; exec nice -n ${nice} "$0" "$@"` : 'trap "" PIPE; exec "$0" "$@"';
+      // The script ignores SIGPIPE and lowers the priority of apply and destroy: see launchScript().
+      const script = launchScript(isHeavy(spec.args) ? this.lowering() : NO_LOWERING);
       const child = spawn("/bin/sh", ["-c", script, this.opts.binary, ...spec.args], { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
       let interrupted = false;
       let killTimer: NodeJS.Timeout | undefined;
@@ -508,6 +538,56 @@ function parseJsonOutput(stdout: string, what: string): unknown {
   } catch {
     throw new Error(`terraform ${what} printed something that is not JSON: ${stdout.slice(0, 200)}`);
   }
+}
+
+/** How apply and destroy lower the priority of terraform and everything it starts. */
+export interface Lowering {
+  schedIdle: boolean;
+  nice: number;
+}
+
+const NO_LOWERING: Lowering = { schedIdle: false, nice: 0 };
+/** The policy number in /proc/<pid>/stat and sched_setscheduler(2). */
+export const SCHED_IDLE = 5;
+
+export interface PriorityCheck {
+  ok: boolean;
+  wanted: Lowering;
+  got: { policy: number; nice: number } | null;
+}
+
+/**
+ * The `sh -c` script that starts terraform ("$0", args "$@"). Both settings are inherited across
+ * exec and fork, so the provider processes terraform starts get them too.
+ *
+ * - SIGPIPE ignored (kept across exec): if the listener dies, terraform's next write to our pipe
+ *   fails with EPIPE instead of killing it mid-apply (Go exits on SIGPIPE for fds 1 and 2 unless it
+ *   was ignored at start), so it finishes and persists state instead of leaving an untracked
+ *   container behind.
+ * - SCHED_IDLE (`chrt --idle`, util-linux): CFS weight 3 against the listener's 1024 and a wakeup of
+ *   the listener preempts it at once, so however many applies run, the listener's thread gets the
+ *   CPU when it needs it. nice 10 alone (weight 110) is outweighed by 16 terraform and provider
+ *   processes. The shell lowers itself, then execs: a refusal (an old unit's system call filter)
+ *   must not stop terraform, and checkPriority() reports it once at start.
+ * - nice after that: coreutils' nice warns and runs the command anyway when refused.
+ * Lowering one's own priority needs no capability (sched(7)); raising it back does.
+ */
+export function launchScript(l: Lowering): string {
+  const steps = ['trap "" PIPE'];
+  if (l.schedIdle) steps.push("chrt --idle -p 0 $$ >/dev/null 2>&1 || :");
+  steps.push(l.nice > 0 ? `exec nice -n ${l.nice} "$0" "$@"` : 'exec "$0" "$@"');
+  return steps.join("; ");
+}
+
+/** Scheduling policy (field 41) and nice (field 19) of a /proc/<pid>/stat line; null if it is not one. */
+export function parseProcStat(text: string): { policy: number; nice: number } | null {
+  // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
+  const close = text.lastIndexOf(")");
+  if (close < 0) return null;
+  const rest = text.slice(close + 2).trim().split(/\s+/); // rest[0] is field 3
+  const nice = Number(rest[19 - 3]);
+  const policy = Number(rest[41 - 3]);
+  return Number.isInteger(nice) && Number.isInteger(policy) ? { policy, nice } : null;
 }
 
 /** apply and destroy start the provider (4-5 times each): they take a slot and run niced. */

@@ -86,12 +86,19 @@ export class ListenerProcess {
   constructor(
     private readonly world: World,
     private readonly logFile: string,
+    /** A command the listener runs under (e.g. a system call filter launcher, ending in "--"). */
+    private readonly prefix: string[] = [],
   ) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
 
   async start(): Promise<void> {
     const env = this.world.serveEnv;
     const log = createWriteStream(this.logFile, { flags: "a" });
-    const child = spawn(process.execPath, [join(repoRoot, "dist", "cli", "main.js"), "serve", "--config", this.world.configFile], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const [cmd, ...args] = [...this.prefix, process.execPath, join(repoRoot, "dist", "cli", "main.js"), "serve", "--config", this.world.configFile];
+    const child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     this.child = child;

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // A stand-in for the `pct` command on a PVE host, backed by the Proxmox VE simulator, so the real
 // privileged helper (systemd/deliver-jit) runs unchanged in tests and the demo.
-// Supports what the helper uses: `pct config <vmid>` and `pct exec <vmid> [--keep-env 0] -- <cmd…>` (stdin passed in).
+// Supports what the helper uses: `pct config <vmid> [--current]` (options parsed and refused as real
+// pct does, sim/pct/config-options.ts) and `pct exec <vmid> [--keep-env 0] -- <cmd…>` (stdin passed in).
 // Environment: PVE_SIM_URL (simulator base URL), PVE_SIM_TOKEN (a root token: pct runs as root), PVE_SIM_NODE.
 // Like real pct it acts on its own node (PVE_SIM_NODE) only: pct exec/push load the config on the
 // local node (src/PVE/CLI/pct.pm: "test if container exists on this node"), so a container of
 // another cluster node is "Configuration file 'nodes/<this node>/lxc/<vmid>.conf' does not exist".
 import { readFileSync } from "node:fs";
+import { parseConfigArgs } from "./config-options.js";
 
 const url = process.env.PVE_SIM_URL;
 const token = process.env.PVE_SIM_TOKEN;
@@ -31,9 +33,12 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
 async function main(): Promise<void> {
   if (!url || !token) die("pct (simulated): PVE_SIM_URL and PVE_SIM_TOKEN must be set");
   const [sub, vmid, ...rest] = process.argv.slice(2);
-  if (!sub || !vmid || !/^\d+$/.test(vmid)) die("usage: pct config <vmid> | pct exec <vmid> [--keep-env 0] -- <command>");
   if (sub === "config") {
-    const conf = (await call("GET", `/api2/json/nodes/${node}/lxc/${vmid}/config`)) as Record<string, unknown>;
+    const args = parseConfigArgs(process.argv.slice(3));
+    if ("error" in args) die(args.error);
+    // The simulator keeps no pending changes, so `current` changes nothing there; it is passed on as pct does.
+    const query = new URLSearchParams({ ...(args.current ? { current: "1" } : {}), ...(args.snapshot ? { snapshot: args.snapshot } : {}) }).toString();
+    const conf = (await call("GET", `/api2/json/nodes/${node}/lxc/${args.vmid}/config${query ? `?${query}` : ""}`)) as Record<string, unknown>;
     const lines = Object.keys(conf)
       .filter((k) => k !== "digest")
       .sort()
@@ -41,6 +46,7 @@ async function main(): Promise<void> {
     process.stdout.write(lines.join("\n") + "\n");
     return;
   }
+  if (!sub || !vmid || !/^\d+$/.test(vmid)) die("usage: pct config <vmid> [--current] | pct exec <vmid> [--keep-env 0] -- <command>");
   if (sub === "exec") {
     const dash = rest.indexOf("--");
     if (dash < 0 || dash === rest.length - 1) die("pct exec: missing -- <command>");

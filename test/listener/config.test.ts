@@ -51,6 +51,7 @@ describe("config", () => {
     assert.equal(config.delivery.mode, "pct");
     assert.equal(config.listener.host, "127.0.0.1");
     assert.equal(config.terraform.binary, "terraform");
+    assert.deepEqual([config.terraform.schedIdle, config.terraform.nice], [true, 10], "terraform runs behind the listener by default");
     assert.equal(config.labelSets[0].cores, 2);
     assert.equal(config.sweeper.enabled, true);
     assert.deepEqual(config.allow, { repos: [], orgs: ["acme"], any: false });

@@ -21,6 +21,10 @@ describe("JIT delivery through the privileged helper", () => {
     "203": "hostname: runner-cc33\ntags: pve-runners\nunprivileged: 0\n",
     "204": "hostname: runner-dd44\ntags: pve-runners\ntemplate: 1\nunprivileged: 1\n",
     "205": "hostname: runner-ff66\ntags: pve-runners\nunprivileged: 1\n",
+    // Someone else's running container with changes pending (not in effect until it restarts) that
+    // would make it look like one of ours; and one of ours with a pending change that is not.
+    "206": "hostname: db-prod\ntags: prod\nunprivileged: 1\n\n[pve:pending]\nhostname: runner-gg77\ntags: pve-runners\n",
+    "207": "hostname: runner-hh88\ntags: pve-runners\nunprivileged: 1\n\n[pve:pending]\ndelete: tags\nhostname: other\n",
   };
 
   before(() => {
@@ -59,6 +63,14 @@ describe("JIT delivery through the privileged helper", () => {
       });
       if (vmid !== 201) assert.equal(existsSync(join(dir, `exec-${vmid}.stdin`)), false);
     }
+  });
+
+  test("judges the container by its current config (`pct config --current`), not by changes still pending", async () => {
+    await assert.rejects(delivery().deliver({ node: "pve", vmid: 206, runner: "runner-gg77", jitConfig: SECRET }), /CT 206 is not runner-gg77: refusing/);
+    assert.equal(existsSync(join(dir, "exec-206.stdin")), false, "nothing reached the container");
+    await delivery().deliver({ node: "pve", vmid: 207, runner: "runner-hh88", jitConfig: SECRET });
+    assert.equal(readFileSync(join(dir, "exec-207.stdin"), "utf8"), SECRET + "\n");
+    assert.deepEqual(readFileSync(join(dir, "config-207.argv"), "utf8").split("\n").filter(Boolean), ["config", "207", "--current"]);
   });
 
   test("refuses an oversized or non-base64 config instead of passing on a truncated or foreign payload", async () => {

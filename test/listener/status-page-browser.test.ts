@@ -2,9 +2,9 @@
 // snapshot holds, runs no injected script, fits 1280 px without horizontal scrolling, and its
 // screenshot is not blank. docs/status-page.png is rewritten only with UPDATE_SCREENSHOT=1.
 //
-// Chromium: Debian's `chromium` package (.ci/run installs it), or CHROMIUM_PATH. Without it this test
-// fails when CI=true and is skipped otherwise.
-import { test, type TestContext } from "node:test";
+// Chromium: Debian's `chromium` package (.ci/run installs it), any chromium on PATH, or CHROMIUM_PATH.
+// Without it these tests are skipped with one line, and fail when CI is set (test/fixtures/chromium.ts).
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,17 +14,12 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { renderStatusPage } from "../../listener/status-page.js";
 import type { StatusSnapshot } from "../../listener/status.js";
 import type { JobRow, RunnerRow } from "../../listener/store.js";
+import { chromiumSkip, findChromium } from "../fixtures/chromium.js";
 
 // dist/test/listener → the repository root
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const SCREENSHOT = join(ROOT, "docs", "status-page.png");
 const WIDTH = 1280;
-// CHROMIUM_PATH, when set, is the only place looked at.
-const CANDIDATES = process.env.CHROMIUM_PATH ? [process.env.CHROMIUM_PATH] : ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
-
-function findChromium(): string | undefined {
-  return CANDIDATES.find((p) => existsSync(p));
-}
 
 const NOW = Date.UTC(2025, 5, 1, 14, 30, 0);
 const s_ = (n: number) => NOW - n * 1000;
@@ -159,17 +154,9 @@ function pngSize(png: Buffer): { width: number; height: number } {
 
 let browser: Browser | undefined;
 
-async function openPage(t: TestContext): Promise<Page | undefined> {
-  const exe = findChromium();
-  if (!exe) {
-    const msg = `Chromium not found (looked at ${CANDIDATES.join(", ")}): apt-get install chromium, or set CHROMIUM_PATH`;
-    if (process.env.CI === "true") assert.fail(msg);
-    t.skip(msg);
-    return undefined;
-  }
-  browser ??= await chromium.launch({ executablePath: exe, headless: true });
-  const page = await browser.newPage({ viewport: { width: WIDTH, height: 900 }, deviceScaleFactor: 1, colorScheme: "light", reducedMotion: "reduce" });
-  return page;
+async function openPage(): Promise<Page> {
+  browser ??= await chromium.launch({ executablePath: findChromium()!, headless: true });
+  return browser.newPage({ viewport: { width: WIDTH, height: 900 }, deviceScaleFactor: 1, colorScheme: "light", reducedMotion: "reduce" });
 }
 
 /** Writes the page to a temp file without its refresh (a reload mid-test would destroy the DOM under us) and opens it. */
@@ -211,105 +198,105 @@ async function noHorizontalOverflow(page: Page): Promise<void> {
   assert.deepEqual(o.tables, [], "a table scrolls sideways inside its box");
 }
 
-test.after(async () => {
-  await browser?.close();
-});
-
-test("in Chromium: the status page shows the snapshot, fits 1280 px, and its screenshot is not blank", async (t) => {
-  const page = await openPage(t);
-  if (!page) return;
-  const problems: string[] = [];
-  await show(page, renderStatusPage(realisticSnapshot()), problems);
-
-  // What an operator reads.
-  const text = await page.locator("body").innerText();
-  for (const name of ["runner-7f3a2c", "runner-7f3a21", "runner-7f3a02", "pve1/9000", "acme/infra-modules", "CT is locked (disk)", "destroy-container", "not ours", "accepting jobs"]) {
-    assert.ok(text.includes(name), `the page does not show ${name}`);
-  }
-  assert.equal(await page.locator(".banner").count(), 0, "no draining banner when not draining");
-  assert.equal(await page.locator("h1").innerText(), "pve-runners");
-  const runnerRows = page.locator("table.runners tbody tr");
-  assert.equal(await runnerRows.count(), 9);
-  const busyBadge = page.locator("table.runners tbody tr", { hasText: "runner-7f3a21" }).locator(".badge");
-  assert.equal(await busyBadge.innerText(), "busy");
-  assert.ok(await busyBadge.isVisible());
-  const failedBadge = page.locator("table.runners tbody tr", { hasText: "runner-7f3a02" }).locator(".badge").first();
-  assert.equal(await failedBadge.innerText(), "failed");
-  const bg = (e: unknown) => (globalThis as any).getComputedStyle(e).backgroundColor as string;
-  const bgBusy = await busyBadge.evaluate(bg);
-  const bgFailed = await failedBadge.evaluate(bg);
-  assert.notEqual(bgBusy, bgFailed, "state badges are coloured by state (is the stylesheet applied?)");
-  assert.notEqual(bgBusy, "rgba(0, 0, 0, 0)", "the busy badge has no background: the stylesheet did not apply");
-  const failedJob = page.locator("table.jobs tbody tr", { hasText: "31000412" });
-  assert.equal(await failedJob.locator(".badge").innerText(), "failure");
-  assert.equal(await failedJob.locator("a").getAttribute("href"), "https://github.com/acme/api/actions/runs/880412/job/31000412");
-  assert.match(text, /\b4 s ago\b/, "relative times are shown");
-  assert.match(text, /\bup 2 d 5 h\b/, "uptime is shown");
-
-  await noHorizontalOverflow(page);
-  assert.deepEqual(problems, [], "the page logged errors (a CSP violation blocks its stylesheet), ran a dialog or fetched something");
-
-  // The screenshot, measured on a page of its own.
-  const png = await page.screenshot({ fullPage: true, animations: "disabled" });
-  const probe = await browser!.newPage({ viewport: { width: WIDTH, height: 900 }, deviceScaleFactor: 1 });
-  const stats = await pixelStats(probe, png);
-  assert.equal(stats.width, WIDTH);
-  const why = looksRendered(stats);
-  assert.equal(why, null, `the screenshot looks blank or broken: ${why} (${JSON.stringify(stats)})`);
-
-  // The check is strict enough to fail a blank page and a plain error page.
-  await probe.setContent("<h1>Internal Server Error</h1><pre>TypeError: Cannot read properties of undefined (reading 'runners')\n    at renderStatusPage (status-page.js:1:1)</pre>");
-  const errorStats = await pixelStats(probe, await probe.screenshot({ fullPage: true }));
-  assert.notEqual(looksRendered(errorStats), null, `an error page passes the not-blank check: ${JSON.stringify(errorStats)}`);
-  await probe.setContent("");
-  const blankStats = await pixelStats(probe, await probe.screenshot({ fullPage: true }));
-  assert.notEqual(looksRendered(blankStats), null, `a blank page passes the not-blank check: ${JSON.stringify(blankStats)}`);
-  t.diagnostic(`pixels: page ${JSON.stringify(stats)}, error page ${JSON.stringify(errorStats)}, blank ${JSON.stringify(blankStats)}`);
-  await probe.close();
-
-  if (process.env.UPDATE_SCREENSHOT === "1") {
-    writeFileSync(SCREENSHOT, png);
-    t.diagnostic(`wrote ${SCREENSHOT} (${stats.width}×${stats.height}, ${stats.colors} colours, ${(stats.inkRatio * 100).toFixed(1)}% ink)`);
-  } else {
-    assert.ok(existsSync(SCREENSHOT), `${SCREENSHOT} is missing: run UPDATE_SCREENSHOT=1 npm test -- status-page`);
-    const committed = pngSize(readFileSync(SCREENSHOT));
-    assert.equal(stats.width, committed.width, "the screenshot's width changed");
-    // Fonts differ a little between machines; a layout change (a section gone, rows doubled) does not hide in 12%.
-    const drift = Math.abs(stats.height - committed.height) / committed.height;
-    assert.ok(drift <= 0.12, `the screenshot is ${stats.height} px high, the committed one ${committed.height} px: re-check the page and run UPDATE_SCREENSHOT=1 npm test -- status-page`);
-  }
-  await page.close();
-});
-
-test("in Chromium: hostile text stays text, the draining banner shows, and an empty page fits too", async (t) => {
-  const page = await openPage(t);
-  if (!page) return;
-  const problems: string[] = [];
-  const s = realisticSnapshot();
-  s.draining = true;
-  s.jobs[0] = { ...s.jobs[0], repo: `"><script>alert(1)</script>`, labels: ["<img src=x onerror=alert(1)>", "x".repeat(300)] };
-  s.runners[0] = { ...s.runners[0], lastError: `<svg onload=alert(1)>${"y".repeat(400)}` };
-  s.errors.unshift({ at: s.now - 1000, message: `<iframe src="javascript:alert(1)"></iframe> ${"z".repeat(2000)}` });
-  await show(page, renderStatusPage(s), problems);
-  assert.equal(await page.locator("script, img, svg, iframe").count(), 0, "an injected element is in the DOM");
-  assert.ok((await page.locator("body").innerText()).includes("<img src=x onerror=alert(1)>"), "the hostile label is shown as text");
-  const hrefs = await page.locator("a").evaluateAll((as) => as.map((a) => (a as any).href as string));
-  for (const h of hrefs) assert.match(h, /^https:\/\/github\.com\//);
-  assert.ok(await page.locator(".banner").isVisible(), "the draining banner is visible");
-  assert.match(await page.locator(".banner").innerText(), /Draining/);
-  await noHorizontalOverflow(page);
-  await page.setViewportSize({ width: 800, height: 900 });
-  const doc = await page.evaluate(() => {
-    const e = (globalThis as any).document.documentElement;
-    return (e.scrollWidth - e.clientWidth) as number;
+describe("the status page in Chromium", { skip: chromiumSkip() }, () => {
+  after(async () => {
+    await browser?.close();
   });
-  assert.ok(doc <= 0, `at 800 px the page scrolls sideways by ${doc} px (tables may scroll inside their boxes, the page may not)`);
 
-  const empty = await browser!.newPage({ viewport: { width: WIDTH, height: 900 }, deviceScaleFactor: 1 });
-  await show(empty, renderStatusPage({ ...s, draining: false, runners: [], jobs: [], lanes: {}, sweeps: [], errors: [], counts: { queuedJobs: 0, liveRunners: 0, runnersByState: {} } }), problems);
-  assert.ok((await empty.locator("body").innerText()).includes("No runners — scaled to zero."));
-  await noHorizontalOverflow(empty);
-  await empty.close();
-  assert.deepEqual(problems, []);
-  await page.close();
+  test("the status page shows the snapshot, fits 1280 px, and its screenshot is not blank", async (t) => {
+    const page = await openPage();
+    const problems: string[] = [];
+    await show(page, renderStatusPage(realisticSnapshot()), problems);
+
+    // What an operator reads.
+    const text = await page.locator("body").innerText();
+    for (const name of ["runner-7f3a2c", "runner-7f3a21", "runner-7f3a02", "pve1/9000", "acme/infra-modules", "CT is locked (disk)", "destroy-container", "not ours", "accepting jobs"]) {
+      assert.ok(text.includes(name), `the page does not show ${name}`);
+    }
+    assert.equal(await page.locator(".banner").count(), 0, "no draining banner when not draining");
+    assert.equal(await page.locator("h1").innerText(), "pve-runners");
+    const runnerRows = page.locator("table.runners tbody tr");
+    assert.equal(await runnerRows.count(), 9);
+    const busyBadge = page.locator("table.runners tbody tr", { hasText: "runner-7f3a21" }).locator(".badge");
+    assert.equal(await busyBadge.innerText(), "busy");
+    assert.ok(await busyBadge.isVisible());
+    const failedBadge = page.locator("table.runners tbody tr", { hasText: "runner-7f3a02" }).locator(".badge").first();
+    assert.equal(await failedBadge.innerText(), "failed");
+    const bg = (e: unknown) => (globalThis as any).getComputedStyle(e).backgroundColor as string;
+    const bgBusy = await busyBadge.evaluate(bg);
+    const bgFailed = await failedBadge.evaluate(bg);
+    assert.notEqual(bgBusy, bgFailed, "state badges are coloured by state (is the stylesheet applied?)");
+    assert.notEqual(bgBusy, "rgba(0, 0, 0, 0)", "the busy badge has no background: the stylesheet did not apply");
+    const failedJob = page.locator("table.jobs tbody tr", { hasText: "31000412" });
+    assert.equal(await failedJob.locator(".badge").innerText(), "failure");
+    assert.equal(await failedJob.locator("a").getAttribute("href"), "https://github.com/acme/api/actions/runs/880412/job/31000412");
+    assert.match(text, /\b4 s ago\b/, "relative times are shown");
+    assert.match(text, /\bup 2 d 5 h\b/, "uptime is shown");
+
+    await noHorizontalOverflow(page);
+    assert.deepEqual(problems, [], "the page logged errors (a CSP violation blocks its stylesheet), ran a dialog or fetched something");
+
+    // The screenshot, measured on a page of its own.
+    const png = await page.screenshot({ fullPage: true, animations: "disabled" });
+    const probe = await browser!.newPage({ viewport: { width: WIDTH, height: 900 }, deviceScaleFactor: 1 });
+    const stats = await pixelStats(probe, png);
+    assert.equal(stats.width, WIDTH);
+    const why = looksRendered(stats);
+    assert.equal(why, null, `the screenshot looks blank or broken: ${why} (${JSON.stringify(stats)})`);
+
+    // The check is strict enough to fail a blank page and a plain error page.
+    await probe.setContent("<h1>Internal Server Error</h1><pre>TypeError: Cannot read properties of undefined (reading 'runners')\n    at renderStatusPage (status-page.js:1:1)</pre>");
+    const errorStats = await pixelStats(probe, await probe.screenshot({ fullPage: true }));
+    assert.notEqual(looksRendered(errorStats), null, `an error page passes the not-blank check: ${JSON.stringify(errorStats)}`);
+    await probe.setContent("");
+    const blankStats = await pixelStats(probe, await probe.screenshot({ fullPage: true }));
+    assert.notEqual(looksRendered(blankStats), null, `a blank page passes the not-blank check: ${JSON.stringify(blankStats)}`);
+    t.diagnostic(`pixels: page ${JSON.stringify(stats)}, error page ${JSON.stringify(errorStats)}, blank ${JSON.stringify(blankStats)}`);
+    await probe.close();
+
+    if (process.env.UPDATE_SCREENSHOT === "1") {
+      writeFileSync(SCREENSHOT, png);
+      t.diagnostic(`wrote ${SCREENSHOT} (${stats.width}×${stats.height}, ${stats.colors} colours, ${(stats.inkRatio * 100).toFixed(1)}% ink)`);
+    } else {
+      assert.ok(existsSync(SCREENSHOT), `${SCREENSHOT} is missing: run UPDATE_SCREENSHOT=1 npm test -- status-page`);
+      const committed = pngSize(readFileSync(SCREENSHOT));
+      assert.equal(stats.width, committed.width, "the screenshot's width changed");
+      // Fonts differ a little between machines; a layout change (a section gone, rows doubled) does not hide in 12%.
+      const drift = Math.abs(stats.height - committed.height) / committed.height;
+      assert.ok(drift <= 0.12, `the screenshot is ${stats.height} px high, the committed one ${committed.height} px: re-check the page and run UPDATE_SCREENSHOT=1 npm test -- status-page`);
+    }
+    await page.close();
+  });
+
+  test("hostile text stays text, the draining banner shows, and an empty page fits too", async () => {
+    const page = await openPage();
+    const problems: string[] = [];
+    const s = realisticSnapshot();
+    s.draining = true;
+    s.jobs[0] = { ...s.jobs[0], repo: `"><script>alert(1)</script>`, labels: ["<img src=x onerror=alert(1)>", "x".repeat(300)] };
+    s.runners[0] = { ...s.runners[0], lastError: `<svg onload=alert(1)>${"y".repeat(400)}` };
+    s.errors.unshift({ at: s.now - 1000, message: `<iframe src="javascript:alert(1)"></iframe> ${"z".repeat(2000)}` });
+    await show(page, renderStatusPage(s), problems);
+    assert.equal(await page.locator("script, img, svg, iframe").count(), 0, "an injected element is in the DOM");
+    assert.ok((await page.locator("body").innerText()).includes("<img src=x onerror=alert(1)>"), "the hostile label is shown as text");
+    const hrefs = await page.locator("a").evaluateAll((as) => as.map((a) => (a as any).href as string));
+    for (const h of hrefs) assert.match(h, /^https:\/\/github\.com\//);
+    assert.ok(await page.locator(".banner").isVisible(), "the draining banner is visible");
+    assert.match(await page.locator(".banner").innerText(), /Draining/);
+    await noHorizontalOverflow(page);
+    await page.setViewportSize({ width: 800, height: 900 });
+    const doc = await page.evaluate(() => {
+      const e = (globalThis as any).document.documentElement;
+      return (e.scrollWidth - e.clientWidth) as number;
+    });
+    assert.ok(doc <= 0, `at 800 px the page scrolls sideways by ${doc} px (tables may scroll inside their boxes, the page may not)`);
+
+    const empty = await browser!.newPage({ viewport: { width: WIDTH, height: 900 }, deviceScaleFactor: 1 });
+    await show(empty, renderStatusPage({ ...s, draining: false, runners: [], jobs: [], lanes: {}, sweeps: [], errors: [], counts: { queuedJobs: 0, liveRunners: 0, runnersByState: {} } }), problems);
+    assert.ok((await empty.locator("body").innerText()).includes("No runners — scaled to zero."));
+    await noHorizontalOverflow(empty);
+    await empty.close();
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
 });

@@ -7,7 +7,8 @@ import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Terraform, TerraformError } from "../../listener/terraform.js";
+import { SCHED_IDLE, Terraform, TerraformError, parseProcStat } from "../../listener/terraform.js";
+import { readFileSync } from "node:fs";
 import { captureLog, countingShim, isAlive, subcommandsRun, writeExecutable, writeStack } from "../fixtures/terraform/helpers.js";
 
 let root: string;
@@ -55,6 +56,42 @@ describe("Terraform adapter", () => {
     // A missing stack dir is not mistaken for a missing binary.
     const real = new Terraform({ binary: "terraform", sharedInitDir: join(dir, "x"), logger: captureLog().logger });
     assert.match((await rejection(real.output(join(dir, "no-such-dir")))).message, /stack dir .*no-such-dir does not exist/);
+  });
+
+  test("apply and destroy run terraform and what it starts under SCHED_IDLE at nice 10; other commands as the listener", async () => {
+    const own = parseProcStat(readFileSync("/proc/self/stat", "utf8"))!;
+    const lowered = { policy: SCHED_IDLE, nice: Math.min(19, own.nice + 10) };
+    for (const [name, extra, want] of [
+      ["prio-default", {}, lowered],
+      ["prio-off", { schedIdle: false, nice: 0 }, own],
+      ["prio-nice", { schedIdle: false, nice: 5 }, { policy: own.policy, nice: Math.min(19, own.nice + 5) }],
+    ] as const) {
+      const { dir, log } = await newTerraform(name);
+      // The shim's shell execs terraform: its /proc entry is terraform's priority.
+      await mkdir(dir, { recursive: true });
+      const record = join(dir, "priority.log");
+      const shim = await writeExecutable(join(dir, "terraform-shim"), `#!/bin/sh\necho "$1 $(cat /proc/$$/stat)" >> "${record}"\nexec terraform "$@"\n`);
+      const tf = new Terraform({ binary: shim, sharedInitDir: join(dir, "shared-init"), logger: log.logger, ...extra });
+      const s = await writeStack(join(dir, "stack"), { r: { command: `cat /proc/self/stat > "${dir}/child.stat"` } });
+      await tf.prepare(s.file);
+      await tf.apply(s.workingDir, { runner: "runner-prio" });
+      await tf.output(s.workingDir);
+      await tf.destroy(s.workingDir, { runner: "runner-prio" });
+      const seen = new Map((await readFile(record, "utf8")).trim().split("\n").map((l) => [l.slice(0, l.indexOf(" ")), parseProcStat(l.slice(l.indexOf(" ") + 1))]));
+      assert.deepEqual(seen.get("apply"), want, `${name}: apply`);
+      assert.deepEqual(seen.get("destroy"), want, `${name}: destroy`);
+      assert.deepEqual(parseProcStat(await readFile(join(dir, "child.stat"), "utf8")), want, `${name}: a process terraform started`);
+      for (const light of ["init", "output"]) assert.deepEqual(seen.get(light), { policy: own.policy, nice: own.nice }, `${name}: ${light}`);
+      assert.equal((await tf.checkPriority()).ok, true, `${name}: checkPriority`);
+    }
+  });
+
+  test("parseProcStat reads policy and nice after the command name, whatever that holds", () => {
+    const fields = (comm: string) => `4242 (${comm}) S 1 ${Array.from({ length: 50 }, (_, i) => i + 5).join(" ")}`;
+    // From field 5 on each field holds its own number: nice is field 19, the policy field 41.
+    assert.deepEqual(parseProcStat(fields("terraform")), { nice: 19, policy: 41 });
+    assert.deepEqual(parseProcStat(fields("a) S 1 2 (b")), { nice: 19, policy: 41 });
+    assert.equal(parseProcStat("not a stat line"), null);
   });
 
   test("init runs once in the shared dir; three stacks reuse its .terraform without init", async () => {

@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { Writable } from "node:stream";
 import { createAppAuth } from "@octokit/auth-app";
 import { Octokit } from "@octokit/rest";
+import { spawn } from "node:child_process";
 import { pino } from "pino";
 import { GitHubSim } from "../../sim/github/index.js";
 import { installPctShim } from "../../sim/pct/install.js";
@@ -111,6 +112,38 @@ describe("PVE simulator: guests", () => {
     assert.equal(await root.task("POST", root.ct(vmid, "/status/start")), "OK");
     assert.equal((await pve.exec(vmid, ["test", "-e", "/run/pve-runners"])).exitcode, 1, "/run is a tmpfs: empty after a restart");
     await root.task("POST", root.ct(vmid, "/status/stop"));
+  });
+
+  test("the pct shim: `pct config <vmid> --current` as pct (no pending changes here), unknown options refused as pct refuses them", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pve-guest-"));
+    try {
+      const bin = join(dir, "bin");
+      await installPctShim(bin, { url: pve.url, token: `${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}` });
+      const { vmid, name } = await runnerCt();
+      // Not spawnSync: the simulator pct talks to runs in this process.
+      const pct = (...args: string[]) =>
+        new Promise<{ status: number | null; stdout: string; stderr: string }>((res) => {
+          const c = spawn(join(bin, "pct"), args, { stdio: ["ignore", "pipe", "pipe"] });
+          let stdout = "";
+          let stderr = "";
+          c.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+          c.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+          c.on("close", (status) => res({ status, stdout, stderr }));
+        });
+      const plain = await pct("config", String(vmid));
+      assert.equal(plain.status, 0, plain.stderr);
+      assert.match(plain.stdout, new RegExp(`^hostname: ${name}$`, "m"));
+      for (const args of [["--current"], ["-current"], ["--current", "1"], ["--current=yes"]]) {
+        const r = await pct("config", String(vmid), ...args);
+        assert.deepEqual([r.status, r.stdout], [0, plain.stdout], args.join(" "));
+      }
+      const bogus = await pct("config", String(vmid), "--bogus");
+      assert.deepEqual([bogus.status, bogus.stdout, bogus.stderr], [255, "", "Unknown option: bogus\n400 unable to parse option\n"]);
+      assert.equal((await pct("config", "--current", String(vmid))).stderr, "400 Parameter verification failed.\ncurrent: unable to parse boolean option\n", "--current takes the vmid as its value");
+      assert.equal((await pct("config", String(vmid), "--current", "--snapshot", "s1")).status, 255);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("JIT by file: the real deliver-jit helper (through the pct shim) → the guest runs the job and powers off", async () => {

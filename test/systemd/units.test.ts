@@ -70,7 +70,9 @@ describe("systemd/pve-runners.service", () => {
       assert.deepEqual(values(text, k), ["yes"], k);
     assert.deepEqual(values(text, "ProtectSystem"), ["strict"]);
     assert.deepEqual(values(text, "SystemCallArchitectures"), ["native"]);
-    assert.ok(values(text, "SystemCallFilter").includes("@system-service"));
+    // terraform's priority: only the two calls that lower it are given back (test/systemd/unit-syscall-filter.test.ts runs it).
+    assert.deepEqual(values(text, "SystemCallFilter"), ["@system-service", "~@privileged @resources", "setpriority sched_setscheduler"]);
+    assert.deepEqual(values(text, "SystemCallErrorNumber"), ["EPERM"]);
   });
 
   test("loads exactly the credentials the example config names in ${CREDENTIALS_DIRECTORY}", () => {

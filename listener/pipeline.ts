@@ -800,6 +800,8 @@ export class Pipeline {
       }
       if (r.stackDir) {
         const started = Date.now();
+        // Nothing secret may be left where destroy's refresh reads it into state (env delivery).
+        if (r.vmid && this.d.delivery.beforeDestroy) await this.d.delivery.beforeDestroy(r.node ?? s.proxmox.node, r.vmid);
         // Destroy does not wait behind clones: it never takes the clone lane.
         await this.d.terraform.destroy(join(r.stackDir, "stacks", "runner"), { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs }).catch((err) => {
           this.d.metrics?.terraformRun("destroy", (Date.now() - started) / 1000, false);

@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, orExit } from "../listener/config.js";
 import { buildParts, startService } from "../listener/service.js";
 import { sweep, sweepActionTarget } from "../sweeper/sweep.js";
 import { templateCopies } from "../listener/placement.js";
-import { synthRunnerStack } from "../stacks/runner-stack.js";
+import { deleteTimeoutFor, synthRunnerStack } from "../stacks/runner-stack.js";
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -109,7 +109,7 @@ export function registerRunCommands(program: Command): void {
         runnerName: o.name, labelSet: set.name, endpoint: p.endpoint, insecure: p.insecure, node: copy.node,
         templateVmid: copy.vmid, templateNode: copy.sourceNode, pool: p.pool, bridge: p.bridge, vlan: p.vlan,
         linkedClone: p.linkedClone, datastore: p.storage, cores: set.cores, memoryMb: set.memoryMb, swapMb: set.swapMb,
-        start: config.delivery.mode !== "env",
+        start: config.delivery.mode !== "env", deleteTimeoutSec: deleteTimeoutFor(config.timeouts.destroy),
       });
       if (o.out) process.stdout.write(`${r.file}\n`);
       else {

@@ -20,7 +20,7 @@ import { Placement, type NodeLimit, type NodeLoad, type TemplateCopy } from "./p
 import { LIVE_STATES, RETIREMENT_REASONS, SUPPLY_STATES, UNCLAIMED, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
 import { WorkflowJobPayload } from "./webhook.js";
 import { GroupCommit } from "./group-commit.js";
-import { synthRunnerStack } from "../stacks/runner-stack.js";
+import { deleteTimeoutFor, synthRunnerStack } from "../stacks/runner-stack.js";
 import type { Metrics } from "./metrics.js";
 
 export interface LabelSetSpec {
@@ -632,6 +632,7 @@ export class Pipeline {
       swapMb: set.swapMb,
       // Started outside the lane (stepBooting) when we can; the env delivery starts it itself.
       start: !this.d.delivery.startsContainer && !this.d.startContainer,
+      deleteTimeoutSec: deleteTimeoutFor(s.timeouts.destroyMs / 1000),
     });
     try {
       await this.d.terraform.prepare(stack.file);

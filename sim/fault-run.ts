@@ -13,6 +13,7 @@ import { pino } from "pino";
 import { startWorld, type World } from "./world.js";
 import { createRng } from "./github/rng.js";
 import { Store } from "../listener/store.js";
+import { SIMULATOR_PVE_ENV } from "../listener/config.js";
 
 export interface FaultRunOptions {
   jobs: number;
@@ -93,6 +94,8 @@ export class ListenerProcess {
       ...this.world.helperEnv,
       ...this.world.terraformEnv,
       CREDENTIALS_DIRECTORY: join(this.world.dir, "credentials"),
+      // The simulator's plain-http PVE, exempt from the https rule for this listener only.
+      [SIMULATOR_PVE_ENV]: this.world.config.proxmox.endpoint,
     };
     const log = createWriteStream(this.logFile, { flags: "a" });
     const child = spawn(process.execPath, [join(repoRoot, "dist", "cli", "main.js"), "serve", "--config", this.world.configFile], { env, stdio: ["ignore", "pipe", "pipe"] });

@@ -112,7 +112,8 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   const configFile = join(dir, "config.yaml");
   const text = stringify(cfg);
   await writeFile(configFile, text, { mode: 0o600 });
-  const { config, secrets } = parseConfig(text, { baseDir: dir, env: { ...process.env, CREDENTIALS_DIRECTORY: secretsDir } });
+  // The simulator serves plain http: exempt from the https rule, for this world only.
+  const { config, secrets } = parseConfig(text, { baseDir: dir, env: { ...process.env, CREDENTIALS_DIRECTORY: secretsDir }, simulatorPveEndpoint: pveUrl + "/" });
 
   const helperEnv: NodeJS.ProcessEnv = { ...process.env, PATH: `${binDir}:${process.env.PATH ?? "/usr/bin:/bin"}` };
   const terraformEnv = { PVE_SIM_PROVIDER_POLL_MS: "50" };

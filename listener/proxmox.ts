@@ -3,6 +3,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { Logger } from "pino";
+import { upstreamRoots } from "./clone-gate.js";
 
 export class ProxmoxError extends Error {
   constructor(readonly status: number, message: string, readonly errors?: Record<string, string>) {
@@ -24,7 +25,7 @@ export interface ProxmoxApiOptions {
   /**
    * Self-signed PVE certificates: skip verification on this client's own connections only (its own
    * agent). Nothing process-wide: GitHub and everything else stay verified. The alternative is to
-   * trust PVE's CA (NODE_EXTRA_CA_CERTS=/etc/pve/pve-root-ca.pem).
+   * trust PVE's CA: the system bundle or NODE_EXTRA_CA_CERTS=/etc/pve/pve-root-ca.pem (upstreamRoots).
    */
   insecure?: boolean;
 }
@@ -48,7 +49,10 @@ export class ProxmoxApi {
   constructor(private readonly opts: ProxmoxApiOptions) {
     this.base = new URL(opts.endpoint.replace(/\/+$/, "") + "/api2/json");
     // http only for the simulator (the config refuses it otherwise, listener/config.ts).
-    this.agent = this.base.protocol === "https:" ? new https.Agent({ keepAlive: true, rejectUnauthorized: !opts.insecure }) : new http.Agent({ keepAlive: true });
+    this.agent =
+      this.base.protocol === "https:"
+        ? new https.Agent({ keepAlive: true, rejectUnauthorized: !opts.insecure, ca: opts.insecure ? undefined : upstreamRoots() })
+        : new http.Agent({ keepAlive: true });
   }
 
   async request<T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, params: Record<string, string | number | boolean | undefined> = {}): Promise<T> {
@@ -63,7 +67,7 @@ export class ProxmoxApi {
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code && CERT_ERROR.test(e.code)) {
-        throw new ProxmoxError(0, `${method} ${path}: the PVE certificate is not trusted (${e.message}): set proxmox.insecure: true, or trust PVE's CA with NODE_EXTRA_CA_CERTS`);
+        throw new ProxmoxError(0, `${method} ${path}: the PVE certificate is not trusted (${e.message}): set proxmox.insecure: true, or trust PVE's CA (system bundle or NODE_EXTRA_CA_CERTS)`);
       }
       throw new ProxmoxError(0, `${method} ${path}: ${e.name === "AbortError" ? `no answer within ${this.opts.requestTimeoutMs ?? 30_000} ms` : e.message}`);
     }

@@ -2,11 +2,11 @@
 import { Command, InvalidArgumentError } from "commander";
 import { resolve } from "node:path";
 import { createLogger } from "./log.js";
-import { ConfigError, loadConfig, orExit } from "../listener/config.js";
+import { ConfigError, SIMULATOR_PVE_ENV, loadConfig, orExit } from "../listener/config.js";
 import { buildParts, startService } from "../listener/service.js";
 import { sweep, sweepActionTarget } from "../sweeper/sweep.js";
 import { templateCopies } from "../listener/placement.js";
-import { synthRunnerStack } from "../stacks/runner-stack.js";
+import { deleteTimeoutFor, synthRunnerStack } from "../stacks/runner-stack.js";
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -14,10 +14,13 @@ const positive = (v: string) => {
   return n;
 };
 
+/** The simulator world's plain-http PVE, when it runs this listener (sim/fault-run.ts). */
+const simulatorPveEndpoint = () => process.env[SIMULATOR_PVE_ENV] || undefined;
+
 function loadOrExit(path: string, o: { readSecrets?: boolean } = {}) {
   return orExit(path, () =>
     // Without secrets to read (stack synth), `${CREDENTIALS_DIRECTORY}` may stay unset.
-    loadConfig(path, { readSecrets: o.readSecrets }),
+    loadConfig(path, { readSecrets: o.readSecrets, simulatorPveEndpoint: simulatorPveEndpoint() }),
   );
 }
 
@@ -42,7 +45,7 @@ export function registerRunCommands(program: Command): void {
       // systemctl reload: a bad file is reported and the running config kept.
       process.on("SIGHUP", () => {
         try {
-          service.reload(loadConfig(o.config).config);
+          service.reload(loadConfig(o.config, { simulatorPveEndpoint: simulatorPveEndpoint() }).config);
         } catch (err) {
           const problems = err instanceof ConfigError ? err.problems : [String(err)];
           log.error({ problems }, "config reload refused: the file is not valid; running on as before");
@@ -109,7 +112,7 @@ export function registerRunCommands(program: Command): void {
         runnerName: o.name, labelSet: set.name, endpoint: p.endpoint, insecure: p.insecure, node: copy.node,
         templateVmid: copy.vmid, templateNode: copy.sourceNode, pool: p.pool, bridge: p.bridge, vlan: p.vlan,
         linkedClone: p.linkedClone, datastore: p.storage, cores: set.cores, memoryMb: set.memoryMb, swapMb: set.swapMb,
-        start: config.delivery.mode !== "env",
+        start: config.delivery.mode !== "env", deleteTimeoutSec: deleteTimeoutFor(config.timeouts.destroy),
       });
       if (o.out) process.stdout.write(`${r.file}\n`);
       else {

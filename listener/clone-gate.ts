@@ -393,17 +393,29 @@ function errText(err: unknown): string {
 }
 
 /**
- * Roots for a verified upstream. bpg used to talk to PVE itself through Go's TLS, which trusts the
- * system bundle (where an operator may have installed the PVE cluster CA); Node trusts only its own
- * bundled roots, so the system bundle is added when there is one.
+ * Roots for a verified PVE (the gate's upstream and the listener's own calls, listener/proxmox.ts).
+ * bpg used to talk to PVE itself through Go's TLS, which trusts the system bundle (where an operator
+ * may have installed the PVE cluster CA); Node trusts only its own bundled roots, so the system
+ * bundle is added when there is one, and NODE_EXTRA_CA_CERTS (which an explicit `ca` would
+ * otherwise drop).
  */
-function upstreamRoots(): string[] {
+export function upstreamRoots(): string[] {
+  const roots = [...rootCertificates];
   for (const file of ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem"]) {
     try {
-      return [...rootCertificates, readFileSync(file, "utf8")];
+      roots.push(readFileSync(file, "utf8"));
+      break;
     } catch {
       // next candidate
     }
   }
-  return [...rootCertificates];
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  if (extra) {
+    try {
+      roots.push(readFileSync(extra, "utf8"));
+    } catch {
+      // Node itself warns about an unreadable NODE_EXTRA_CA_CERTS at start
+    }
+  }
+  return roots;
 }

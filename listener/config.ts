@@ -243,6 +243,28 @@ export interface ParseOptions {
   env?: NodeJS.ProcessEnv;
   /** Tests and `stack synth` read no secrets. */
   readSecrets?: boolean;
+  /**
+   * The simulator's plain-http PVE (sim/pve serves http): the one endpoint exempt from the https
+   * rule. Set by the simulator world (sim/world.ts), never by an operator's config.
+   */
+  simulatorPveEndpoint?: string;
+}
+
+/**
+ * Environment variable through which the simulator world hands `simulatorPveEndpoint` to a listener
+ * it runs as its own process (sim/fault-run.ts). Exempts only that exact URL.
+ */
+export const SIMULATOR_PVE_ENV = "PVE_RUNNERS_SIMULATOR_PVE_URL";
+
+/**
+ * bpg refuses anything but https ("you must specify a secure endpoint…", NewConnection in
+ * proxmox/api/client.go) and pveproxy serves nothing else: one clear error, at load, for the
+ * listener's own calls and the clone gate's upstream as much as for terraform.
+ */
+function checkPveEndpoint(endpoint: string, o: ParseOptions, problems: string[]): void {
+  if (new URL(endpoint).protocol === "https:") return;
+  if (o.simulatorPveEndpoint !== undefined && o.simulatorPveEndpoint === endpoint) return;
+  problems.push(`proxmox.endpoint: must be https:// (${endpoint}): PVE serves its API on https://HOST:8006/ only, and bpg refuses anything else`);
 }
 
 function issuePath(path: ReadonlyArray<PropertyKey>): string {
@@ -286,6 +308,8 @@ export function parseConfig(text: string, o: ParseOptions): { config: Config; se
   if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${issuePath(i.path)}: ${i.message}`));
   const c = parsed.data;
   const problems: string[] = [];
+  // Commands that read no secrets (stack synth, admin) connect to no PVE.
+  if (o.readSecrets !== false) checkPveEndpoint(c.proxmox.endpoint, o, problems);
   c.github.privateKeyFile = expandPath(c.github.privateKeyFile, o, problems, "github.privateKeyFile");
   c.github.webhookSecretFile = expandPath(c.github.webhookSecretFile, o, problems, "github.webhookSecretFile");
   c.proxmox.tokenFile = expandPath(c.proxmox.tokenFile, o, problems, "proxmox.tokenFile");

@@ -20,7 +20,7 @@ import { Placement, type NodeLimit, type NodeLoad, type TemplateCopy } from "./p
 import { LIVE_STATES, RETIREMENT_REASONS, SUPPLY_STATES, UNCLAIMED, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
 import { WorkflowJobPayload } from "./webhook.js";
 import { GroupCommit } from "./group-commit.js";
-import { synthRunnerStack } from "../stacks/runner-stack.js";
+import { deleteTimeoutFor, synthRunnerStack } from "../stacks/runner-stack.js";
 import type { Metrics } from "./metrics.js";
 
 export interface LabelSetSpec {
@@ -632,6 +632,7 @@ export class Pipeline {
       swapMb: set.swapMb,
       // Started outside the lane (stepBooting) when we can; the env delivery starts it itself.
       start: !this.d.delivery.startsContainer && !this.d.startContainer,
+      deleteTimeoutSec: deleteTimeoutFor(s.timeouts.destroyMs / 1000),
     });
     try {
       await this.d.terraform.prepare(stack.file);
@@ -800,6 +801,8 @@ export class Pipeline {
       }
       if (r.stackDir) {
         const started = Date.now();
+        // Nothing secret may be left where destroy's refresh reads it into state (env delivery).
+        if (r.vmid && this.d.delivery.beforeDestroy) await this.d.delivery.beforeDestroy(r.node ?? s.proxmox.node, r.vmid);
         // Destroy does not wait behind clones: it never takes the clone lane.
         await this.d.terraform.destroy(join(r.stackDir, "stacks", "runner"), { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs }).catch((err) => {
           this.d.metrics?.terraformRun("destroy", (Date.now() - started) / 1000, false);

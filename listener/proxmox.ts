@@ -1,6 +1,9 @@
 // The Proxmox VE API adapter for what terraform does not do: env-mode JIT delivery, container
 // status, and (for the sweeper) listing and removing runner containers. Token auth, no CSRF.
+import http from "node:http";
+import https from "node:https";
 import type { Logger } from "pino";
+import { upstreamRoots } from "./clone-gate.js";
 
 export class ProxmoxError extends Error {
   constructor(readonly status: number, message: string, readonly errors?: Record<string, string>) {
@@ -19,7 +22,11 @@ export interface ProxmoxApiOptions {
   requestTimeoutMs?: number;
   /** Between task status polls. */
   pollMs?: number;
-  /** Self-signed PVE certificates: operators set `insecure: true` or install their CA (NODE_EXTRA_CA_CERTS). */
+  /**
+   * Self-signed PVE certificates: skip verification on this client's own connections only (its own
+   * agent). Nothing process-wide: GitHub and everything else stay verified. The alternative is to
+   * trust PVE's CA: the system bundle or NODE_EXTRA_CA_CERTS=/etc/pve/pve-root-ca.pem (upstreamRoots).
+   */
   insecure?: boolean;
 }
 
@@ -33,36 +40,65 @@ export interface ContainerStatus {
   uptime?: number;
 }
 
+/** OpenSSL's certificate errors, for a clear message when the PVE certificate is not trusted. */
+const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|HOSTNAME|ALTNAME/;
+
 export class ProxmoxApi {
-  private readonly base: string;
+  private readonly base: URL;
+  private readonly agent: http.Agent;
   constructor(private readonly opts: ProxmoxApiOptions) {
-    this.base = opts.endpoint.replace(/\/+$/, "") + "/api2/json";
+    this.base = new URL(opts.endpoint.replace(/\/+$/, "") + "/api2/json");
+    // http only for the simulator (the config refuses it otherwise, listener/config.ts).
+    this.agent =
+      this.base.protocol === "https:"
+        ? new https.Agent({ keepAlive: true, rejectUnauthorized: !opts.insecure, ca: opts.insecure ? undefined : upstreamRoots() })
+        : new http.Agent({ keepAlive: true });
   }
 
   async request<T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, params: Record<string, string | number | boolean | undefined> = {}): Promise<T> {
     const form = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) if (v !== undefined) form.set(k, typeof v === "boolean" ? (v ? "1" : "0") : String(v));
     const withQuery = method === "GET" || method === "DELETE";
-    const url = this.base + path + (withQuery && [...form].length ? `?${form}` : "");
-    const res = await fetch(url, {
-      method,
-      headers: { authorization: `PVEAPIToken=${this.opts.token}`, ...(withQuery ? {} : { "content-type": "application/x-www-form-urlencoded" }) },
-      body: withQuery ? undefined : form.toString(),
-      signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 30_000),
-      // Node's fetch has no per-request TLS switch; `insecure` is applied process-wide by the caller.
-    });
-    const text = await res.text();
-    let body: { data?: unknown; message?: string; errors?: Record<string, string> } = {};
+    const url = new URL(this.base.href + path + (withQuery && [...form].length ? `?${form}` : ""));
+    const body = withQuery ? undefined : form.toString();
+    let res: { status: number; statusText: string; text: string };
     try {
-      body = text ? JSON.parse(text) : {};
+      res = await this.send(method, url, body);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code && CERT_ERROR.test(e.code)) {
+        throw new ProxmoxError(0, `${method} ${path}: the PVE certificate is not trusted (${e.message}): set proxmox.insecure: true, or trust PVE's CA (system bundle or NODE_EXTRA_CA_CERTS)`);
+      }
+      throw new ProxmoxError(0, `${method} ${path}: ${e.name === "AbortError" ? `no answer within ${this.opts.requestTimeoutMs ?? 30_000} ms` : e.message}`);
+    }
+    let parsed: { data?: unknown; message?: string; errors?: Record<string, string> } = {};
+    try {
+      parsed = res.text ? JSON.parse(res.text) : {};
     } catch {
       /* a proxy error page: fall through with the status line */
     }
-    if (!res.ok) {
-      const detail = body.errors ? ` (${Object.entries(body.errors).map(([k, v]) => `${k}: ${v}`).join("; ")})` : "";
-      throw new ProxmoxError(res.status, `${method} ${path}: ${res.status} ${(body.message ?? res.statusText).trim()}${detail}`, body.errors);
+    if (res.status < 200 || res.status > 299) {
+      const detail = parsed.errors ? ` (${Object.entries(parsed.errors).map(([k, v]) => `${k}: ${v}`).join("; ")})` : "";
+      throw new ProxmoxError(res.status, `${method} ${path}: ${res.status} ${(parsed.message ?? res.statusText).trim()}${detail}`, parsed.errors);
     }
-    return body.data as T;
+    return parsed.data as T;
+  }
+
+  /** One request on this client's own agent; the answer buffered. */
+  private send(method: string, url: URL, body: string | undefined): Promise<{ status: number; statusText: string; text: string }> {
+    const headers: Record<string, string | number> = { authorization: `PVEAPIToken=${this.opts.token}` };
+    if (body !== undefined) Object.assign(headers, { "content-type": "application/x-www-form-urlencoded", "content-length": Buffer.byteLength(body) });
+    const request = url.protocol === "https:" ? https.request : http.request;
+    return new Promise((resolve, reject) => {
+      const req = request(url, { method, headers, agent: this.agent, signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 30_000) }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? "", text: Buffer.concat(chunks).toString("utf8") }));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
   }
 
   /** GET /cluster/resources: nodes (with load, given Sys.Audit) or guests (those the token may audit). */

@@ -5,7 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { Config, Secrets } from "./config.js";
 import { GitHubAdapter } from "./github.js";
-import { EnvOptionDelivery, PctHelperDelivery, type JitDelivery } from "./jit-delivery.js";
+import { EnvOptionDelivery, PctHelperDelivery, removeJitEnv, type JitDelivery } from "./jit-delivery.js";
 import { Pipeline, type PipelineSettings } from "./pipeline.js";
 import { ProxmoxApi } from "./proxmox.js";
 import { LIVE_STATES, RETIREMENT_REASONS, Store } from "./store.js";
@@ -126,6 +126,7 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     terraform,
     logger,
     wake,
+    beforeStackDestroy: config.delivery.mode === "env" ? (node: string, vmid: number) => removeJitEnv(pve, node, vmid) : undefined,
     settings: {
       nodes: () => [...new Set([config.proxmox.node, ...templateCopies(config.proxmox).map((t) => t.node), ...store.runners(LIVE_STATES).flatMap((r) => (r.node ? [r.node] : []))])],
       stateDir: config.stateDir,

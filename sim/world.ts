@@ -11,7 +11,7 @@ import { GitHubSim } from "./github/index.js";
 import type { WorldInstallationSpec } from "./github/world.js";
 import { installProviderMirror } from "./provider/install.js";
 import { installPctShim } from "./pct/install.js";
-import { parseConfig, type Config, type Secrets } from "../listener/config.js";
+import { parseConfig, SIMULATOR_PVE_ENV, type Config, type Secrets } from "../listener/config.js";
 
 export type { WorldInstallationSpec } from "./github/world.js";
 export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type SimNodeSpec, type SimTemplateSpec, type SimNodeInfo, type SimContainer } from "./pve/index.js";
@@ -122,11 +122,13 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   const configFile = join(dir, "config.yaml");
   const text = stringify(cfg);
   await writeFile(configFile, text, { mode: 0o600 });
-  const { config, secrets } = parseConfig(text, { baseDir: dir, env: { ...process.env, CREDENTIALS_DIRECTORY: secretsDir } });
+  // The simulator serves plain http: exempt from the https rule, for this world only.
+  const { config, secrets } = parseConfig(text, { baseDir: dir, env: { ...process.env, CREDENTIALS_DIRECTORY: secretsDir }, simulatorPveEndpoint: pveUrl + "/" });
 
   const helperEnv: NodeJS.ProcessEnv = { ...process.env, PATH: `${binDir}:${process.env.PATH ?? "/usr/bin:/bin"}` };
   const terraformEnv = { PVE_SIM_PROVIDER_POLL_MS: "50" };
-  const serveEnv: NodeJS.ProcessEnv = { ...helperEnv, ...terraformEnv, CREDENTIALS_DIRECTORY: secretsDir };
+  // The simulator's plain-http PVE is exempt from the https rule for this listener only.
+  const serveEnv: NodeJS.ProcessEnv = { ...helperEnv, ...terraformEnv, CREDENTIALS_DIRECTORY: secretsDir, [SIMULATOR_PVE_ENV]: config.proxmox.endpoint };
   return {
     dir,
     pve,

@@ -32,6 +32,23 @@ export interface RunnerStackSpec {
   readonly swapMb: number;
   /** false when the JIT config must be set before the first start (delivery mode `env`). Default true. */
   readonly start?: boolean;
+  /** bpg's timeout_delete (shutdown + delete); deleteTimeoutFor(the listener's destroy timeout). */
+  readonly deleteTimeoutSec?: number;
+}
+
+/** The listener's default timeouts.destroy (listener/config.ts). */
+const DEFAULT_DESTROY_TIMEOUT_SEC = 300;
+
+/**
+ * bpg's timeout_delete for a listener whose whole `terraform destroy` may take `destroySec`.
+ * bpg's own default is 60 s for shutdown and delete together (containerDelete in
+ * proxmoxtf/resource/container/container.go: a context deadline of timeout_delete, and a shutdown
+ * with forceStop after timeout_delete - 5 s), which a slow shutdown or disk removal can miss. It
+ * gets the listener's budget minus a margin (up to 30 s, at most half) for terraform's start and
+ * refresh, so bpg reports its own deadline before the listener stops terraform.
+ */
+export function deleteTimeoutFor(destroySec: number): number {
+  return Math.max(1, Math.floor(destroySec - Math.min(30, destroySec / 2)));
 }
 
 export class RunnerStack extends TerraformStack {
@@ -64,6 +81,8 @@ export class RunnerStack extends TerraformStack {
       initialization: { hostname: spec.runnerName, ipConfig: { ipv4: { address: "dhcp" } } },
       cpu: { cores: spec.cores },
       memory: { dedicated: spec.memoryMb, swap: spec.swapMb },
+      // Read from state at destroy time: what the stack had when applied is what bpg uses.
+      timeoutDelete: spec.deleteTimeoutSec ?? deleteTimeoutFor(DEFAULT_DESTROY_TIMEOUT_SEC),
     });
     // A literal reference, not a token: attribute tokens stay in cdktn's process-global token map
     // for good, ~8.5 KiB per synth (research/cdktf.md §2), and the listener synthesizes for months.

@@ -33,6 +33,8 @@ export interface SweepDeps {
   logger: Logger;
   /** Hands a runner back to the pipeline (it drives done → destroying → gone). */
   wake?: (runner: string) => void;
+  /** Before a container's stack is destroyed (env delivery: remove a JIT config a refresh would read into state). */
+  beforeStackDestroy?: (node: string, vmid: number) => Promise<void>;
 }
 
 export type SweepAction =
@@ -117,6 +119,7 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
     const destroy = (reason: string) =>
       act({ kind: "destroy-container", vmid: c.vmid, name, reason, via: hasStack ? "stack" : "api" }, async () => {
         if (hasStack) {
+          await d.beforeStackDestroy?.(c.node, c.vmid);
           await d.terraform.destroy(join(stackDir, "stacks", "runner"), { runner: name });
           await rm(stackDir, { recursive: true, force: true });
         } else {

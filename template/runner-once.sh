@@ -6,7 +6,8 @@
 # 2. Wait for the single-use JIT runner config, whichever comes first:
 #      - the file /run/pve-runners/jitconfig, written by `pct exec` (systemd/deliver-jit on the host);
 #      - ACTIONS_RUNNER_INPUT_JITCONFIG in PID 1's environment (PVE 9.1+ CT option `env`, which
-#        lxc applies to init only: systemd never passes it on to services, so read /proc/1/environ).
+#        lxc applies to init only: systemd never passes it on to services, so read /proc/1/environ;
+#        the listener removes the option from the CT config right after the start, init keeps it).
 # 3. Read it, delete the file, write the marker, then run the runner once as the runner user with the
 #    config in ACTIONS_RUNNER_INPUT_JITCONFIG (the runner reads its inputs from ACTIONS_RUNNER_INPUT_*
 #    and removes the variable from its own environment). Never on argv, never logged.

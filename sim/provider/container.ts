@@ -281,6 +281,17 @@ async function supportsHostManaged(ctx: OpContext): Promise<boolean> {
 
 // ---------------------------------------------------------------- read
 
+/** PVE's `env` as bpg's environment_variables map; null (unset) when the option is not there. */
+function envMap(env: unknown): ObjectValue | null {
+  if (typeof env !== "string") return null;
+  const out: ObjectValue = {};
+  for (const pair of env.split("\0")) {
+    const eq = pair.indexOf("=");
+    if (eq >= 0) out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
 /** containerRead: null state when the container is gone; otherwise the state with what drifted updated. */
 export async function readContainer(ctx: OpContext, state: ObjectValue): Promise<Outcome> {
   const node = str(state, "node_name");
@@ -313,6 +324,11 @@ export async function readContainer(ctx: OpContext, state: ObjectValue): Promise
     const apiTags = typeof cfg.tags === "string" ? cfg.tags.split(";").map((t) => t.trim()).filter((t) => t !== "").sort() : [];
     if (!valuesEqual([...stateTags].sort(), apiTags)) out.tags = apiTags;
   }
+
+  // bpg sets environment_variables from PVE's `env` on every read (NUL-separated K=V, split at the
+  // first "="; CustomEnvironmentVariables.UnmarshalJSON in proxmox/nodes/containers/containers_types.go).
+  // The attribute is not sensitive: whatever `env` holds lands in terraform state in plain text.
+  out.environment_variables = envMap(cfg.env);
 
   const init = first(state, "initialization");
   if (init && typeof cfg.hostname === "string" && cfg.hostname !== str(init, "hostname") && str(init, "hostname") !== "") {

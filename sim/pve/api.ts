@@ -92,6 +92,7 @@ export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[]): R
   route("post", "/nodes/:node/lxc/:vmid/status/start", (c, p) => lxc.start(c, p));
   route("post", "/nodes/:node/lxc/:vmid/status/stop", (c, p) => lxc.stop(c, p));
   route("post", "/nodes/:node/lxc/:vmid/status/shutdown", (c, p) => lxc.shutdown(c, p));
+  route("get", "/nodes/:node/lxc/:vmid/interfaces", (c, p) => lxc.interfaces(c, p));
   route("get", "/nodes/:node/tasks", (c, p) => cluster.taskList(c, p));
   route("get", "/nodes/:node/tasks/:upid/status", (c, p) => cluster.taskStatus(c, p));
   route("get", "/nodes/:node/tasks/:upid/log", (c, p) => {

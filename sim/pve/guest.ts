@@ -1,8 +1,9 @@
 // The simulated inside of a runner container, behaving like template/runner-once.sh: it boots;
 // if a job already started in this container it powers off at once; otherwise it waits for the JIT
 // config — the file /run/pve-runners/jitconfig (written by `pct exec`, see systemd/deliver-jit) or
-// ACTIONS_RUNNER_INPUT_JITCONFIG in the container's `env` option (PVE 9.1) — removes the file,
-// writes its marker and, like `run.sh --jitconfig`, connects to the (fake) GitHub the config
+// ACTIONS_RUNNER_INPUT_JITCONFIG in init's environment: the container's `env` option (PVE 9.1) as
+// it was at start, so removing the option afterwards (the listener does) does not reach it — removes
+// the file, writes its marker and, like `run.sh --jitconfig`, connects to the (fake) GitHub the config
 // names, runs its one job and powers the container off, whatever the outcome. A stop or destroy
 // aborts it: GitHub sees the runner vanish. The JIT config is a credential: it is never logged.
 import type { Logger } from "pino";

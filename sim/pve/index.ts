@@ -3,6 +3,7 @@
 // envelopes and errors, locks, tasks and UPIDs, token privileges, lagging /cluster/resources,
 // nodes going offline — plus simulated guests that run one GitHub Actions job each and power
 // themselves off.
+import { createServer as createHttpsServer } from "node:https";
 import type { Server } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { pino, type Logger } from "pino";
@@ -48,6 +49,8 @@ export interface PveSimOptions {
   nodes?: SimNodeSpec[];
   /** Runner templates, each a copy of the default one on its node (default: SIM_TEMPLATE_VMID on SIM_NODE). */
   templates?: SimTemplateSpec[];
+  /** Serve https with this certificate (pveproxy's self-signed one, say) instead of plain http. */
+  tls?: { certPem: string; keyPem: string };
 }
 
 /** A node as tests see it. */
@@ -84,8 +87,10 @@ export class PveSim {
   private readonly tokens: TokenDef[];
   private server?: Server;
   private baseUrl = "";
+  private readonly tls?: { certPem: string; keyPem: string };
 
   constructor(opts: PveSimOptions = {}) {
+    this.tls = opts.tls;
     this.log = opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? "silent" });
     this.clock = new SimClock(opts.timeScale ?? 1);
     this.tokens = [...Object.values(SIM_TOKENS), ...(opts.tokens ?? [])];
@@ -120,9 +125,11 @@ export class PveSim {
 
   async start(port = 0, host = "127.0.0.1"): Promise<string> {
     if (this.server) throw new Error("PveSim already started");
-    const { server, url } = await listen(this.buildApp(), port, host);
+    const app = this.buildApp();
+    const tls = this.tls;
+    const { server, url } = await listen(tls ? (createHttpsServer({ cert: tls.certPem, key: tls.keyPem }, app) as unknown as Server) : app, port, host);
     this.server = server;
-    this.baseUrl = url;
+    this.baseUrl = tls ? url.replace(/^http:/, "https:") : url;
     this.ctx.stats.seedNodes();
     this.ctx.stats.start(this.ctx.latency.statsInterval);
     this.log.info({ url: this.baseUrl }, "Proxmox VE simulator listening");

@@ -66,6 +66,41 @@ export class LxcApi {
     return { ...conf, digest: this.ctx.state.digest(ct) };
   }
 
+  /**
+   * GET {vmid}/interfaces (src/PVE/API2/LXC.pm `ip`, VM.Audit on /vms/{vmid}; PVE::LXC::get_interfaces):
+   * `ip --json a` inside a running container as [{name, hwaddr, hardware-address, inet, inet6,
+   * ip-addresses: [{ip-address-type, ip-address, prefix}]}]; null when the container does not run
+   * here (find_lxc_pid fails and get_interfaces returns nothing). bpg polls it on every refresh of
+   * a running container. A DHCP address shows once the guest has booted; the IPv6 link-local one
+   * (EUI-64 of the MAC) as soon as the link is up.
+   */
+  interfaces(caller: Caller, raw: RawParams): unknown[] | null {
+    this.ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Audit"]);
+    const node = checkNode(this.ctx, raw.node);
+    const p = verify(raw, BASE);
+    const ct = this.ctx.state.on(node.name, Number(p.vmid));
+    if (!ct?.running) return null;
+    const booted = ct.guest !== null && ct.guest.describe().phase !== "booting";
+    const iface = (name: string, mac: string, addrs: Array<[family: "inet" | "inet6", address: string, prefix: number]>) => {
+      const out: Record<string, unknown> = { name, hwaddr: mac, "hardware-address": mac };
+      for (const [family, address, prefix] of addrs) out[family] = `${address}/${prefix}`;
+      out["ip-addresses"] = addrs.map(([family, address, prefix]) => ({ "ip-address-type": family, "ip-address": address, prefix }));
+      return out;
+    };
+    const list = [iface("lo", "00:00:00:00:00:00", [["inet", "127.0.0.1", 8], ["inet6", "::1", 128]])];
+    for (const key of Object.keys(ct.conf).filter((k) => /^net\d+$/.test(k)).sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)))) {
+      const net = parseNet(ct.conf[key], key);
+      const mac = (net.hwaddr ?? "").toLowerCase();
+      const addrs: Array<["inet" | "inet6", string, number]> = [];
+      const v4 = net.ip === "dhcp" ? (booted ? `10.${(ct.vmid >> 16) & 255}.${(ct.vmid >> 8) & 255}.${ct.vmid & 255}/16` : null) : net.ip && net.ip !== "manual" ? net.ip : null;
+      if (v4) addrs.push(["inet", v4.split("/")[0], Number(v4.split("/")[1] ?? 32)]);
+      if (net.ip6 && net.ip6.includes("/")) addrs.push(["inet6", net.ip6.split("/")[0], Number(net.ip6.split("/")[1])]);
+      if (mac) addrs.push(["inet6", linkLocal(mac), 64]);
+      list.push(iface(net.name ?? key.replace("net", "eth"), mac, addrs));
+    }
+    return list;
+  }
+
   vmstatus(ct: Container): Record<string, unknown> {
     return this.ctx.state.vmstatus(ct, (t) => simSecondsSince(this.ctx, t));
   }
@@ -412,14 +447,27 @@ export class LxcApi {
     const node = checkNode(ctx, raw.node);
     const p = verify(raw, { ...BASE, timeout: { type: "integer", optional: true, min: 0 }, forceStop: BOOL_OPT });
     const vmid = Number(p.vmid);
+    // vm_shutdown (src/PVE/API2/LXC/Status.pm): timeout defaults to 60 s; vm_stop (src/PVE/LXC.pm)
+    // runs `lxc-stop --timeout T`, with --nokill unless forceStop.
+    const timeoutMs = (p.timeout !== undefined ? Number(p.timeout) : 60) * 1000;
+    const forceStop = bool(p.forceStop);
     if (!ctx.state.on(node.name, vmid)?.running) throw die(`CT ${vmid} not running`);
     return ctx.tasks.spawn(node, "vzshutdown", vmid, caller.userid, () =>
       this.withFlock(vmid, async () => {
         const ct = ctx.state.load(node.name, vmid);
         if (ct.conf.lock) throw locked(ct.conf.lock);
         await this.failLater(node, ctx.faults.forOp("shutdown"), ctx.latency.shutdown, () => configFlockTimeout(vmid), () => die("container did not stop"));
-        ct.guest?.abort("shutdown");
-        await nodeDelay(ctx, node, ctx.latency.shutdown);
+        // latency.shutdown is how long the guest takes to shut down cleanly; past the timeout,
+        // lxc-stop kills it (forceStop) or gives up with the container still running.
+        if (ctx.latency.shutdown <= timeoutMs) {
+          ct.guest?.abort("shutdown");
+          await nodeDelay(ctx, node, ctx.latency.shutdown);
+        } else {
+          await nodeSleep(ctx, node, timeoutMs);
+          if (!forceStop) throw die("container did not stop");
+          ct.guest?.abort("shutdown (killed after the timeout)");
+          await nodeDelay(ctx, node, ctx.latency.stop);
+        }
         this.markStopped(ct);
       }),
     );
@@ -539,3 +587,10 @@ export class LxcApi {
 }
 
 const splitList = (v: string | undefined): string[] => splitTags(v ?? "");
+
+/** The EUI-64 IPv6 link-local address of a MAC (fe80::/64). */
+function linkLocal(mac: string): string {
+  const b = mac.split(":").map((x) => Number.parseInt(x, 16));
+  const words = [((b[0] ^ 2) << 8) | b[1], (b[2] << 8) | 0xff, 0xfe00 | b[3], (b[4] << 8) | b[5]];
+  return `fe80::${words.map((w) => w.toString(16)).join(":")}`;
+}

@@ -78,6 +78,17 @@ describe("config", () => {
     assert.ok(problems.length >= 5);
   });
 
+  test("proxmox.endpoint must be https (as bpg and pveproxy): one clear error; only the simulator's own URL is exempt", () => {
+    const plain = minimal();
+    plain.proxmox.endpoint = "http://pve.example:8006/";
+    assert.deepEqual(problemsOf(() => parseConfig(stringify(plain), { baseDir: dir, env: env() })), [
+      "proxmox.endpoint: must be https:// (http://pve.example:8006/): PVE serves its API on https://HOST:8006/ only, and bpg refuses anything else",
+    ]);
+    // The simulator world's exemption names one URL; any other plain-http endpoint is still refused.
+    assert.equal(parseConfig(stringify(plain), { baseDir: dir, env: env(), simulatorPveEndpoint: "http://pve.example:8006/" }).config.proxmox.endpoint, "http://pve.example:8006/");
+    assert.equal(problemsOf(() => parseConfig(stringify(plain), { baseDir: dir, env: env(), simulatorPveEndpoint: "http://127.0.0.1:1234/" })).length, 1);
+  });
+
   test("cross-field rules: duplicate label sets, an empty allowlist, a storage for linked clones", () => {
     const bad = minimal() as Record<string, any>;
     bad.labelSets.push({ name: "linux", labels: ["x"] });

@@ -194,6 +194,17 @@ describe("PVE simulator: guests", () => {
     assert.equal(github.runners().find((r) => r.name === name)?.connectedAt, connectedAt, "no second connection");
   });
 
+  test("env removed right after start (as the listener does): init kept its copy, the job runs", async () => {
+    const jit = await mint(`runner-g${nextId}`);
+    const j = await github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 2_000 });
+    const { vmid, name } = await runnerCt({ env: `${JIT_ENV}=${jit}`, start: false });
+    assert.equal(await root.task("POST", root.ct(vmid, "/status/start")), "OK");
+    assert.equal((await root.put(root.ct(vmid, "/config"), { delete: "env" })).status, 200);
+    assert.deepEqual(pve.container(vmid)?.envKeys, [], "the CT config holds no config any more");
+    await until("the job to complete", () => job(j.id)?.status === "completed");
+    assert.equal(job(j.id)?.runnerName, name);
+  });
+
   test("a spent JIT config delivered to a fresh container: GitHub refuses it (410), the container powers off", async () => {
     const first = await runnerCt();
     const jit = await mint(first.name);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { synthRunnerStack, type RunnerStackSpec } from "../../stacks/runner-stack.js";
+import { deleteTimeoutFor, synthRunnerStack, type RunnerStackSpec } from "../../stacks/runner-stack.js";
 
 const spec: RunnerStackSpec = {
   runnerName: "runner-abc123",
@@ -51,6 +51,23 @@ test("a full clone names its datastore; a linked clone never does (PVE refuses i
     assert.deepEqual(full.resource.proxmox_virtual_environment_container.runner.clone, { vm_id: 9000, node_name: "pve", full: true, datastore_id: "local-lvm" });
     const linked = JSON.parse(readFileSync(synthRunnerStack(join(dir, "b"), { ...spec, datastore: "local-lvm" }).file, "utf8"));
     assert.equal(linked.resource.proxmox_virtual_environment_container.runner.clone.datastore_id, undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("timeout_delete: bpg's 60 s default replaced by the listener's destroy budget minus a margin", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stack-"));
+  try {
+    const ct = (s: RunnerStackSpec, d: string) => JSON.parse(readFileSync(synthRunnerStack(join(dir, d), s).file, "utf8")).resource.proxmox_virtual_environment_container.runner;
+    // The config's default timeouts.destroy (300 s) when the spec names none.
+    assert.equal(ct(spec, "default").timeout_delete, 270);
+    assert.equal(ct({ ...spec, deleteTimeoutSec: deleteTimeoutFor(120) }, "world").timeout_delete, 90);
+    // Always short of the listener's own timeout, so bpg reports its deadline first.
+    for (const destroySec of [4, 10, 60, 300, 3600]) {
+      const t = deleteTimeoutFor(destroySec);
+      assert.ok(t >= 1 && t < destroySec, `${destroySec} → ${t}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

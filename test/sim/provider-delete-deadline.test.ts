@@ -1,0 +1,98 @@
+// bpg's destroy deadline at time scale 1: containerDelete runs shutdown and delete under one
+// context deadline of timeout_delete, asking PVE to force the stop after timeout_delete - 5 s
+// (bpg proxmoxtf/resource/container/container.go; PVE's vm_shutdown/vm_stop run
+// `lxc-stop --timeout T`, killing after T with forceStop). Also: every refresh of a running
+// container reads its interfaces (bpg's WaitForContainerNetworkInterfaces) into ipv4/ipv6.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS } from "../../sim/pve/index.js";
+import { installProviderMirror, type ProviderMirror } from "../../sim/provider/install.js";
+import { synthRunnerStack } from "../../stacks/runner-stack.js";
+
+let root: string;
+let mirror: ProviderMirror;
+let sim: PveSim;
+let simUrl: string;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), "pve-runners-delete-deadline-"));
+  mirror = await installProviderMirror(join(root, "tf"));
+  // Real time; everything fast except the guest's clean shutdown, which takes 20 s.
+  sim = new PveSim({
+    timeScale: 1,
+    latencyMs: { api: 1, cloneLinked: 200, start: 200, config: 20, stop: 200, destroy: 300, shutdown: 20_000, jitter: 0 },
+    guest: { bootMs: 100 },
+  });
+  simUrl = await sim.start(0, "127.0.0.1");
+});
+after(async () => {
+  await sim.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+function terraform(cwd: string, ...args: string[]): Promise<{ code: number; out: string }> {
+  const env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    TMPDIR: root,
+    TF_CLI_CONFIG_FILE: mirror.cliConfigFile,
+    TF_IN_AUTOMATION: "1",
+    CHECKPOINT_DISABLE: "1",
+    PROXMOX_VE_API_TOKEN: `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}`,
+    PVE_SIM_PROVIDER_POLL_MS: "100",
+  };
+  return new Promise((resolve) => {
+    execFile("terraform", args, { cwd, env, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr });
+    });
+  });
+}
+
+/** A started runner container with timeout_delete = `deleteTimeoutSec`; returns its stack dir and vmid. */
+async function appliedRunner(name: string, deleteTimeoutSec: number): Promise<{ dir: string; vmid: number; state: Record<string, any> }> {
+  const { workingDir } = synthRunnerStack(join(root, name), {
+    runnerName: name, labelSet: "s", endpoint: `${simUrl}/`, node: SIM_NODE, templateVmid: SIM_TEMPLATE_VMID,
+    bridge: "vmbr1", vlan: 30, pool: "ci", linkedClone: true, cores: 1, memoryMb: 512, swapMb: 0, deleteTimeoutSec,
+  });
+  assert.equal((await terraform(workingDir, "init", "-input=false", "-no-color")).code, 0);
+  const applied = await terraform(workingDir, "apply", "-auto-approve", "-input=false", "-no-color");
+  assert.equal(applied.code, 0, applied.out);
+  const show = JSON.parse((await terraform(workingDir, "show", "-json")).out);
+  const values = show.values.root_module.resources[0].values as Record<string, any>;
+  assert.equal(values.timeout_delete, deleteTimeoutSec);
+  return { dir: workingDir, vmid: values.vm_id as number, state: values };
+}
+
+describe("provider stand-in: timeout_delete at time scale 1", { timeout: 120_000 }, () => {
+  test("a container slower to shut down than timeout_delete - 5 s is stopped by force and deleted in time", async () => {
+    const { dir, vmid, state } = await appliedRunner("runner-slowstop", 6);
+    // The read after the start polled the container's interfaces until DHCP had answered.
+    assert.match(String(state.ipv4?.eth0), /^10\.\d+\.\d+\.\d+$/, "ipv4 from GET …/interfaces");
+
+    const destroyed = await terraform(dir, "destroy", "-auto-approve", "-input=false", "-no-color");
+    assert.equal(destroyed.code, 0, destroyed.out);
+    assert.equal(sim.container(vmid), undefined, "the container is gone");
+    const shutdown = sim.tasks().find((t) => t.type === "vzshutdown" && t.id === String(vmid));
+    assert.equal(shutdown?.exitstatus, "OK");
+  });
+
+  test("past timeout_delete, bpg's deadline error while PVE's task runs on", async () => {
+    const { dir, vmid } = await appliedRunner("runner-slowdelete", 6);
+    sim.setLatency({ destroy: 7_000 });
+    try {
+      const failed = await terraform(dir, "destroy", "-auto-approve", "-input=false", "-no-color");
+      assert.notEqual(failed.code, 0);
+      const error = failed.out.slice(failed.out.indexOf("Error:")).replace(/\s+/g, " ");
+      assert.match(error, /timeout while waiting for task "UPID:[^"]*:vzdestroy:/, "the deadline struck in the delete, after the forced stop");
+      assert.ok(sim.container(vmid), "PVE's destroy task still runs");
+      await sim.settle();
+      assert.equal(sim.container(vmid), undefined, "and removes the container after the deadline");
+    } finally {
+      sim.setLatency({ destroy: 300 });
+    }
+  });
+});

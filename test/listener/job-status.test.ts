@@ -156,6 +156,18 @@ describe("pipeline: job status from the payload, disputes asked at GitHub", () =
     await pipeline.stop();
     store.close();
   });
+  test("a dispute left open by the last run (stopped before GitHub answered) is asked at the next start", async () => {
+    const { store, github, pipeline, settle } = setUp();
+    store.applyJobEvent({ ...base, jobId: 8, status: "waiting" });
+    store.applyJobEvent({ ...base, jobId: 8, status: "queued" });
+    assert.deepEqual(github.asked, []);
+    await pipeline.resume();
+    await settle();
+    assert.deepEqual(github.asked, [8]);
+    assert.deepEqual(store.queuedJobs().map((j) => j.jobId), [8]);
+    await pipeline.stop();
+    store.close();
+  });
 });
 
 describe("recovery: jobs held as waiting are checked too", () => {

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startWorld, type World } from "../../sim/world.js";
-import { startService } from "../../listener/service.js";
+import { startService, type Service } from "../../listener/service.js";
 import { LOCK_FILE, StateDirBusyError } from "../../listener/state-lock.js";
 import { freePort } from "../../sim/fault-run.js";
 import { quietLogger, startE2E } from "./harness.js";
@@ -94,10 +94,12 @@ describe("one listener per state dir", { concurrency: 1 }, () => {
       // The lock file is not opened here: closing any descriptor of it would drop this process's
       // POSIX locks on it (SQLite itself guards against that for its own connections).
       const before = snapshot(dir, [LOCK_FILE]);
-      await assert.rejects(
-        startService(e.world.config, e.world.secrets, quietLogger(), { helperEnv: e.world.helperEnv, terraformEnv: e.world.terraformEnv }),
-        (err: unknown) => err instanceof StateDirBusyError && err.holderPid === process.pid,
-      );
+      const second = await startService(e.world.config, e.world.secrets, quietLogger(), { helperEnv: e.world.helperEnv, terraformEnv: e.world.terraformEnv }).catch((err: unknown) => err);
+      if (!(second instanceof StateDirBusyError)) {
+        if (second && typeof second === "object" && "stop" in second) await (second as Service).stop();
+        assert.fail(`a second startService on the same state dir was not refused: ${second instanceof Error ? second.message : "it started"}`);
+      }
+      assert.equal(second.holderPid, process.pid);
       assert.deepEqual(snapshot(dir, [LOCK_FILE]), before, "no file changed");
       await e.restart(); // stop() released the lock: the same process starts again
       assert.ok(e.service.url);

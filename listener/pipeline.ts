@@ -169,7 +169,7 @@ export class Pipeline {
     // Deliveries that are not ours (other labels, other repositories) change no demand.
     if (relevant.some(Boolean)) this.reconcile();
     // Asked after the commit: the dispute is durable before the question goes out.
-    for (const jobId of this.disputed.splice(0)) void this.settleDispute(jobId);
+    for (const jobId of this.disputed.splice(0)) this.settleDispute(jobId);
     return relevant;
   });
 
@@ -179,23 +179,31 @@ export class Pipeline {
   private readonly settling = new Map<number, boolean>();
 
   /** Asks GitHub which of queued/waiting a disputed job is; one question per job at a time. */
-  private async settleDispute(jobId: number): Promise<void> {
+  private settleDispute(jobId: number): void {
     if (this.settling.has(jobId)) {
       this.settling.set(jobId, true);
       return;
     }
     this.settling.set(jobId, false);
-    try {
+    const asking = (async () => {
       do {
         this.settling.set(jobId, false);
         if (this.abort.signal.aborted) return;
         const { changed } = await checkJobAtGitHub({ store: this.d.store, github: this.d.github, logger: this.log }, jobId);
-        if (changed) this.reconcile();
+        if (changed && !this.abort.signal.aborted) this.reconcile();
       } while (this.settling.get(jobId));
-    } finally {
-      this.settling.delete(jobId);
-    }
+    })()
+      // Still disputed in the store: the next start or recovery pass asks again.
+      .catch((err) => this.log.warn({ job: jobId, err: errMessage(err) }, "job status dispute not settled"))
+      .finally(() => {
+        this.settling.delete(jobId);
+        this.asking.delete(asking);
+      });
+    this.asking.add(asking);
   }
+
+  /** Questions to GitHub in flight (stop() waits for them: their answers go to the store). */
+  private readonly asking = new Set<Promise<void>>();
 
   /** Applies one recorded delivery (idempotent), then rebalances supply against demand. */
   async handleDelivery(guid: string): Promise<void> {
@@ -471,7 +479,7 @@ export class Pipeline {
     // In the order received, in one batch.
     await Promise.all(this.d.store.unprocessedDeliveries().map((d) => this.handleDelivery(d.guid)));
     // Disputes left open by the last run (it stopped before GitHub answered).
-    for (const j of this.d.store.unstartedJobs()) if (j.disputedAt !== null) void this.settleDispute(j.jobId);
+    for (const j of this.d.store.unstartedJobs()) if (j.disputedAt !== null) this.settleDispute(j.jobId);
     for (const r of this.d.store.runners(LIVE_STATES)) {
       this.log.info({ runner: r.name, state: r.state }, "resuming runner");
       this.ensureDriver(r.name);
@@ -484,12 +492,12 @@ export class Pipeline {
     this.abort.abort();
     for (const t of this.holdTimers.values()) clearTimeout(t);
     for (const w of this.wakers.values()) w();
-    await Promise.allSettled([...this.drivers.values()]);
+    await Promise.allSettled([...this.drivers.values(), ...this.asking]);
   }
 
   /** Resolves when no runner is being driven (for tests and the demo). */
   async idle(): Promise<void> {
-    while (this.drivers.size > 0 || this.reconciling) await Promise.allSettled([...this.drivers.values(), this.reconciling]);
+    while (this.drivers.size > 0 || this.reconciling || this.asking.size > 0) await Promise.allSettled([...this.drivers.values(), this.reconciling, ...this.asking]);
   }
 
   ensureDriver(name: string): void {

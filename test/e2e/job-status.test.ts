@@ -56,7 +56,7 @@ describe("jobs waiting for an approval", { concurrency: 1 }, () => {
       assert.equal(report.redelivered, 1, JSON.stringify(report));
       await waitFor("the redelivered `waiting` applied", () => applied(e, lost.guid));
       e.service.setDraining(false);
-      await settled(e, [job.id], 30_000);
+      await settled(e, [job.id]);
       assert.equal(e.world.github.jobs().find((j) => j.id === job.id)!.conclusion, "success");
     }));
 });

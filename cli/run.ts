@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { createLogger } from "./log.js";
 import { ConfigError, SIMULATOR_PVE_ENV, loadConfig, orExit } from "../listener/config.js";
 import { buildParts, startService } from "../listener/service.js";
+import { StateDirBusyError } from "../listener/state-lock.js";
 import { sweep, sweepActionTarget } from "../sweeper/sweep.js";
 import { templateCopies } from "../listener/placement.js";
 import { deleteTimeoutFor, synthRunnerStack } from "../stacks/runner-stack.js";
@@ -32,7 +33,12 @@ export function registerRunCommands(program: Command): void {
     .action(async (o: { config: string }) => {
       const { config, secrets } = loadOrExit(o.config);
       const log = createLogger({ level: config.log?.level });
-      const service = await startService(config, secrets, log);
+      const service = await startService(config, secrets, log).catch((err) => {
+        // Another instance holds the state dir: one line, non-zero, nothing touched.
+        if (!(err instanceof StateDirBusyError)) throw err;
+        process.stderr.write(`${err.message}\n`);
+        process.exit(1);
+      });
       const stop = (sig: string) => {
         log.info({ sig }, "stopping: runners keep their recorded state and are resumed at the next start");
         service.stop().then(() => process.exit(0), (err) => {

@@ -19,6 +19,7 @@ import { repoAllowed, type Allowlist } from "./allowlist.js";
 import { Placement, type NodeLimit, type NodeLoad, type TemplateCopy } from "./placement.js";
 import { LIVE_STATES, RETIREMENT_REASONS, SUPPLY_STATES, UNCLAIMED, type JobRow, type RunnerRow, type RunnerState, type Store } from "./store.js";
 import { WorkflowJobPayload } from "./webhook.js";
+import { checkJobAtGitHub, heldStatus } from "./job-status.js";
 import { GroupCommit } from "./group-commit.js";
 import { deleteTimeoutFor, synthRunnerStack } from "../stacks/runner-stack.js";
 import type { Metrics } from "./metrics.js";
@@ -167,8 +168,42 @@ export class Pipeline {
     const relevant = this.d.store.transaction(() => guids.map((g) => this.applyDelivery(g)));
     // Deliveries that are not ours (other labels, other repositories) change no demand.
     if (relevant.some(Boolean)) this.reconcile();
+    // Asked after the commit: the dispute is durable before the question goes out.
+    for (const jobId of this.disputed.splice(0)) this.settleDispute(jobId);
     return relevant;
   });
+
+  /** Jobs whose deliveries disagreed (queued vs waiting) in the batch being applied. */
+  private disputed: number[] = [];
+  /** Disputes being asked about now; a job disputed again meanwhile is asked once more after. */
+  private readonly settling = new Map<number, boolean>();
+
+  /** Asks GitHub which of queued/waiting a disputed job is; one question per job at a time. */
+  private settleDispute(jobId: number): void {
+    if (this.settling.has(jobId)) {
+      this.settling.set(jobId, true);
+      return;
+    }
+    this.settling.set(jobId, false);
+    const asking = (async () => {
+      do {
+        this.settling.set(jobId, false);
+        if (this.abort.signal.aborted) return;
+        const { changed } = await checkJobAtGitHub({ store: this.d.store, github: this.d.github, logger: this.log }, jobId);
+        if (changed && !this.abort.signal.aborted) this.reconcile();
+      } while (this.settling.get(jobId));
+    })()
+      // Still disputed in the store: the next start or recovery pass asks again.
+      .catch((err) => this.log.warn({ job: jobId, err: errMessage(err) }, "job status dispute not settled"))
+      .finally(() => {
+        this.settling.delete(jobId);
+        this.asking.delete(asking);
+      });
+    this.asking.add(asking);
+  }
+
+  /** Questions to GitHub in flight (stop() waits for them: their answers go to the store). */
+  private readonly asking = new Set<Promise<void>>();
 
   /** Applies one recorded delivery (idempotent), then rebalances supply against demand. */
   async handleDelivery(guid: string): Promise<void> {
@@ -209,8 +244,10 @@ export class Pipeline {
     }
     const scope = this.d.settings.runnerScope === "org" ? `org:${p.repository.owner.login}` : `repo:${repo}`;
     const before = this.d.store.getJob(wj.id);
+    // The job's status, not the action: a `queued` delivery may say the job waits for an approval.
+    const status = heldStatus(wj.status) ?? p.action;
     // A job's runs-on labels are fixed, so "ours or not" is decided by the first event we see.
-    const { job, changed } = this.d.store.applyJobEvent({
+    const { job, changed, disputed } = this.d.store.applyJobEvent({
       jobId: wj.id,
       runId: wj.run_id,
       runAttempt: wj.run_attempt,
@@ -220,25 +257,28 @@ export class Pipeline {
       labels: wj.labels,
       labelSet,
       scope: labelSet ? scope : null,
-      status: p.action,
-      runnerName: p.action === "in_progress" || p.action === "completed" ? (wj.runner_name ?? null) : null,
+      status,
+      runnerName: status === "in_progress" || status === "completed" ? (wj.runner_name ?? null) : null,
       conclusion: wj.conclusion ?? null,
     });
     const m = this.d.metrics;
     if (m) {
       m.jobEvent(p.action, !changed ? "unchanged" : job.labelSet ? "ours" : !repoAllowed(repo, this.d.settings.allow) ? "repo-not-allowed" : "not-our-labels");
-      if (changed && job.labelSet && p.action === "in_progress" && before) m.phase("queued_to_started", (Date.now() - before.createdAt) / 1000);
-      if (changed && job.labelSet && p.action === "completed" && before?.status === "in_progress") m.phase("job_run", (Date.now() - before.updatedAt) / 1000);
+      if (changed && job.labelSet && status === "in_progress" && before) m.phase("queued_to_started", (Date.now() - before.createdAt) / 1000);
+      if (changed && job.labelSet && status === "completed" && before?.status === "in_progress") m.phase("job_run", (Date.now() - before.updatedAt) / 1000);
     }
-    if (!changed) log.debug("event changes nothing (duplicate or out of order)");
+    if (disputed) {
+      log.info({ held: job.status, delivered: status }, "deliveries disagree whether the job is queued or waiting: asking GitHub");
+      this.disputed.push(wj.id);
+    } else if (!changed) log.debug("event changes nothing (duplicate or out of order)");
     else if (job.labelSet) log.info({ status: job.status, runner: job.runnerName ?? undefined }, "job updated");
 
     // The runner GitHub names is the one that ran the job, whatever job it was made for.
-    const runnerName = p.action === "in_progress" || p.action === "completed" ? wj.runner_name : null;
+    const runnerName = status === "in_progress" || status === "completed" ? wj.runner_name : null;
     const runner = runnerName ? this.d.store.getRunner(runnerName) : undefined;
     if (!runner) return changed && job.labelSet !== null;
     if (runner.state === "booting") this.leftBooting(runner.name);
-    if (p.action === "in_progress") {
+    if (status === "in_progress") {
       if (this.d.store.setRunnerState(runner.name, "busy", { jobId: wj.id }, ["requested", "provisioning", "booting", "idle"])) {
         log.info({ runner: runner.name, madeFor: runner.madeForJob }, "runner busy");
       }
@@ -438,6 +478,8 @@ export class Pipeline {
   async resume(): Promise<void> {
     // In the order received, in one batch.
     await Promise.all(this.d.store.unprocessedDeliveries().map((d) => this.handleDelivery(d.guid)));
+    // Disputes left open by the last run (it stopped before GitHub answered).
+    for (const j of this.d.store.unstartedJobs()) if (j.disputedAt !== null) this.settleDispute(j.jobId);
     for (const r of this.d.store.runners(LIVE_STATES)) {
       this.log.info({ runner: r.name, state: r.state }, "resuming runner");
       this.ensureDriver(r.name);
@@ -450,12 +492,12 @@ export class Pipeline {
     this.abort.abort();
     for (const t of this.holdTimers.values()) clearTimeout(t);
     for (const w of this.wakers.values()) w();
-    await Promise.allSettled([...this.drivers.values()]);
+    await Promise.allSettled([...this.drivers.values(), ...this.asking]);
   }
 
   /** Resolves when no runner is being driven (for tests and the demo). */
   async idle(): Promise<void> {
-    while (this.drivers.size > 0 || this.reconciling) await Promise.allSettled([...this.drivers.values(), this.reconciling]);
+    while (this.drivers.size > 0 || this.reconciling || this.asking.size > 0) await Promise.allSettled([...this.drivers.values(), this.reconciling, ...this.asking]);
   }
 
   ensureDriver(name: string): void {
@@ -580,10 +622,10 @@ export class Pipeline {
     if (job && job.status === "queued") {
       try {
         const live = await this.d.github.jobStatus(job.repo, job.jobId, job.installationId);
-        if (live && live !== "queued") {
+        const held = heldStatus(live);
+        if (live && held !== "queued") {
           log.info({ job: job.jobId, status: live }, "job no longer queued at GitHub");
-          if (live === "completed" || live === "in_progress") this.d.store.setJobStatus(job.jobId, live);
-          else if (live === "waiting") this.d.store.setJobStatus(job.jobId, "waiting");
+          if (held) this.d.store.settleJobStatus(job.jobId, held);
         }
       } catch (err) {
         log.warn({ job: job.jobId, err: errMessage(err) }, "could not check job status; provisioning anyway");

@@ -24,6 +24,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { sweep, sweepActionTarget, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
 import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
 import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
+import { lockStateDir } from "./state-lock.js";
 
 export interface ServiceOverrides {
   /** Environment of the JIT delivery helper (tests: a `pct` stand-in first on PATH). */
@@ -140,7 +141,33 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
   return { store, github, terraform, pve, sweepDeps };
 }
 
+/**
+ * Starts the listener. The state dir is locked first, before the store, the clone gate's
+ * certificate or anything else is written: a second instance on it fails with StateDirBusyError
+ * having changed no file. stop() lets go of it; so does the kernel if the process dies.
+ */
 export async function startService(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides = {}): Promise<Service> {
+  const lock = lockStateDir(config.stateDir);
+  let service: Service;
+  try {
+    service = await startLocked(config, secrets, logger, o);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+  return {
+    ...service,
+    async stop() {
+      try {
+        await service.stop();
+      } finally {
+        lock.release();
+      }
+    },
+  };
+}
+
+async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides): Promise<Service> {
   const { store, github, terraform, pve, sweepDeps } = buildParts(config, secrets, logger, o);
   const delivery: JitDelivery =
     config.delivery.mode === "env"

@@ -50,6 +50,11 @@ export interface JobRow {
   conclusion: string | null;
   createdAt: number;
   updatedAt: number;
+  /**
+   * Set when deliveries disagreed on queued vs waiting (same rank: order cannot decide): GitHub's
+   * job API is asked, and recovery asks again until it answers. Null when settled.
+   */
+  disputedAt: number | null;
 }
 
 export interface RunnerRow {
@@ -96,6 +101,7 @@ CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id);
 const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ["runners", "node", "TEXT"],
   ["runners", "template", "TEXT"],
+  ["jobs", "disputed_at", "INTEGER"],
 ];
 
 const STATUS_RANK: Record<JobStatus, number> = { waiting: 0, queued: 0, in_progress: 1, completed: 2 };
@@ -109,6 +115,7 @@ function toJob(r: any): JobRow {
     jobId: r.job_id, runId: r.run_id, runAttempt: r.run_attempt, repo: r.repo, owner: r.owner,
     installationId: r.installation_id, labels: JSON.parse(r.labels), labelSet: r.label_set, scope: r.scope,
     status: r.status, runnerName: r.runner_name, conclusion: r.conclusion, createdAt: r.created_at, updatedAt: r.updated_at,
+    disputedAt: r.disputed_at ?? null,
   };
 }
 
@@ -216,9 +223,12 @@ export class Store {
   /**
    * Applies a job event. Status only moves forward (queued/waiting → in_progress → completed), because
    * deliveries are duplicated and reordered: a late `queued` must not resurrect a completed job.
-   * Returns the stored row and whether anything changed.
+   * queued and waiting rank the same (an approval turns waiting into queued; a redelivered `waiting`
+   * can arrive after it), so order cannot decide between them: the stored status is kept and the job
+   * marked disputed, for GitHub's job API to settle (listener/job-status.ts).
+   * Returns the stored row, whether anything changed, and whether this event raised a dispute.
    */
-  applyJobEvent(ev: Omit<JobRow, "createdAt" | "updatedAt">): { job: JobRow; changed: boolean } {
+  applyJobEvent(ev: Omit<JobRow, "createdAt" | "updatedAt" | "disputedAt">): { job: JobRow; changed: boolean; disputed: boolean } {
     const tx = this.db.transaction(() => {
       const cur = this.getJob(ev.jobId);
       const now = this.now();
@@ -229,24 +239,52 @@ export class Store {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
           .run(ev.jobId, ev.runId, ev.runAttempt, ev.repo, ev.owner, ev.installationId, JSON.stringify(ev.labels), ev.labelSet, ev.scope, ev.status, ev.runnerName, ev.conclusion, now, now);
-        return { job: this.getJob(ev.jobId)!, changed: true };
+        return { job: this.getJob(ev.jobId)!, changed: true, disputed: false };
       }
-      const forward = STATUS_RANK[ev.status] > STATUS_RANK[cur.status] || (STATUS_RANK[ev.status] === STATUS_RANK[cur.status] && ev.status !== cur.status && cur.status !== "completed");
+      if (STATUS_RANK[ev.status] === STATUS_RANK[cur.status] && ev.status !== cur.status && cur.status !== "completed") {
+        // Only jobs of ours are worth a question to GitHub.
+        if (cur.labelSet === null) return { job: cur, changed: false, disputed: false };
+        this.sql(`UPDATE jobs SET disputed_at = COALESCE(disputed_at, ?), updated_at = ? WHERE job_id = ?`).run(now, now, ev.jobId);
+        return { job: this.getJob(ev.jobId)!, changed: true, disputed: true };
+      }
+      const forward = STATUS_RANK[ev.status] > STATUS_RANK[cur.status];
       const runnerName = cur.runnerName ?? ev.runnerName;
       const learnsRunner = runnerName !== cur.runnerName;
-      if (!forward && !learnsRunner) return { job: cur, changed: false };
+      if (!forward && !learnsRunner) return { job: cur, changed: false, disputed: false };
       const status = forward ? ev.status : cur.status;
       const conclusion = forward ? ev.conclusion : cur.conclusion;
+      // Past queued/waiting there is nothing left to dispute.
       this
-        .sql(`UPDATE jobs SET status = ?, runner_name = ?, conclusion = ?, updated_at = ? WHERE job_id = ?`)
-        .run(status, runnerName, conclusion, now, ev.jobId);
-      return { job: this.getJob(ev.jobId)!, changed: true };
+        .sql(`UPDATE jobs SET status = ?, runner_name = ?, conclusion = ?, updated_at = ?, disputed_at = CASE WHEN ? THEN NULL ELSE disputed_at END WHERE job_id = ?`)
+        .run(status, runnerName, conclusion, now, forward ? 1 : 0, ev.jobId);
+      return { job: this.getJob(ev.jobId)!, changed: true, disputed: false };
     });
     return tx();
   }
 
   setJobStatus(jobId: number, status: JobStatus, conclusion: string | null = null): void {
     this.sql(`UPDATE jobs SET status = ?, conclusion = COALESCE(?, conclusion), updated_at = ? WHERE job_id = ?`).run(status, conclusion, this.now(), jobId);
+  }
+
+  /**
+   * GitHub's answer about a job: held if it moves the job forward or is the other of queued/waiting
+   * (never back: an answer older than a delivery applied meanwhile must not undo it); any dispute
+   * is settled. Returns the stored row.
+   */
+  settleJobStatus(jobId: number, status: JobStatus, conclusion: string | null = null): JobRow | undefined {
+    return this.transaction(() => {
+      const cur = this.getJob(jobId);
+      if (!cur) return undefined;
+      const takes = STATUS_RANK[status] > STATUS_RANK[cur.status] || (STATUS_RANK[status] === STATUS_RANK[cur.status] && status !== cur.status && cur.status !== "completed");
+      if (takes) this.setJobStatus(jobId, status, conclusion);
+      if (takes || cur.disputedAt !== null) this.sql(`UPDATE jobs SET disputed_at = NULL WHERE job_id = ?`).run(jobId);
+      return this.getJob(jobId);
+    });
+  }
+
+  /** Jobs of ours no runner has started yet (queued or waiting), for recovery to check at GitHub. */
+  unstartedJobs(): JobRow[] {
+    return this.sql(`SELECT * FROM jobs WHERE status IN ('queued', 'waiting') AND label_set IS NOT NULL ORDER BY created_at, job_id`).all().map(toJob);
   }
 
   /** Demand: queued jobs of ours, per label set and scope. */

@@ -1,10 +1,12 @@
 // Missed-webhook recovery. GitHub loses deliveries and never retries by itself, so on start and on
 // every sweep: (1) failed deliveries since the last pass are redelivered (same GUID: the inbox
 // deduplicates), and (2) jobs GitHub still holds as queued in repositories seen recently, that the
-// inbox has never heard of, are fed into demand through the inbox like any delivery.
+// inbox has never heard of, are fed into demand through the inbox like any delivery; (3) jobs held
+// as queued or waiting for long, or disputed, are checked against GitHub's job API.
 import type { Logger } from "pino";
 import type { GitHubAdapter } from "../listener/github.js";
 import type { Store } from "../listener/store.js";
+import { checkJobAtGitHub } from "../listener/job-status.js";
 
 export interface RecoveryDeps {
   store: Store;
@@ -84,26 +86,16 @@ export async function feedUnseenQueuedJobs(d: RecoveryDeps, repos: Array<{ repo:
 }
 
 /**
- * Jobs we hold as queued for longer than `staleMs` are asked about: a lost `completed` (a job
- * cancelled while queued) would otherwise count as demand for ever and keep making runners.
+ * Jobs we hold as queued or waiting for longer than `staleMs`, and every disputed one, are asked
+ * about: a lost `completed` (a job cancelled while queued) would otherwise count as demand for ever
+ * and keep making runners, and a lost (or overtaken) approval would leave a job waiting for ever.
  */
 export async function refreshStaleQueued(d: RecoveryDeps, staleMs: number, report: RecoveryReport, now = Date.now()): Promise<void> {
-  for (const j of d.store.queuedJobs()) {
-    if (now - j.updatedAt < staleMs) continue;
-    try {
-      const live = await d.github.jobStatus(j.repo, j.jobId, j.installationId);
-      if (live === "completed" || live === "in_progress" || live === "waiting") {
-        d.store.setJobStatus(j.jobId, live);
-        report.staleFixed++;
-        d.logger.info({ job: j.jobId, repo: j.repo, status: live }, "queued job had moved on at GitHub: demand corrected");
-      } else if (live === undefined) {
-        d.store.setJobStatus(j.jobId, "completed", "unknown");
-        report.staleFixed++;
-        d.logger.info({ job: j.jobId, repo: j.repo }, "queued job unknown to GitHub: no longer demand");
-      }
-    } catch (err) {
-      report.errors.push(`status of job ${j.jobId}: ${(err as Error).message}`);
-    }
+  for (const j of d.store.unstartedJobs()) {
+    if (j.disputedAt === null && now - j.updatedAt < staleMs) continue;
+    const r = await checkJobAtGitHub(d, j.jobId);
+    if (r.changed) report.staleFixed++;
+    if (r.error) report.errors.push(`status of job ${j.jobId}: ${r.error}`);
   }
 }
 

@@ -59,6 +59,8 @@ export interface CreateJobInput {
   environmentGated?: boolean;
   /** Environment-gated only: auto-approve after this long (default 3 s); `null` waits for POST …/approve. */
   approveAfterMs?: number | null;
+  /** Environment-gated only: the `waiting` delivery goes out this long after the first `queued` (default 0). */
+  waitingAfterMs?: number;
 }
 
 export interface SchedulerTimings {
@@ -153,7 +155,10 @@ export class Scheduler {
     // Gated jobs really do announce `queued` (with status waiting) before `waiting`.
     this.emit("queued", job, repo);
     if (gated) {
-      this.emit("waiting", job, repo);
+      // GitHub sends `waiting` once the environment's protection rules are evaluated: it can lag.
+      const waiting = () => job.status === "waiting" && this.emit("waiting", job, repo);
+      if (input.waitingAfterMs) this.clock.after(input.waitingAfterMs, waiting);
+      else waiting();
       const after = input.approveAfterMs === undefined ? 3000 : input.approveAfterMs;
       if (after !== null) this.clock.after(after, () => this.approve(job.id));
     } else {

@@ -28,7 +28,7 @@ function job(j: Partial<JobRow> & Pick<JobRow, "jobId">): JobRow {
   return {
     runId: 880000 + (j.jobId % 1000), runAttempt: 1, repo: "acme/web", owner: "acme", installationId: 42,
     labels: ["self-hosted", "linux", "x64"], labelSet: "small", scope: "org:acme", status: "completed",
-    runnerName: null, conclusion: null, createdAt: s_(600), updatedAt: s_(300), ...j,
+    runnerName: null, conclusion: null, createdAt: s_(600), updatedAt: s_(300), disputedAt: null, ...j,
   };
 }
 

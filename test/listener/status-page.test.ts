@@ -30,7 +30,7 @@ function job(over: Partial<JobRow> = {}): JobRow {
   return {
     jobId: 101, runId: 9001, runAttempt: 1, repo: "acme/web", owner: "acme", installationId: 1,
     labels: ["self-hosted", "linux"], labelSet: "small", scope: "org:acme", status: "queued",
-    runnerName: null, conclusion: null, createdAt: NOW - 30_000, updatedAt: NOW - 12_000, ...over,
+    runnerName: null, conclusion: null, createdAt: NOW - 30_000, updatedAt: NOW - 12_000, disputedAt: null, ...over,
   };
 }
 

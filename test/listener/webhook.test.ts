@@ -106,9 +106,11 @@ describe("store: job events only move forward", () => {
     assert.equal(store.applyJobEvent({ ...base, status: "queued", runnerName: null }).changed, false);
     assert.equal(store.getJob(1)!.status, "completed");
     assert.equal(store.getJob(1)!.runnerName, "runner-a");
-    // waiting → queued is allowed (environment approval), queued → in_progress learns the runner.
+    // waiting → queued (an approval) is a dispute GitHub settles (test/listener/job-status.test.ts);
+    // queued → in_progress learns the runner.
     store.applyJobEvent({ ...base, jobId: 2, status: "waiting", runnerName: null });
-    assert.equal(store.applyJobEvent({ ...base, jobId: 2, status: "queued", runnerName: null }).changed, true);
+    assert.equal(store.applyJobEvent({ ...base, jobId: 2, status: "queued", runnerName: null }).disputed, true);
+    store.settleJobStatus(2, "queued");
     assert.deepEqual(store.queuedJobs().map((j) => j.jobId), [2]);
     store.applyJobEvent({ ...base, jobId: 2, status: "in_progress", runnerName: "runner-b" });
     assert.equal(store.getJob(2)!.runnerName, "runner-b");

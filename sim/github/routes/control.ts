@@ -16,6 +16,7 @@ const createJobSchema = z.object({
   jobName: z.string().optional(),
   environmentGated: z.boolean().optional(),
   approveAfterMs: z.number().min(0).nullable().optional(),
+  waitingAfterMs: z.number().min(0).optional(),
 });
 
 export function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {

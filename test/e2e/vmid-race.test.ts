@@ -1,0 +1,58 @@
+// No two runners ever share a container, at time scale 1 (bpg's 5 s id window does not scale).
+//
+// bpg, left to pick a vmid, asks GET /cluster/nextid (which reserves nothing) and remembers the last
+// id it handed out for 5 s only (v0.111.1 proxmox/cluster/id_generator.go). Here one template, whose
+// first clone takes 16 s: the second runner's clone waits that long in the clone gate, its vmid not
+// yet a container, while a third runner's terraform asks for an id more than 5 s after the others
+// took theirs (later clones take 2 s, to keep the test short). bpg would hand it the second runner's
+// id; its clone then met "already exists", was retried and adopted the other runner's container
+// (renamed it, rewrote net0), and deliver-jit refused ("CT N is not runner-…"). The listener now
+// picks every vmid itself.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { startE2E, settled, waitFor, containersLeft, registrationsLeft } from "./harness.js";
+import { captureLog } from "../fixtures/terraform/helpers.js";
+
+/** Long enough to cover a terraform's start-up on a busy machine after the 5 s window. */
+const FIRST_CLONE_MS = 16_000;
+const LATER_CLONE_MS = 2_000;
+
+test("time scale 1, one template, clones waiting > 5 s in the gate: every runner its own vmid, one clone each, every job served", { timeout: 240_000 }, async () => {
+  const log = captureLog("info");
+  const e = await startE2E({ timeScale: 1, logger: log.logger, pve: { latencyMs: { cloneLinked: FIRST_CLONE_MS } } });
+  try {
+    const labels = ["self-hosted", "linux"];
+    const jobs = [await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 }), await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 })];
+    // The second clone waits in the gate: both terraforms have taken their vmids.
+    await log.waitFor((l) => l.msg === "waiting for the clone lane", 60_000);
+    e.world.pve.setLatency({ cloneLinked: LATER_CLONE_MS });
+    // Past bpg's 5 s window, while the second clone still waits for the first one's task.
+    await new Promise((r) => setTimeout(r, 5_200));
+    const clonesSoFar = e.world.pve.tasks().filter((t) => t.type === "vzclone").length;
+    assert.equal(clonesSoFar, 1, "the second clone is still waiting in the gate when the third job comes");
+    jobs.push(await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 }));
+    await settled(e, jobs.map((j) => j.id), 200_000);
+
+    const done = e.world.github.jobs().filter((j) => jobs.some((x) => x.id === j.id));
+    assert.deepEqual(done.map((j) => j.conclusion), ["success", "success", "success"]);
+    const runners = e.service.store.runners();
+    assert.equal(new Set(done.map((j) => j.runnerName)).size, 3, "three runners ran the three jobs");
+    for (const j of done) assert.ok(runners.some((r) => r.name === j.runnerName), `job ${j.id} ran on a runner of ours`);
+    const vmids = runners.map((r) => r.vmid);
+    assert.ok(vmids.every((v) => v !== null), `every runner had a vmid: ${vmids.join(", ")}`);
+    assert.equal(new Set(vmids).size, runners.length, `every runner a distinct vmid: ${runners.map((r) => `${r.name}=${r.vmid}`).join(", ")}`);
+    const clones = e.world.pve.tasks().filter((t) => t.type === "vzclone");
+    assert.equal(clones.length, runners.length, "as many clone tasks as runners: none adopted another's container");
+    assert.ok(clones.every((t) => t.exitstatus === "OK"));
+    const refusals = log.lines.filter((l) => l.msg === "JIT delivery failed" || /is not runner-/.test(String(l.err ?? "")));
+    assert.deepEqual(refusals.map((l) => l.err), [], "no JIT delivery was refused");
+    assert.ok(runners.every((r) => !r.lastError), `no runner recorded an error: ${runners.map((r) => r.lastError).join(" | ")}`);
+    assert.deepEqual(await containersLeft(e), [], "no container left");
+    assert.deepEqual(registrationsLeft(e), [], "no registration left");
+    assert.deepEqual(await readdir(join(e.world.config.stateDir, "runners")).catch(() => []), [], "no stack dir left");
+  } finally {
+    await e.stop();
+  }
+});

@@ -15,24 +15,32 @@ import { join } from "node:path";
 import { startE2E, settled, waitFor, containersLeft, registrationsLeft } from "./harness.js";
 import { captureLog } from "../fixtures/terraform/helpers.js";
 
-/** Long enough to cover a terraform's start-up on a busy machine after the 5 s window. */
-const FIRST_CLONE_MS = 16_000;
+/** Long enough to cover, after the 5 s window, a terraform's start on a busy machine. */
+const FIRST_CLONE_MS = 20_000;
 const LATER_CLONE_MS = 2_000;
+const BPG_ID_WINDOW_MS = 5_000;
 
 test("time scale 1, one template, clones waiting > 5 s in the gate: every runner its own vmid, one clone each, every job served", { timeout: 240_000 }, async () => {
   const log = captureLog("info");
   const e = await startE2E({ timeScale: 1, logger: log.logger, pve: { latencyMs: { cloneLinked: FIRST_CLONE_MS } } });
+  const at = (msg: string, runner?: string) => log.lines.find((l) => l.msg === msg && (!runner || l.runner === runner))?.time as number | undefined;
   try {
     const labels = ["self-hosted", "linux"];
     const jobs = [await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 }), await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 })];
     // The second clone waits in the gate: both terraforms have taken their vmids.
-    await log.waitFor((l) => l.msg === "waiting for the clone lane", 60_000);
+    const second = await log.waitFor((l) => l.msg === "waiting for the clone lane", 60_000);
     e.world.pve.setLatency({ cloneLinked: LATER_CLONE_MS });
-    // Past bpg's 5 s window, while the second clone still waits for the first one's task.
-    await new Promise((r) => setTimeout(r, 5_200));
-    const clonesSoFar = e.world.pve.tasks().filter((t) => t.type === "vzclone").length;
-    assert.equal(clonesSoFar, 1, "the second clone is still waiting in the gate when the third job comes");
+    // The third runner's terraform must ask for its id past bpg's 5 s window, while the second clone
+    // still waits. From a job to its clone took the second runner `lead` ms on this machine; the
+    // third job comes so that its id is asked for ~5.5 s after the second's, sooner on a busy machine.
+    const lead = (second.time as number) - at("runner requested", second.runner as string)!;
+    await new Promise((r) => setTimeout(r, Math.max(500, BPG_ID_WINDOW_MS + 500 - lead / 2)));
     jobs.push(await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 }));
+    const third = await log.waitFor((l) => l.msg === "waiting for the clone lane" && l.runner !== second.runner, 60_000);
+    // The premise, checked: the third clone came past the window and before the second was forwarded.
+    const secondForwarded = at("clone gate: clone lane entered", second.runner as string);
+    assert.ok((third.time as number) - (second.time as number) > BPG_ID_WINDOW_MS, `the third clone came ${(third.time as number) - (second.time as number)} ms after the second: within bpg's window`);
+    assert.ok(secondForwarded === undefined || secondForwarded > (third.time as number), "the third clone came while the second still waited");
     await settled(e, jobs.map((j) => j.id), 200_000);
 
     const done = e.world.github.jobs().filter((j) => jobs.some((x) => x.id === j.id));

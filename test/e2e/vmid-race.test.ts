@@ -28,7 +28,7 @@ test("time scale 1, one template, clones waiting > 5 s in the gate: every runner
     const labels = ["self-hosted", "linux"];
     const jobs = [await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 }), await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 })];
     // The second clone waits in the gate: both terraforms have taken their vmids.
-    const second = await log.waitFor((l) => l.msg === "waiting for the clone lane", 60_000);
+    const second = await log.waitFor((l) => l.msg === "waiting for the clone lane", 120_000).catch(() => assert.fail("the second clone never waited in the gate"));
     e.world.pve.setLatency({ cloneLinked: LATER_CLONE_MS });
     // The third runner's terraform must ask for its id past bpg's 5 s window, while the second clone
     // still waits. From a job to its clone took the second runner `lead` ms on this machine; the
@@ -36,7 +36,9 @@ test("time scale 1, one template, clones waiting > 5 s in the gate: every runner
     const lead = (second.time as number) - at("runner requested", second.runner as string)!;
     await new Promise((r) => setTimeout(r, Math.max(500, BPG_ID_WINDOW_MS + 500 - lead / 2)));
     jobs.push(await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 }));
-    const third = await log.waitFor((l) => l.msg === "waiting for the clone lane" && l.runner !== second.runner, 60_000);
+    const third = await log
+      .waitFor((l) => l.msg === "waiting for the clone lane" && l.runner !== second.runner, 120_000)
+      .catch(() => assert.fail(`the third clone never waited in the gate: ${log.lines.filter((l) => /clone lane|runner requested/.test(String(l.msg))).map((l) => `${l.msg} ${l.runner}`).join("; ")}`));
     // The premise, checked: the third clone came past the window and before the second was forwarded.
     const secondForwarded = at("clone gate: clone lane entered", second.runner as string);
     assert.ok((third.time as number) - (second.time as number) > BPG_ID_WINDOW_MS, `the third clone came ${(third.time as number) - (second.time as number)} ms after the second: within bpg's window`);

@@ -12,7 +12,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { startE2E, settled, waitFor, containersLeft, registrationsLeft } from "./harness.js";
+import { startE2E, settled, containersLeft, registrationsLeft } from "./harness.js";
 import { captureLog } from "../fixtures/terraform/helpers.js";
 
 /** Long enough to cover, after the 5 s window, a terraform's start on a busy machine. */

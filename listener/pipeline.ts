@@ -479,6 +479,7 @@ export class Pipeline {
       })
       .finally(() => {
         this.drivers.delete(name);
+        this.vmidClashes.delete(name);
         this.reconcile();
       });
     this.drivers.set(name, p);

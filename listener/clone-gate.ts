@@ -14,6 +14,14 @@
 // (default /etc/ssl/certs, /etc/pki/tls/certs) are still added, so the gate's PEM joins rather than
 // replaces what is trusted — bpg verifies the gate without `insecure`. The key never leaves memory.
 //
+// A clone to a vmid that is taken (PVE: 500 "CT N already exists on node 'X'") is never adopted by
+// accident: bpg retries a 5xx clone and, on a retry, takes "already exists" for its own success
+// (bpg v0.111.1 proxmox/retry/retry.go WithAlreadyDoneCheck, proxmox/nodes/containers). The gate
+// reads that container's hostname and passes the answer on only when it is this clone's own (the
+// same runner's earlier clone, e.g. before a listener restart); otherwise it answers 409, which bpg
+// does not retry (IsTransientAPIError is 5xx only), naming VMID_CLASH so the pipeline picks a fresh
+// vmid. Nothing of the other container is touched.
+//
 // The gate never logs Authorization, cookies, CSRF tokens, query strings or bodies (bodies carry
 // passwords, tickets and JIT configs): method, path, status and milliseconds at debug only.
 import { chmod, mkdir, writeFile } from "node:fs/promises";
@@ -48,6 +56,13 @@ export interface CloneGateOptions {
 }
 
 export const CLONE_GATE_PEM = "clone-gate.pem";
+/** In the 409 the gate answers for a clone to another guest's vmid; the pipeline looks for it. */
+export const VMID_CLASH = "pve-runners: vmid clash";
+
+/** Whether an error (a failed apply) is the gate's refusal of a clone onto another guest's vmid. */
+export function isVmidClash(err: unknown): boolean {
+  return (err instanceof Error ? err.message : String(err)).includes(VMID_CLASH);
+}
 /** Consecutive failed task-status polls after which the lane is released anyway. */
 const POLL_FAILURE_LIMIT = 5;
 /** One task-status poll gives up after this long (counts as a failure). */
@@ -200,7 +215,7 @@ export class CloneGate {
       return;
     }
     const templateKey = `${node}/${vmid}`;
-    const runner = runnerOf(body, req.headers["content-type"]);
+    const { runner, newid } = cloneFields(body, req.headers["content-type"]);
     let clientGone = false;
     res.on("close", () => {
       if (!res.writableFinished) clientGone = true;
@@ -233,6 +248,20 @@ export class CloneGate {
           return;
         }
         this.log.debug({ method: "POST", path, status: answer.status, ms: Date.now() - t0 }, "clone gate: clone forwarded");
+        if (answer.status >= 500 && /already exists/.test(answer.message) && newid !== null) {
+          const owner = await this.hostnameOf(answer.message, node, newid, req.headers);
+          if (owner !== runner) {
+            reason = "vmid clash refused";
+            const text = `${VMID_CLASH}: CT ${newid} already exists and is not ${runner} (its hostname: ${owner ?? "unreadable"}); not adopted`;
+            this.log.warn({ runner, templateKey, newid, owner }, "clone gate: clone onto another guest's vmid refused");
+            if (!clientGone) {
+              writeHead(res, 409, text, { "content-type": "application/json;charset=UTF-8" });
+              res.end(JSON.stringify({ data: null, message: `${text}\n` }));
+            }
+            return;
+          }
+          this.log.info({ runner, templateKey, newid }, "clone gate: the vmid holds this runner's own earlier clone: passed on");
+        }
         // The client gets its answer at once; only the lane waits for the task.
         if (!clientGone) {
           writeHead(res, answer.status, answer.message, answer.headers);
@@ -256,6 +285,22 @@ export class CloneGate {
       await work;
     } finally {
       this.inLane.delete(work);
+    }
+  }
+
+  /** The hostname of the container an "already exists" names (null when it cannot be read). */
+  private async hostnameOf(message: string, pathNode: string, vmid: number, clientHeaders: IncomingHttpHeaders): Promise<string | null> {
+    // pve-cluster check_vmid_unused: "CT N already exists on node 'X'" (or "VM N …" for a VM).
+    const node = /on node '([^']+)'/.exec(message)?.[1] ?? pathNode;
+    const headers: http.OutgoingHttpHeaders = { accept: "application/json" };
+    for (const h of ["authorization", "cookie"]) if (clientHeaders[h] !== undefined) headers[h] = clientHeaders[h];
+    try {
+      const r = await this.exchange("GET", `/api2/json/nodes/${encodeURIComponent(node)}/lxc/${vmid}/config`, headers, undefined, AbortSignal.any([this.stopped.signal, AbortSignal.timeout(POLL_TIMEOUT_MS)]));
+      if (r.status !== 200) return null;
+      const h = (JSON.parse(r.body.toString("utf8")) as { data?: { hostname?: unknown } | null }).data?.hostname;
+      return typeof h === "string" ? h : null;
+    } catch {
+      return null;
     }
   }
 
@@ -365,18 +410,23 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
   });
 }
 
-/** The clone's `hostname` (form-urlencoded as bpg sends it, or JSON), else "unknown". */
-function runnerOf(body: Buffer, contentType: string | undefined): string {
+/** The clone's `hostname` ("unknown" if none) and `newid` (form-urlencoded as bpg sends them, or JSON). */
+function cloneFields(body: Buffer, contentType: string | undefined): { runner: string; newid: number | null } {
   const text = body.toString("utf8");
+  let hostname: unknown;
+  let newid: unknown;
   try {
-    if (contentType?.includes("json")) {
-      const h = (JSON.parse(text) as { hostname?: unknown }).hostname;
-      return typeof h === "string" && h ? h : "unknown";
+    if (contentType?.includes("json")) ({ hostname, newid } = JSON.parse(text) as { hostname?: unknown; newid?: unknown });
+    else {
+      const form = new URLSearchParams(text);
+      hostname = form.get("hostname");
+      newid = form.get("newid");
     }
-    return new URLSearchParams(text).get("hostname") || "unknown";
   } catch {
-    return "unknown";
+    // neither: unknown runner, no newid
   }
+  const id = Number(newid);
+  return { runner: typeof hostname === "string" && hostname ? hostname : "unknown", newid: newid !== null && newid !== undefined && Number.isInteger(id) && id > 0 ? id : null };
 }
 
 function upidOf(body: Buffer): string | undefined {

@@ -32,6 +32,9 @@ const LabelSet = z
   })
   .strict();
 
+/** Runner vmids by default: clear of the low ids PVE suggests first and of templates at 9000 and so on. */
+export const DEFAULT_VMIDS = { first: 100_000, last: 199_999 } as const;
+
 const nodeName = z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,61}[a-zA-Z0-9])?$/, "a PVE node name");
 
 const Schema = z
@@ -84,6 +87,11 @@ const Schema = z
         /** Full clones only (PVE refuses a storage for linked clones). */
         storage: z.string().min(1).optional(),
         linkedClone: z.boolean().default(true),
+        /** The vmids runners are cloned to: the listener picks each one here (bpg never does). */
+        vmids: z
+          .object({ first: z.number().int().min(100).max(999_999_999), last: z.number().int().min(100).max(999_999_999) })
+          .strict()
+          .default({ first: DEFAULT_VMIDS.first, last: DEFAULT_VMIDS.last }),
       })
       .strict(),
     labelSets: z.array(LabelSet).min(1),
@@ -219,6 +227,12 @@ const Schema = z
       ctx.addIssue({ code: "custom", path: ["admin", "port"], message: "must differ from listener.port: the webhook port never serves the admin API" });
     if (!cron.validate(c.sweeper.schedule))
       ctx.addIssue({ code: "custom", path: ["sweeper", "schedule"], message: `"${c.sweeper.schedule}" is not a cron expression` });
+    const r = p.vmids;
+    if (r.first > r.last) ctx.addIssue({ code: "custom", path: ["proxmox", "vmids", "last"], message: `is below first (${r.first})` });
+    else if (r.last - r.first + 1 < c.limits.maxRunners)
+      ctx.addIssue({ code: "custom", path: ["proxmox", "vmids"], message: `holds ${r.last - r.first + 1} vmids, fewer than limits.maxRunners (${c.limits.maxRunners})` });
+    for (const t of [...(p.templateVmid !== undefined ? [p.templateVmid] : []), ...(p.templates ?? []).map((x) => x.vmid)])
+      if (t >= r.first && t <= r.last) ctx.addIssue({ code: "custom", path: ["proxmox", "vmids"], message: `${r.first}-${r.last} contains template ${t}: runner vmids must not include a template` });
     if (c.limits.maxRunnersPerRepo > c.limits.maxRunners)
       ctx.addIssue({ code: "custom", path: ["limits", "maxRunnersPerRepo"], message: "is larger than limits.maxRunners" });
   });

@@ -23,6 +23,11 @@ import { checkJobAtGitHub, heldStatus } from "./job-status.js";
 import { GroupCommit } from "./group-commit.js";
 import { deleteTimeoutFor, synthRunnerStack } from "../stacks/runner-stack.js";
 import type { Metrics } from "./metrics.js";
+import { VmidAllocator, type VmidProbe, type VmidRange } from "./vmids.js";
+import { isVmidClash } from "./clone-gate.js";
+
+/** Clone-time vmid clashes a runner may meet (each gets a fresh vmid) before they count as failed attempts. */
+const MAX_VMID_CLASHES = 5;
 
 export interface LabelSetSpec {
   name: string;
@@ -55,6 +60,8 @@ export interface PipelineSettings {
     pool?: string;
     storage?: string;
     linkedClone: boolean;
+    /** Where runners' vmids are chosen (proxmox.vmids). */
+    vmids: VmidRange;
   };
   timeouts: { applyMs: number; destroyMs: number; bootMs: number; idleMs: number };
   /** Apply attempts per runner before it is given up (each failure is cleaned up by destroy first). */
@@ -85,6 +92,8 @@ export interface PipelineDeps {
    * configures, so the clone lane is held for the clone alone; starting runs outside it, in parallel.
    */
   startContainer?: (node: string, vmid: number) => Promise<void>;
+  /** What PVE says about vmids in use, for allocation (without it only the store's records count). */
+  vmidProbe?: VmidProbe;
   /** Whether a container named like this runner exists on Proxmox (when terraform cannot tell). */
   containerExists?: (runnerName: string) => Promise<boolean>;
   store: Store;
@@ -131,10 +140,14 @@ export class Pipeline {
   private placement: Placement;
   /** Set by a reconcile pass in which a job waited on a runner cap: warm-pool members make room. */
   private jobsWaitOnCap = false;
+  private readonly vmids: VmidAllocator;
+  /** Clone-time clashes per runner (in memory: bounded per process, which is enough to stop a loop). */
+  private readonly vmidClashes = new Map<string, number>();
 
   constructor(private readonly d: PipelineDeps) {
     this.log = d.logger;
     this.placement = this.makePlacement();
+    this.vmids = new VmidAllocator(d.store, () => this.d.settings.proxmox.vmids, d.vmidProbe);
     // Every runner's driver waits on this one signal (sleeps, terraform runs); each removes its
     // listener when done, so many at once is concurrency, not a leak.
     setMaxListeners(0, this.abort.signal);
@@ -508,6 +521,7 @@ export class Pipeline {
       })
       .finally(() => {
         this.drivers.delete(name);
+        this.vmidClashes.delete(name);
         this.reconcile();
       });
     this.drivers.set(name, p);
@@ -644,6 +658,13 @@ export class Pipeline {
     const set = s.labelSets.find((x) => x.name === r.labelSet);
     if (!set) throw new Error(`label set ${r.labelSet} is no longer configured`);
     const stackDir = r.stackDir ?? join(s.stateDir, "runners", r.name);
+    // Chosen once, before the clone, and kept across attempts and restarts: the re-run after a
+    // restart targets the same vmid. Only a clash at clone time gives the runner a fresh one.
+    let vmid = r.vmid;
+    if (vmid === null) {
+      vmid = await this.vmids.allocate(r.name);
+      log.info({ vmid }, "vmid reserved");
+    }
     // Placed on every attempt: after a failure (a node down) the next attempt may go elsewhere.
     const loads = await this.placement.loads();
     const placed = this.placement.choose(r, this.d.store.runners(LIVE_STATES), loads);
@@ -662,6 +683,7 @@ export class Pipeline {
       endpoint: this.d.lane ? s.proxmox.endpoint : undefined,
       insecure: this.d.lane ? s.proxmox.insecure : undefined,
       node: copy.node,
+      vmid,
       templateVmid: copy.vmid,
       templateNode: copy.sourceNode,
       pool: s.proxmox.pool,
@@ -693,7 +715,9 @@ export class Pipeline {
         }
       };
       await (this.d.lane ? this.d.lane.run(copy.key, r.name, apply) : apply());
-      const vmid = await this.vmidOf(stack.workingDir);
+      const made = await this.vmidOf(stack.workingDir);
+      if (made !== vmid) throw new Error(`the stack made vmid ${made}, not the reserved ${vmid}`);
+      this.vmidClashes.delete(r.name);
       log.info({ vmid, node: copy.node, ms: Date.now() - started }, "container cloned");
       // Read again: a job may have claimed this warm-pool member while it was being cloned.
       const unclaimed = this.d.store.getRunner(r.name)?.scope === UNCLAIMED;
@@ -701,7 +725,9 @@ export class Pipeline {
       if (unclaimed) log.info("warm-pool runner ready (stopped)");
     } catch (err) {
       if (signal.aborted) throw new Stopped();
-      const attempts = r.attempts + 1;
+      const clashes = this.vmidClashes.get(r.name) ?? 0;
+      const clash = isVmidClash(err) && clashes < MAX_VMID_CLASHES;
+      const attempts = clash ? r.attempts : r.attempts + 1;
       this.placement.invalidate();
       log.warn({ attempt: attempts, node: copy.node, err: errMessage(err) }, "apply failed: destroying what was made");
       const cleaned = await this.d.terraform.destroy(stack.workingDir, { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs }).then(
@@ -712,6 +738,14 @@ export class Pipeline {
         // Its state still holds what was made there (a node may be down): this runner is retired
         // with its stack, and demand is re-counted, so a fresh runner is placed elsewhere.
         this.d.store.setRunnerState(r.name, "destroying", { attempts, lastError: errMessage(err) }, ["provisioning"]);
+        return;
+      }
+      if (clash) {
+        // Another guest has this vmid (PVE's vmlist changed after we checked): a fresh one, at once.
+        this.vmidClashes.set(r.name, clashes + 1);
+        log.warn({ vmid, clashes: clashes + 1 }, "vmid taken by another guest at clone time: picking a fresh one");
+        this.d.store.assignVmid(r.name, null);
+        this.d.store.setRunnerState(r.name, "provisioning", { lastError: errMessage(err) }, ["provisioning"]);
         return;
       }
       if (attempts >= s.applyAttempts) {

@@ -106,6 +106,21 @@ export class ProxmoxApi {
     return this.request("GET", "/cluster/resources", { type });
   }
 
+  /**
+   * GET /cluster/nextid?vmid=N: N is free when PVE returns it; 400 "VM N already exists" when any
+   * guest of the cluster has it (pve-manager PVE/API2/Cluster.pm nextid checks the whole vmlist,
+   * whatever the token may see). Anything else is an error.
+   */
+  async vmidFree(vmid: number): Promise<boolean> {
+    try {
+      await this.request("GET", "/cluster/nextid", { vmid });
+      return true;
+    } catch (err) {
+      if (err instanceof ProxmoxError && err.status === 400 && /already exists/.test(err.message)) return false;
+      throw err;
+    }
+  }
+
   /** Waits for a task to stop; throws with its exit status unless it is OK (or WARNINGS). */
   async waitTask(node: string, upid: string, timeoutMs = 300_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

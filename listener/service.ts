@@ -83,6 +83,7 @@ export function pipelineSettings(config: Config, o: ServiceOverrides = {}): Pipe
       pool: config.proxmox.pool,
       storage: config.proxmox.storage,
       linkedClone: config.proxmox.linkedClone,
+      vmids: config.proxmox.vmids,
     },
     timeouts: {
       applyMs: config.timeouts.apply * 1000,
@@ -204,6 +205,10 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   // Cluster-wide: the container may be on any node (one that is down still lists its guests).
   const containerExists = async (name: string) => (await pve.clusterResources("vm")).some((c) => c.name === name);
   const readNodes = async () => nodeLoads(await pve.clusterResources("node"));
+  const vmidProbe = {
+    inUse: async () => new Set((await pve.clusterResources("vm")).map((c) => Number(c.vmid)).filter(Number.isInteger)),
+    isFree: (vmid: number) => pve.vmidFree(vmid),
+  };
   const countByState = () => store.countByState();
   const metrics: Metrics = new Metrics({
     runnersByState: countByState,
@@ -213,7 +218,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     // Read at scrape time, after the pipeline below exists.
     draining: (): boolean => pipeline.isDraining(),
   });
-  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, metrics, settings: pipelineSettings(config, o), logger });
+  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, vmidProbe, metrics, settings: pipelineSettings(config, o), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");
   if (existsSync(drainFlag)) pipeline.setDraining(true);

@@ -95,7 +95,15 @@ CREATE INDEX IF NOT EXISTS runners_state ON runners(state, label_set, scope);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
 CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
+
+/**
+ * No two live runners hold one vmid: a bug in the allocator cannot double-book a container. Made
+ * after the columns exist; a database from before it may hold live duplicates (the bug it guards
+ * against), so it is made at the first start at which none are left.
+ */
+const LIVE_VMID_INDEX = `CREATE UNIQUE INDEX IF NOT EXISTS runners_live_vmid ON runners(vmid) WHERE vmid IS NOT NULL AND state NOT IN ('gone', 'failed')`;
 
 /** Columns added after the first release: added in place, so an upgrade keeps its runners. */
 const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
@@ -139,6 +147,11 @@ export class Store {
     for (const [table, column, type] of ADDED_COLUMNS) {
       const has = (this.sql(`SELECT 1 FROM pragma_table_info(?) WHERE name = ?`).get(table, column) as unknown) !== undefined;
       if (!has) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    }
+    try {
+      this.db.exec(LIVE_VMID_INDEX);
+    } catch {
+      // Live duplicates from before the index: allocation still skips held ids (heldVmids).
     }
   }
 
@@ -372,6 +385,43 @@ export class Store {
   /** Records where a runner goes (before its apply, so concurrent placements see it). */
   setPlacement(name: string, node: string, template: string): void {
     this.sql(`UPDATE runners SET node = ?, template = ? WHERE name = ?`).run(node, template, name);
+  }
+
+  // ---- vmids ----
+
+  /** The vmids live runners hold (released when a runner is gone or failed). */
+  heldVmids(): Set<number> {
+    const rows = this.sql(`SELECT vmid FROM runners WHERE vmid IS NOT NULL AND state NOT IN ('gone', 'failed')`).all() as Array<{ vmid: number }>;
+    return new Set(rows.map((r) => r.vmid));
+  }
+
+  /**
+   * Records a runner's vmid; false when another live runner holds it (the unique index, or the
+   * same check where an old database has no index yet). null clears it.
+   */
+  assignVmid(name: string, vmid: number | null): boolean {
+    return this.transaction(() => {
+      if (vmid !== null) {
+        const holder = this.sql(`SELECT name FROM runners WHERE vmid = ? AND name != ? AND state NOT IN ('gone', 'failed')`).get(vmid, name);
+        if (holder) return false;
+      }
+      try {
+        return this.sql(`UPDATE runners SET vmid = ? WHERE name = ?`).run(vmid, name).changes === 1;
+      } catch (err) {
+        if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") return false;
+        throw err;
+      }
+    });
+  }
+
+  /** The last vmid handed out (the allocator's rotating cursor), if any. */
+  vmidCursor(): number | null {
+    const r = this.sql(`SELECT value FROM meta WHERE key = 'vmid_cursor'`).get() as { value: string } | undefined;
+    return r ? Number(r.value) : null;
+  }
+
+  setVmidCursor(vmid: number): void {
+    this.sql(`INSERT INTO meta (key, value) VALUES ('vmid_cursor', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(String(vmid));
   }
 
   /**

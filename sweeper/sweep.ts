@@ -132,6 +132,16 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
       if (since > s.lockLimitMs) await act({ kind: "report-lock", vmid: c.vmid, lock: c.lock, reason: `locked (${c.lock}) past ${Math.round(s.lockLimitMs / 1000)} s: needs an operator` }, async () => {});
       continue; // never force a lock
     }
+    if (live(r) && r!.vmid !== null && c.vmid !== r!.vmid) {
+      // Named like a live runner but not at its vmid (recorded before its clone): a duplicate, e.g.
+      // an earlier clone cut short by a restart. Removed through the API at once (the stack is the
+      // live runner's and must not be touched); no grace, as the vmid was recorded before any clone.
+      await act({ kind: "destroy-container", vmid: c.vmid, name, reason: `not the vmid of live runner ${name} (${r!.vmid})`, via: "api" }, async () => {
+        if (c.status === "running") await d.pve.stop(c.node, c.vmid);
+        await d.pve.destroy(c.node, c.vmid);
+      });
+      continue;
+    }
     if (!live(r)) {
       // A record in progress of creation is younger than the grace; an unknown container is an orphan.
       if (r && now - r.stateSince < s.graceMs) continue;

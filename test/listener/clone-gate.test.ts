@@ -11,7 +11,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CloneGate } from "../../listener/clone-gate.js";
+import { CloneGate, isVmidClash, VMID_CLASH } from "../../listener/clone-gate.js";
 import { CloneLane } from "../../listener/clone-lane.js";
 import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type TokenDef } from "../../sim/pve/index.js";
 import { PveClient } from "../../sim/provider/pve-client.js";
@@ -327,9 +327,10 @@ describe("CloneGate", () => {
     assert.deepEqual([refused.status, refused.reason], [596, "Connection timed out"]);
     assert.equal((await lastLeft("runner-refused")).reason, "clone refused (596)");
     sim.clearFaults();
+    // PVE's 500 "already exists" for another guest's vmid: the gate's own 409 (see below), released at once.
     const exists = await viaGate("POST", clonePath(), { newid: SIM_TEMPLATE_VMID, hostname: "runner-exists" });
-    assert.deepEqual([exists.status, exists.reason], [500, `CT ${SIM_TEMPLATE_VMID} already exists on node '${SIM_NODE}'`]);
-    assert.equal((await lastLeft("runner-exists")).reason, "clone refused (500)");
+    assert.equal(exists.status, 409, exists.reason);
+    assert.equal((await lastLeft("runner-exists")).reason, "vmid clash refused");
     assert.deepEqual(gate.stats()[key], { holding: null });
 
     // The task fails: held until it stopped, then released.
@@ -370,6 +371,52 @@ describe("CloneGate", () => {
       await capped.stop();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  test("a clone onto another guest's vmid is refused with a 409 bpg does not retry; that guest keeps its config", async () => {
+    sim.setLatency({ cloneLinked: 2_000 });
+    const foreign = cloneParams("someone-elses-guest");
+    const made = await call<string>(simUrl, "POST", clonePath(), foreign);
+    assert.equal(made.status, 200, made.reason);
+    assert.equal(await waitTask(simUrl, made.data), "OK");
+    const configPath = `/nodes/${SIM_NODE}/lxc/${foreign.newid}/config`;
+    const before = await call<Record<string, unknown>>(simUrl, "GET", configPath);
+    const tasks = cloneTasks();
+
+    // What bpg sends when handed that vmid: the same newid, its own hostname and description.
+    const r = await viaGate("POST", clonePath(), { newid: foreign.newid, hostname: "runner-intruder", pool: "ci", description: "pve-runners ephemeral runner runner-intruder" });
+    assert.equal(r.status, 409, `${r.status} ${r.reason}`);
+    assert.match(r.reason, new RegExp(`^${VMID_CLASH}: CT ${foreign.newid} already exists and is not runner-intruder \\(its hostname: someone-elses-guest\\)`));
+    assert.ok(isVmidClash(new Error(r.reason)));
+    // bpg's retry predicate (IsTransientAPIError: 5xx only) does not retry it, so nothing is adopted.
+    assert.ok(r.status < 500);
+    const after = await call<Record<string, unknown>>(simUrl, "GET", configPath);
+    assert.deepEqual(after.data, before.data, "the other guest's config (hostname, description, net0) is untouched");
+    assert.equal(cloneTasks(), tasks, "no clone task ran");
+    const left = await log.waitFor((l) => l.msg === "clone gate: clone lane left" && l.runner === "runner-intruder");
+    assert.equal(left.reason, "vmid clash refused");
+    assert.deepEqual(gate.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], { holding: null });
+
+    // A token that cannot read the guest (outside its pool) cannot vouch for it either: refused.
+    const hiddenId = nextId++;
+    const hidden = await call<string>(simUrl, "POST", clonePath(), { newid: hiddenId, hostname: "runner-intruder" }, { token: SIM_TOKENS.root });
+    assert.equal(hidden.status, 200, hidden.reason);
+    await until("the hidden guest's clone stopped", () => sim.tasks().some((t) => t.upid === hidden.data && t.status === "stopped"));
+    const blind = await viaGate("POST", clonePath(), { newid: hiddenId, hostname: "runner-intruder", pool: "ci" });
+    assert.equal(blind.status, 409, `${blind.status} ${blind.reason}`);
+    assert.match(blind.reason, /its hostname: unreadable/);
+  });
+
+  test("a clone onto the vmid of this runner's own earlier clone passes PVE's answer on (bpg then adopts it)", async () => {
+    sim.setLatency({ cloneLinked: 2_000 });
+    const own = cloneParams("runner-again");
+    const first = await viaGate<string>("POST", clonePath(), own);
+    assert.equal(first.status, 200, first.reason);
+    assert.equal(await waitTask(gateUrl, first.data, ca), "OK");
+    const again = await viaGate("POST", clonePath(), own);
+    assert.equal(again.status, 500);
+    assert.match(again.reason, new RegExp(`^CT ${own.newid} already exists on node '${SIM_NODE}'`));
+    assert.ok(!isVmidClash(new Error(again.reason)));
   });
 
   test("no Authorization, cookie, CSRF token or body ever reaches the log (level trace)", async () => {

@@ -128,6 +128,29 @@ describe("config", () => {
     assert.ok(problemsOf(() => parseConfig(stringify(none), { baseDir: dir, env: env() })).some((p) => p.startsWith("proxmox.templateVmid: is required")));
   });
 
+  test("proxmox.vmids: a default range clear of templates; first ≤ last, within PVE's ids, room for maxRunners, no template inside", () => {
+    const { config } = parseConfig(stringify(minimal()), { baseDir: dir, env: env() });
+    assert.deepEqual(config.proxmox.vmids, { first: 100_000, last: 199_999 });
+    const problemsWith = (vmids: unknown, patch: (c: Record<string, any>) => void = () => {}) => {
+      const c = minimal() as Record<string, any>;
+      c.proxmox.vmids = vmids;
+      patch(c);
+      return problemsOf(() => parseConfig(stringify(c), { baseDir: dir, env: env() })).join("\n");
+    };
+    assert.match(problemsWith({ first: 2000, last: 1000 }), /^proxmox\.vmids\.last: is below first \(2000\)$/m);
+    assert.match(problemsWith({ first: 99, last: 1000 }), /^proxmox\.vmids\.first: /m);
+    assert.match(problemsWith({ first: 100, last: 1_000_000_000 }), /^proxmox\.vmids\.last: /m);
+    assert.match(problemsWith({ first: 8000, last: 9999 }), /^proxmox\.vmids: 8000-9999 contains template 9000/m);
+    assert.match(problemsWith({ first: 500, last: 501 }, (c) => (c.limits = { maxRunners: 4, maxRunnersPerRepo: 4 })), /^proxmox\.vmids: holds 2 vmids, fewer than limits\.maxRunners \(4\)/m);
+    assert.match(
+      problemsWith({ first: 9000, last: 9100 }, (c) => {
+        delete c.proxmox.templateVmid;
+        c.proxmox.templates = [{ node: "pve", vmid: 9050 }];
+      }),
+      /contains template 9050/,
+    );
+  });
+
   test("missing or malformed secret files are problems that name the file, never its content", async () => {
     await writeFile(join(dir, "creds", "badtoken"), "not-a-token-but-a-secret-value\n");
     const cfg = minimal() as Record<string, any>;

@@ -10,6 +10,7 @@ const spec: RunnerStackSpec = {
   labelSet: "linux-x64",
   endpoint: "https://pve.example:8006/",
   node: "pve",
+  vmid: 100_042,
   templateVmid: 9000,
   pool: "ci",
   bridge: "vmbr1",
@@ -29,6 +30,8 @@ test("runner stack clones the template as a linked clone onto the CI VLAN with r
     assert.equal(json.terraform.required_providers.proxmox.source, "registry.terraform.io/bpg/proxmox");
     const ct = json.resource.proxmox_virtual_environment_container.runner;
     assert.deepEqual(ct.clone, { vm_id: 9000, node_name: "pve", full: false });
+    // The listener's vmid: bpg never picks one (GET /cluster/nextid reserves nothing).
+    assert.equal(ct.vm_id, 100_042);
     assert.equal(ct.unprivileged, true);
     assert.equal(ct.pool_id, "ci");
     assert.deepEqual(ct.network_interface, [{ name: "eth0", bridge: "vmbr1", vlan_id: 30, firewall: false }]);

@@ -16,6 +16,9 @@ import { parseConfig, SIMULATOR_PVE_ENV, type Config, type Secrets } from "../li
 export type { WorldInstallationSpec } from "./github/world.js";
 export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type SimNodeSpec, type SimTemplateSpec, type SimNodeInfo, type SimContainer } from "./pve/index.js";
 
+/** The shortest unused-JIT expiry observed at GitHub, in real time (docs/sim.md). */
+const MIN_JIT_EXPIRY_MS = 120_000;
+
 export const DEMO_LABEL_SETS = [
   { name: "linux-small", labels: ["self-hosted", "linux", "x64"], cores: 2, memoryMb: 2048, swapMb: 512, maxRunners: 6 },
   { name: "linux-large", labels: ["self-hosted", "linux", "x64", "large"], cores: 8, memoryMb: 16384, swapMb: 0, maxRunners: 4 },
@@ -72,7 +75,11 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   const listenerToken = o.listenerToken ?? SIM_TOKENS.runners;
   const extraTokens = Object.values(SIM_TOKENS).some((t) => t.id === listenerToken.id) ? [] : [listenerToken];
   const pve = new PveSim({ timeScale, logger: o.logger.child({ sim: "pve" }), tokens: extraTokens, nodes: o.nodes, templates: o.templates, latencyMs: o.latencyMs, guest: o.guest });
-  const github = new GitHubSim({ timeScale, logger: o.logger.child({ sim: "github" }), world: { installations: o.installations } });
+  // GitHub's unused-JIT expiry is a wall-clock fact (observed 2 min to an hour), not a simulated
+  // duration: scaled down to 6 s it expired registrations whose delivery (the pct stand-in, a Node
+  // process, on a busy 2-core machine) took real seconds. Scaled, but never below 2 minutes.
+  const jitExpiryMs = Math.max(5 * 60_000, MIN_JIT_EXPIRY_MS / timeScale);
+  const github = new GitHubSim({ timeScale, jitExpiryMs, logger: o.logger.child({ sim: "github" }), world: { installations: o.installations } });
   const pveUrl = await pve.start(0, "127.0.0.1");
   const ghUrl = await github.start(0, "127.0.0.1");
 

@@ -16,7 +16,7 @@ import { quietLogger, startE2E } from "./harness.js";
 const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
 
 function serve(world: World): ChildProcess {
-  const env = { ...world.helperEnv, ...world.terraformEnv, CREDENTIALS_DIRECTORY: join(world.dir, "credentials"), LOG_LEVEL: "warn" };
+  const env = { ...world.serveEnv, LOG_LEVEL: "warn" };
   return spawn(process.execPath, [cli, "serve", "--config", world.configFile], { env, stdio: ["ignore", "pipe", "pipe"] });
 }
 

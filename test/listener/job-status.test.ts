@@ -71,7 +71,7 @@ describe("pipeline: job status from the payload, disputes asked at GitHub", () =
     runnerScope: "repo",
     maxRunners: 4,
     maxRunnersPerRepo: 4,
-    proxmox: { endpoint: "https://pve.invalid:8006/", node: "pve", templates: [{ node: "pve", vmid: 9000, sourceNode: "pve", key: "pve/9000" }], nodeLimits: {}, bridge: "vmbr0", linkedClone: true },
+    proxmox: { endpoint: "https://pve.invalid:8006/", node: "pve", templates: [{ node: "pve", vmid: 9000, sourceNode: "pve", key: "pve/9000" }], nodeLimits: {}, bridge: "vmbr0", linkedClone: true, vmids: { first: 100000, last: 100099 } },
     timeouts: { applyMs: 1000, destroyMs: 1000, bootMs: 1000, idleMs: 1000 },
     applyAttempts: 1,
     retryBackoffMs: 10,

@@ -107,9 +107,10 @@ const INHERITED_ENV = [
 const SIM_PROVIDER_ENV = /^PVE_SIM_PROVIDER_[A-Z0-9_]+$/;
 
 /**
- * After a listener crash, the terraform it started goes on to the end (see run()); the restarted
- * listener's apply of the same stack waits here for its state lock, then finds nothing to do.
- * Local state locks are fcntl locks: a dead holder never blocks, only a live one makes us wait.
+ * After a listener crash, the terraform it started goes on (see run()) until its next call to PVE,
+ * which went through the dead listener's clone gate and fails; it then saves what it made. The
+ * restarted listener's apply of the same stack waits here for its state lock while that one is
+ * still running. Local state locks are fcntl locks: a dead holder never blocks.
  */
 const LOCK_TIMEOUT = "-lock-timeout=5m";
 const DEFAULT_KILL_GRACE_MS = 20_000;
@@ -562,8 +563,10 @@ export interface PriorityCheck {
  *
  * - SIGPIPE ignored (kept across exec): if the listener dies, terraform's next write to our pipe
  *   fails with EPIPE instead of killing it mid-apply (Go exits on SIGPIPE for fds 1 and 2 unless it
- *   was ignored at start), so it finishes and persists state instead of leaving an untracked
- *   container behind.
+ *   was ignored at start), so it ends through its own error handling and writes its state (what
+ *   it made, tainted) instead of dying with a clone it never recorded. Its PVE calls go through
+ *   the listener's clone gate, so they fail once the listener is gone: the re-run after the
+ *   restart targets the same recorded vmid (see listener/vmids.ts).
  * - SCHED_IDLE (`chrt --idle`, util-linux): CFS weight 3 against the listener's 1024 and a wakeup of
  *   the listener preempts it at once, so however many applies run, the listener's thread gets the
  *   CPU when it needs it. nice 10 alone (weight 110) is outweighed by 16 terraform and provider

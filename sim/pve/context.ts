@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { SimClock } from "../github/clock.js";
 import type { Rng } from "../github/rng.js";
 import { NodeUnreachable, die, noQuorum } from "./errors.js";
+import type { CloneHold } from "./clone-hold.js";
 import type { CloneLog } from "./clone-log.js";
 import type { FaultInjector, Latency } from "./faults.js";
 import type { GuestTimings } from "./guest.js";
@@ -25,6 +26,8 @@ export interface PveContext {
   stats: StatsDaemon;
   /** Every clone request and its outcome (tests: overlap per template, refusals). */
   clones: CloneLog;
+  /** Clone tasks wait here after their latency while a test holds them. */
+  cloneHold: CloneHold;
 }
 
 /** Sleeps an operation's simulated latency, with the configured jitter. */

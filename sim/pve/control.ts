@@ -16,6 +16,8 @@ export interface ControlHooks {
   containers(): unknown[];
   tasks(): unknown[];
   clones(): unknown;
+  holdClones(): void;
+  releaseClones(): void;
   faults(): Record<string, unknown>;
   setFaults(f: FaultsBody): void;
   clearFaults(): void;
@@ -51,6 +53,14 @@ export function controlRouter(h: ControlHooks): Router {
   r.get("/containers", (_req, res) => ok(res, h.containers()));
   r.get("/tasks", (_req, res) => ok(res, h.tasks()));
   r.get("/clones", (_req, res) => ok(res, h.clones()));
+  r.post("/clones/hold", (_req, res) => {
+    h.holdClones();
+    ok(res, { held: true });
+  });
+  r.post("/clones/release", (_req, res) => {
+    h.releaseClones();
+    ok(res, { held: false });
+  });
   r.get("/faults", (_req, res) => ok(res, h.faults()));
   r.post("/faults", (req, res) => {
     h.setFaults(parse(faultsBodySchema, req.body));

@@ -12,6 +12,7 @@ import { createRng } from "../github/rng.js";
 import { apiRouter, bodyParsers, sendError } from "./api.js";
 import type { PveContext } from "./context.js";
 import { nodeUptime, storageUsed } from "./cluster.js";
+import { CloneHold } from "./clone-hold.js";
 import { CloneLog, cloneOverlaps, type CloneCounts, type CloneOverlap, type CloneRecord } from "./clone-log.js";
 import { controlRouter } from "./control.js";
 import { PveError, configMissing, die } from "./errors.js";
@@ -115,6 +116,7 @@ export class PveSim {
       guestTimings: { ...DEFAULT_GUEST, ...opts.guest },
       stats,
       clones: new CloneLog(),
+      cloneHold: new CloneHold(),
     };
     this.lxc = lxcRef.api = new LxcApi(this.ctx);
   }
@@ -138,6 +140,7 @@ export class PveSim {
 
   async stop(): Promise<void> {
     this.ctx.stats.stop();
+    this.ctx.cloneHold.release();
     this.abortGuests();
     this.clock.stop();
     for (const n of this.ctx.state.nodes.values()) n.release();
@@ -229,6 +232,19 @@ export class PveSim {
   /** Clone requests that reached a template while a clone task of it ran (see cloneOverlaps). */
   cloneOverlaps(): CloneOverlap[] {
     return cloneOverlaps(this.ctx.clones.list());
+  }
+
+  /**
+   * Holds clone tasks: one that has slept its latency waits for releaseClones() before it finishes,
+   * the template locked all the while. Clones already past their latency are not affected.
+   */
+  holdClones(): void {
+    this.ctx.cloneHold.hold();
+  }
+
+  /** Lets every held clone task finish, and later ones run as usual. */
+  releaseClones(): void {
+    this.ctx.cloneHold.release();
   }
 
   /** Resolves when no task is running. */
@@ -328,6 +344,8 @@ export class PveSim {
         containers: () => this.containers(),
         tasks: () => this.ctx.tasks.list().map(({ log: _log, ...t }) => t),
         clones: () => ({ records: this.clones(), counts: this.cloneCounts(), overlaps: this.cloneOverlaps() }),
+        holdClones: () => this.holdClones(),
+        releaseClones: () => this.releaseClones(),
         faults: () => this.faults(),
         setFaults: (f) => this.setFaults(f),
         clearFaults: () => this.clearFaults(),

@@ -371,6 +371,7 @@ export class LxcApi {
           die(`lvcreate 'pve/vm-${newid}-disk-0' error:   Cannot create new thin volume, free space in thin pool pve/data reached threshold.`),
         );
         await nodeDelay(ctx, node, latency);
+        await ctx.cloneHold.passed();
         for (const { opt, mp, sid } of mountpoints) {
           const [volSid, volname] = splitVolid(mp.volume);
           const size = state.storage(node.name, volSid).volumes.get(volname)?.size ?? 8 * 1024 ** 3;

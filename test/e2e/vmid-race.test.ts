@@ -1,13 +1,14 @@
 // No two runners ever share a container, at time scale 1 (bpg's 5 s id window does not scale).
 //
 // bpg, left to pick a vmid, asks GET /cluster/nextid (which reserves nothing) and remembers the last
-// id it handed out for 5 s only (v0.111.1 proxmox/cluster/id_generator.go). Here one template, whose
-// first clone takes 16 s: the second runner's clone waits that long in the clone gate, its vmid not
-// yet a container, while a third runner's terraform asks for an id more than 5 s after the others
-// took theirs (later clones take 2 s, to keep the test short). bpg would hand it the second runner's
-// id; its clone then met "already exists", was retried and adopted the other runner's container
-// (renamed it, rewrote net0), and deliver-jit refused ("CT N is not runner-…"). The listener now
-// picks every vmid itself.
+// id it handed out for 5 s only (v0.111.1 proxmox/cluster/id_generator.go). Here one template whose
+// first clone lasts until the test lets it go (the simulator holds it): the second runner's clone
+// waits in the clone gate, its vmid not yet a container, while a third runner's terraform asks for an
+// id more than 5 s after the others took theirs. bpg would hand it the second runner's id; its clone
+// then met "already exists", was retried and adopted the other runner's container (renamed it,
+// rewrote net0), and deliver-jit refused ("CT N is not runner-…"). The listener now picks every vmid
+// itself. The hold makes the order exact on any machine (a long clone latency was a guess that a busy
+// CI machine lost).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
@@ -15,34 +16,31 @@ import { join } from "node:path";
 import { startE2E, settled, containersLeft, registrationsLeft } from "./harness.js";
 import { captureLog } from "../fixtures/terraform/helpers.js";
 
-/** Long enough to cover, after the 5 s window, a terraform's start on a busy machine. */
-const FIRST_CLONE_MS = 20_000;
-const LATER_CLONE_MS = 2_000;
+const CLONE_MS = 2_000;
 const BPG_ID_WINDOW_MS = 5_000;
 
-test("time scale 1, one template, clones waiting > 5 s in the gate: every runner its own vmid, one clone each, every job served", { timeout: 240_000 }, async () => {
+test("time scale 1, one template, clones waiting > 5 s in the gate: every runner its own vmid, one clone each, every job served", { timeout: 300_000 }, async () => {
   const log = captureLog("info");
-  const e = await startE2E({ timeScale: 1, logger: log.logger, pve: { latencyMs: { cloneLinked: FIRST_CLONE_MS } } });
+  const e = await startE2E({ timeScale: 1, logger: log.logger, pve: { latencyMs: { cloneLinked: CLONE_MS } } });
   const at = (msg: string, runner?: string) => log.lines.find((l) => l.msg === msg && (!runner || l.runner === runner))?.time as number | undefined;
+  const lane = () => log.lines.filter((l) => /clone lane|runner requested/.test(String(l.msg))).map((l) => `${l.msg} ${l.runner}`).join("; ");
+  e.world.pve.holdClones();
   try {
     const labels = ["self-hosted", "linux"];
     const jobs = [await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 }), await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 })];
-    // The second clone waits in the gate: both terraforms have taken their vmids.
-    const second = await log.waitFor((l) => l.msg === "waiting for the clone lane", 120_000).catch(() => assert.fail("the second clone never waited in the gate"));
-    e.world.pve.setLatency({ cloneLinked: LATER_CLONE_MS });
-    // The third runner's terraform must ask for its id past bpg's 5 s window, while the second clone
-    // still waits. From a job to its clone took the second runner `lead` ms on this machine; the
-    // third job comes so that its id is asked for ~5.5 s after the second's, sooner on a busy machine.
-    const lead = (second.time as number) - at("runner requested", second.runner as string)!;
-    await new Promise((r) => setTimeout(r, Math.max(500, BPG_ID_WINDOW_MS + 500 - lead / 2)));
+    // The first clone is held: the second waits in the gate, both terraforms have taken their vmids.
+    const second = await log.waitFor((l) => l.msg === "waiting for the clone lane", 150_000).catch(() => assert.fail(`the second clone never waited in the gate: ${lane()}`));
+    // The third runner's terraform asks for its id past bpg's 5 s window, while the second still waits.
+    await new Promise((r) => setTimeout(r, BPG_ID_WINDOW_MS + 500));
     jobs.push(await e.world.github.createJob({ repo: "acme/app", labels, durationMs: 500 }));
     const third = await log
-      .waitFor((l) => l.msg === "waiting for the clone lane" && l.runner !== second.runner, 120_000)
-      .catch(() => assert.fail(`the third clone never waited in the gate: ${log.lines.filter((l) => /clone lane|runner requested/.test(String(l.msg))).map((l) => `${l.msg} ${l.runner}`).join("; ")}`));
+      .waitFor((l) => l.msg === "waiting for the clone lane" && l.runner !== second.runner, 150_000)
+      .catch(() => assert.fail(`the third clone never waited in the gate: ${lane()}`));
     // The premise, checked: the third clone came past the window and before the second was forwarded.
-    const secondForwarded = at("clone gate: clone lane entered", second.runner as string);
     assert.ok((third.time as number) - (second.time as number) > BPG_ID_WINDOW_MS, `the third clone came ${(third.time as number) - (second.time as number)} ms after the second: within bpg's window`);
-    assert.ok(secondForwarded === undefined || secondForwarded > (third.time as number), "the third clone came while the second still waited");
+    assert.equal(at("clone gate: clone lane entered", second.runner as string), undefined, "the second clone still waits");
+    assert.ok((at("runner requested", third.runner as string) ?? 0) > (second.time as number) + BPG_ID_WINDOW_MS, "the third runner was requested past the window");
+    e.world.pve.releaseClones();
     await settled(e, jobs.map((j) => j.id), 200_000);
 
     const done = e.world.github.jobs().filter((j) => jobs.some((x) => x.id === j.id));
@@ -63,6 +61,7 @@ test("time scale 1, one template, clones waiting > 5 s in the gate: every runner
     assert.deepEqual(registrationsLeft(e), [], "no registration left");
     assert.deepEqual(await readdir(join(e.world.config.stateDir, "runners")).catch(() => []), [], "no stack dir left");
   } finally {
+    e.world.pve.releaseClones();
     await e.stop();
   }
 });

@@ -134,4 +134,25 @@ describe("PVE simulator: clone lock rate and clone record", () => {
     const denied = await fetch(`${sim.url}/_sim/clones`, { headers: { authorization: `PVEAPIToken=${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}` } });
     assert.equal(denied.status, 403);
   });
+
+  test("a held clone task finishes only at the release, the template locked all the while (also over POST /_sim/clones/hold|release)", async () => {
+    const auth = { authorization: `PVEAPIToken=${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}` };
+    sim.setLatency({ cloneLinked: 100 });
+    assert.equal((await fetch(`${sim.url}/_sim/clones/hold`, { method: "POST", headers: auth })).status, 200);
+    const r = await clone();
+    assert.equal(r.status, 200);
+    const finished = runners.waitTask(r.data);
+    let done = false;
+    void finished.then(() => (done = true));
+    await new Promise((res) => setTimeout(res, 200)); // 20 s of simulated time: 200 times the latency
+    assert.equal(done, false, "held past its latency");
+    assert.equal(sim.container(SIM_TEMPLATE_VMID)?.lock, "disk", "the template stays locked");
+    const second = await clone();
+    assert.equal(second.reason, "CT is locked (disk)", "another clone of it is refused meanwhile");
+    assert.equal((await fetch(`${sim.url}/_sim/clones/release`, { method: "POST", headers: auth })).status, 200);
+    assert.equal(await finished, "OK");
+    assert.equal(sim.container(SIM_TEMPLATE_VMID)?.lock, null);
+    const later = await clone();
+    assert.equal(await runners.waitTask(later.data), "OK", "released: later clones run as usual");
+  });
 });

@@ -29,6 +29,18 @@ test("a request whose headers never end is answered 408 and closed after the hea
   }
 });
 
+test("the timeouts bound receiving the request, not the answer: a slow handler (an admin sweep) still answers", async () => {
+  const slow = (_req: unknown, res: { end(s: string): void }) => void setTimeout(() => res.end("done"), 1_500);
+  const { server, url } = await listenLimited(slow, 0, "127.0.0.1", { headersTimeoutMs: 300, requestTimeoutMs: 1_000 });
+  try {
+    const res = await fetch(url, { method: "POST", body: "{}" });
+    assert.deepEqual([res.status, await res.text()], [200, "done"]);
+  } finally {
+    server.close();
+    server.closeAllConnections();
+  }
+});
+
 test("connections past the cap are closed at once; the others are served", async () => {
   const { server, url } = await listenLimited(ok, 0, "127.0.0.1", { maxConnections: 2 });
   const held: Socket[] = [];

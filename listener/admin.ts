@@ -3,7 +3,7 @@
 // A bearer token (constant-time compare) is required when one is configured; no CORS; strict headers.
 import express, { type NextFunction, type Request, type Response } from "express";
 import { createHash, timingSafeEqual } from "node:crypto";
-import { listen } from "./http-listen.js";
+import { listenLimited, type ServerLimits } from "./http-listen.js";
 import type { Logger } from "pino";
 import type { Metrics } from "./metrics.js";
 import type { StatusSnapshot } from "./status.js";
@@ -23,6 +23,8 @@ export interface AdminOptions {
   metrics: Metrics;
   hooks: AdminHooks;
   logger: Logger;
+  /** Timeouts and connection cap (http-listen.ts SERVER_LIMITS unless overridden). */
+  serverLimits?: Partial<ServerLimits>;
 }
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
@@ -81,7 +83,7 @@ export async function startAdmin(o: AdminOptions): Promise<{ url: string; close(
   app.use((_req, res) => {
     res.status(404).json({ error: "not found" });
   });
-  const { server, url } = await listen(app, o.port, o.host);
+  const { server, url } = await listenLimited(app, o.port, o.host, o.serverLimits);
   o.logger.info({ url, token: o.token ? "required" : "none (loopback only)" }, "admin listener up");
   return {
     url,

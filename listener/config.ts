@@ -6,6 +6,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import cron from "node-cron";
 import { z } from "zod";
+import { trustProxyProblem, type TrustProxy } from "./trust-proxy.js";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -137,7 +138,15 @@ const Schema = z
       .object({
         host: z.string().min(1).default("127.0.0.1"),
         port: z.number().int().min(0).max(65535).default(8790),
-        trustProxy: z.boolean().default(false),
+        /** The reverse proxy hops whose X-Forwarded-For is believed (listener/trust-proxy.ts); never `true`. */
+        trustProxy: z
+          .union([z.boolean(), z.number(), z.string(), z.array(z.string())])
+          .superRefine((v, ctx) => {
+            const problem = trustProxyProblem(v);
+            if (problem) ctx.addIssue({ code: "custom", message: problem });
+          })
+          .transform((v) => v as TrustProxy)
+          .default(false),
         /** workflow_job payloads are a few KiB; anything far larger is not GitHub. */
         bodyLimitBytes: z.number().int().min(1024).max(26_214_400).default(1_048_576),
         /** Failed webhook requests per address per minute before 429 (GitHub's deliveries never fail). */

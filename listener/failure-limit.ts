@@ -1,6 +1,8 @@
-// Per-address limit on FAILED webhook requests (bad signature, malformed): someone probing the
-// endpoint gets 429 after `max` failures in `windowMs`, while GitHub's valid deliveries — which
-// never fail — are never limited. Memory is bounded: the oldest addresses are forgotten first.
+// Per-address limit on webhook requests that are not validly signed (no or bad signature, wrong
+// content type, unreadable body): someone probing the endpoint gets 429 after `max` failures in
+// `windowMs`. The route consults it only after the HMAC check, so a validly signed delivery is never
+// limited, whatever its address did (behind a proxy GitHub and the prober may share one).
+// Memory is bounded: the oldest addresses are forgotten first.
 export class FailureLimiter {
   private readonly hits = new Map<string, { count: number; since: number }>();
   constructor(

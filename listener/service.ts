@@ -1,5 +1,4 @@
 // Wires the listener together from a validated config: store, adapters, clone lane, pipeline, HTTP.
-import express from "express";
 import { dirname, join } from "node:path";
 import { readFile, writeFile } from "node:fs/promises";
 import type { Logger } from "pino";
@@ -13,8 +12,8 @@ import { Terraform } from "./terraform.js";
 import { nodeLoads, templateCopies } from "./placement.js";
 import { CloneLane } from "./clone-lane.js";
 import { CloneGate } from "./clone-gate.js";
-import { webhookRouter } from "./webhook.js";
-import { listen } from "./http-listen.js";
+import { webhookApp } from "./webhook-app.js";
+import { listenLimited, type ServerLimits } from "./http-listen.js";
 import { overlappingLabelSets } from "./labels.js";
 import { Metrics } from "./metrics.js";
 import { startAdmin } from "./admin.js";
@@ -39,6 +38,8 @@ export interface ServiceOverrides {
   sweepGraceMs?: number;
   /** Admin listener port (tests: 0 for any free port). */
   adminPort?: number;
+  /** Timeouts and connection cap of both listeners (tests: small ones); SERVER_LIMITS otherwise. */
+  serverLimits?: Partial<ServerLimits>;
   /** false: hold the clone lane around whole applies instead of through the clone gate (a bench baseline). */
   cloneGate?: boolean;
 }
@@ -279,12 +280,10 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     },
   );
 
-  const app = express();
-  app.disable("x-powered-by");
-  if (config.listener.trustProxy) app.set("trust proxy", true);
-  // The webhook route comes before any body parser: the HMAC is over the raw bytes.
-  app.use(
-    webhookRouter(config.github.webhookPath, {
+  const app = webhookApp({
+    webhookPath: config.github.webhookPath,
+    trustProxy: config.listener.trustProxy,
+    webhook: {
       secret: secrets.webhookSecret,
       bodyLimitBytes: config.listener.bodyLimitBytes,
       failuresPerMinute: config.listener.failuresPerMinute,
@@ -292,16 +291,11 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       logger: logger.child({ part: "webhook" }),
       onResult: (r) => metrics.delivery(r),
       onDelivery: (guid) => void pipeline.handleDelivery(guid).catch((err) => logger.error({ err: String(err), delivery: guid }, "delivery processing failed")),
-    }),
-  );
-  app.get("/healthz", (_req, res) => {
-    res.json({ ok: true, runners: store.countRunners(LIVE_STATES), queued: store.queuedJobs().length });
+    },
+    // The store answering is what the listener needs to take deliveries.
+    healthy: () => (store.countRunners(LIVE_STATES), true),
   });
-  app.use((_req, res) => {
-    res.status(404).json({ error: "not found" });
-  });
-
-  const { server, url } = await listen(app, config.listener.port, config.listener.host);
+  const { server, url } = await listenLimited(app, config.listener.port, config.listener.host, o.serverLimits);
   logger.info({ url, webhook: config.github.webhookPath }, "listener up");
   let admin: { url: string; close(): Promise<void> } | null = null;
   if (config.admin.enabled) {
@@ -311,6 +305,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       token: secrets.adminToken,
       metrics,
       logger: logger.child({ part: "admin" }),
+      serverLimits: o.serverLimits,
       hooks: { snapshot, setDraining, sweep: (dryRun) => runSweep({ dryRun }), renderPage: renderStatusPage },
     });
   }

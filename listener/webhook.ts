@@ -61,38 +61,48 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
   const limiter = new FailureLimiter(opts.failuresPerMinute ?? 30, 60_000);
   // Deliveries recorded in the same event-loop turn share one commit (one fsync).
   const inbox = new GroupCommit((ds: Parameters<Store["recordDelivery"]>[0][]) => opts.store.recordDeliveries(ds));
-  /** Every failed answer is counted, and (unless it is our own 5xx) held against the sender. */
+  const ipOf = (req: Request) => req.ip ?? "unknown";
+  /** A failed answer is counted; our own 5xx are not held against the sender. */
   const fail = (res: Response, status: number, message: string): void => {
     res.status(status).json({ error: message });
-    if (status < 500) limiter.fail(res.req.ip ?? "unknown");
     opts.onResult?.("rejected");
   };
-  router.post(path, (req: Request, res: Response, next) => {
-    const wait = limiter.blockedFor(req.ip ?? "unknown");
+  /**
+   * A request that is not validly signed is held against its address; past the limit it gets 429
+   * instead of the reason. Signed requests never come here: whoever probes (or shares a proxy
+   * address with GitHub) cannot get GitHub's deliveries refused.
+   */
+  const unsigned = (req: Request, res: Response, status: number, message: string): void => {
+    const ip = ipOf(req);
+    const wait = limiter.blockedFor(ip);
+    limiter.fail(ip);
     if (wait > 0) {
       res.setHeader("retry-after", String(wait));
-      res.status(429).json({ error: "too many failed requests from this address" });
-      opts.onResult?.("rejected");
-      return;
+      return fail(res, 429, "too many failed requests from this address");
     }
+    fail(res, status, message);
+  };
+  router.post(path, (req: Request, res: Response, next) => {
     const type = (req.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
-    if (type !== "application/json") return fail(res, 415, "content-type must be application/json (set the webhook's content type to JSON)");
+    if (type !== "application/json") return unsigned(req, res, 415, "content-type must be application/json (set the webhook's content type to JSON)");
+    if (!req.get("x-hub-signature-256")) return unsigned(req, res, 401, "missing X-Hub-Signature-256");
     raw(req, res, (err?: unknown) => {
       if (!err) return next();
       const e = err as { type?: string; status?: number };
-      if (e.type === "entity.too.large") return fail(res, 413, `payload larger than ${opts.bodyLimitBytes} bytes`);
-      return fail(res, e.status && e.status < 500 ? e.status : 400, "unreadable request body");
+      if (e.type === "entity.too.large") return unsigned(req, res, 413, `payload larger than ${opts.bodyLimitBytes} bytes`);
+      return unsigned(req, res, e.status && e.status < 500 ? e.status : 400, "unreadable request body");
     });
   }, async (req: Request, res: Response) => {
     const log = opts.logger;
     const event = req.get("x-github-event");
     const guid = req.get("x-github-delivery");
-    const signature = req.get("x-hub-signature-256");
+    const signature = req.get("x-hub-signature-256")!;
     const body = Buffer.isBuffer(req.body) ? req.body.toString("utf8") : "";
-    if (!signature) return fail(res, 401, "missing X-Hub-Signature-256");
+    // The HMAC decides first: what follows is answered to the secret's holder, never limited.
     if (!(await signatureValid(opts, body, signature))) {
-      log.warn({ delivery: guid, event, ip: req.ip }, "webhook rejected: bad signature");
-      return fail(res, 401, "signature does not match");
+      // Logged until the address is limited: a flood of probes does not flood the log.
+      if (limiter.blockedFor(ipOf(req)) === 0) log.warn({ delivery: guid, event, ip: req.ip }, "webhook rejected: bad signature");
+      return unsigned(req, res, 401, "signature does not match");
     }
     if (!event) return fail(res, 400, "missing X-GitHub-Event");
     if (!guid || !GUID.test(guid)) return fail(res, 400, "missing or malformed X-GitHub-Delivery");

@@ -218,4 +218,6 @@ pve-runners is installed. Next steps (README: "Install on a PVE host"):
        read -rs PROXMOX_VE_PASSWORD && export PROXMOX_VE_PASSWORD PROXMOX_VE_USERNAME=root@pam
        terraform apply
   5. Start: systemctl enable --now pve-runners && journalctl -u pve-runners -f
+     Point the TLS reverse proxy at 127.0.0.1:8790 (listener.trustProxy: loopback believes its
+     X-Forwarded-For; a proxy on another host: set its address instead, never true).
 EOF

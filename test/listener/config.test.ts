@@ -151,6 +151,19 @@ describe("config", () => {
     );
   });
 
+  test("listener.trustProxy names the proxy hops: true is refused with one clear line; loopback, addresses, CIDRs, a hop count pass", () => {
+    const withTrust = (trustProxy: unknown) => stringify({ ...minimal(), listener: { trustProxy } });
+    const refused = problemsOf(() => parseConfig(withTrust(true), { baseDir: dir, env: env() }));
+    assert.equal(refused.length, 1);
+    assert.match(refused[0], /^listener\.trustProxy: true would trust X-Forwarded-For from anyone .*name the proxy instead/);
+    assert.match(problemsOf(() => parseConfig(withTrust("loopback, 10.0.0.300"), { baseDir: dir, env: env() }))[0], /^listener\.trustProxy: "10\.0\.0\.300" is not an address/);
+    assert.match(problemsOf(() => parseConfig(withTrust(0), { baseDir: dir, env: env() }))[0], /^listener\.trustProxy: a hop count/);
+    assert.match(problemsOf(() => parseConfig(withTrust(["192.0.2.0/33"]), { baseDir: dir, env: env() }))[0], /^listener\.trustProxy: "192\.0\.2\.0\/33"/);
+    for (const ok of [false, "loopback", "127.0.0.1, ::1", ["10.0.0.0/8", "fd00::/8", "uniquelocal"], 1])
+      assert.deepEqual(parseConfig(withTrust(ok), { baseDir: dir, env: env() }).config.listener.trustProxy, ok);
+    assert.equal(parseConfig(stringify(minimal()), { baseDir: dir, env: env() }).config.listener.trustProxy, false, "off unless configured");
+  });
+
   test("missing or malformed secret files are problems that name the file, never its content", async () => {
     await writeFile(join(dir, "creds", "badtoken"), "not-a-token-but-a-secret-value\n");
     const cfg = minimal() as Record<string, any>;

@@ -10,6 +10,7 @@ import { startService } from "../listener/service.js";
 import { LIVE_STATES } from "../listener/store.js";
 import { SIM_TOKENS, SIM_NODE } from "../sim/pve/index.js";
 import type { SimJob } from "../sim/github/index.js";
+import { plural } from "./text.js";
 
 export interface DemoOptions {
   jobs: number;
@@ -101,8 +102,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const runnersLeft = world.github.runners().filter((r) => !r.removedAt).length;
     const stackDirsLeft = (await readdir(join(world.config.stateDir, "runners")).catch(() => [])).length;
     const result = { jobs: created.length, served, containersLeft, runnersLeft, stackDirsLeft, ok: served === created.length && containersLeft === 0 && runnersLeft === 0 && stackDirsLeft === 0 };
-    if (stackDirsLeft) o.out(`demo: ${stackDirsLeft} stack directories left behind`);
-    o.out(`demo: ${result.jobs} jobs, ${result.served} served, ${containersLeft} containers left, ${runnersLeft} runners left`);
+    if (stackDirsLeft) o.out(`demo: ${plural(stackDirsLeft, "stack directory", "stack directories")} left behind`);
+    o.out(`demo: ${plural(result.jobs, "job")}, ${result.served} served, ${plural(containersLeft, "container")} left, ${plural(runnersLeft, "runner")} left`);
     return result;
   } finally {
     await service.stop();

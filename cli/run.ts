@@ -7,11 +7,19 @@ import { buildParts, startService } from "../listener/service.js";
 import { StateDirBusyError } from "../listener/state-lock.js";
 import { sweep, sweepActionTarget } from "../sweeper/sweep.js";
 import { templateCopies } from "../listener/placement.js";
-import { deleteTimeoutFor, synthRunnerStack } from "../stacks/runner-stack.js";
+import { deleteTimeoutFor, runnerNameProblem, synthRunnerStack } from "../stacks/runner-stack.js";
+import { PortInUseError } from "../listener/port-check.js";
+import { UserError } from "./errors.js";
 
 const positive = (v: string) => {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("must be a positive number");
+  return n;
+};
+
+const positiveInteger = (v: string) => {
+  const n = Number(v);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
   return n;
 };
 
@@ -34,7 +42,8 @@ export function registerRunCommands(program: Command): void {
       const { config, secrets } = loadOrExit(o.config);
       const log = createLogger({ level: config.log?.level });
       const service = await startService(config, secrets, log).catch((err) => {
-        // Another instance holds the state dir: one line, non-zero, nothing touched.
+        // A busy port, or another instance holding the state dir: one line, non-zero, nothing touched.
+        if (err instanceof PortInUseError) throw new UserError(err.message, 1);
         if (!(err instanceof StateDirBusyError)) throw err;
         process.stderr.write(`${err.message}\n`);
         process.exit(1);
@@ -82,13 +91,13 @@ export function registerRunCommands(program: Command): void {
   program
     .command("demo")
     .description("run the main job end to end on the embedded stand-ins (PVE simulator, fake GitHub, real terraform)")
-    .option("--jobs <n>", "how many jobs to queue", positive, 8)
+    .option("--jobs <n>", "how many jobs to queue (an integer)", positiveInteger, 8)
     .option("--time-scale <x>", "scale of simulated latencies (1 = realistic)", positive, 0.05)
     .option("--timeout <s>", "give up after this many seconds", positive, 240)
     .action(async (o: { jobs: number; timeScale: number; timeout: number }) => {
       const { runDemo } = await import("./demo.js");
       const r = await runDemo({
-        jobs: Math.floor(o.jobs),
+        jobs: o.jobs,
         timeScale: o.timeScale,
         timeoutMs: o.timeout * 1000,
         logger: createLogger({ level: process.env.LOG_LEVEL ?? "warn" }),
@@ -108,14 +117,17 @@ export function registerRunCommands(program: Command): void {
     .action(async (o: { config: string; labelSet?: string; name: string; out?: string }) => {
       const { config } = loadOrExit(o.config, { readSecrets: false });
       const set = o.labelSet ? config.labelSets.find((s) => s.name === o.labelSet) : config.labelSets[0];
-      if (!set) throw new InvalidArgumentError(`no label set named ${o.labelSet}`);
+      if (!set) throw new UserError(`no label set named '${o.labelSet}' in ${o.config} (it has: ${config.labelSets.map((s) => s.name).join(", ")})`);
+      const badName = runnerNameProblem(o.name);
+      if (badName) throw new UserError(`--name '${o.name}': ${badName}`);
       const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
       const { tmpdir } = await import("node:os");
       const dir = o.out ? resolve(o.out) : mkdtempSync(`${tmpdir()}/pve-runners-synth-`);
       const p = config.proxmox;
       const copy = templateCopies(p)[0];
       const r = synthRunnerStack(dir, {
-        runnerName: o.name, labelSet: set.name, endpoint: p.endpoint, insecure: p.insecure, node: copy.node,
+        // As the listener synthesizes it: no endpoint, terraform gets the clone gate's from PROXMOX_VE_ENDPOINT.
+        runnerName: o.name, labelSet: set.name, node: copy.node,
         templateVmid: copy.vmid, templateNode: copy.sourceNode, pool: p.pool, bridge: p.bridge, vlan: p.vlan,
         linkedClone: p.linkedClone, datastore: p.storage, cores: set.cores, memoryMb: set.memoryMb, swapMb: set.swapMb,
         start: config.delivery.mode !== "env", deleteTimeoutSec: deleteTimeoutFor(config.timeouts.destroy),

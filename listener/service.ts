@@ -23,6 +23,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { sweep, sweepActionTarget, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
 import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
 import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
+import { assertPortsFree } from "./port-check.js";
 import { lockStateDir } from "./state-lock.js";
 
 export interface ServiceOverrides {
@@ -149,6 +150,11 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
  * having changed no file. stop() lets go of it; so does the kernel if the process dies.
  */
 export async function startService(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides = {}): Promise<Service> {
+  // A busy port is found before anything is written: nothing half-started, one clear error.
+  await assertPortsFree([
+    { what: "webhook listener", host: config.listener.host, port: config.listener.port },
+    ...(config.admin.enabled ? [{ what: "admin API", host: config.admin.host, port: o.adminPort ?? config.admin.port }] : []),
+  ]);
   const lock = lockStateDir(config.stateDir);
   let service: Service;
   try {

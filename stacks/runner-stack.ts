@@ -97,7 +97,21 @@ export interface SynthesizedStack {
 }
 
 /** Synthesizes one runner's stack into `dir` (created if missing). Synchronous and cheap (~1-2 ms). */
+/**
+ * Why `name` cannot be a runner's name, or undefined if it can. It becomes the container's hostname
+ * (PVE's dns-name format: a DNS label, lowercase here as PVE tags are), a PVE tag's neighbour in the
+ * description and the GitHub runner name, so: lowercase letters, digits and hyphens, starting with
+ * a letter, not ending with a hyphen, at most 63 characters.
+ */
+export function runnerNameProblem(name: string): string | undefined {
+  if (name.length === 0 || name.length > 63) return "a runner name is 1 to 63 characters";
+  if (!/^[a-z][a-z0-9-]*[a-z0-9]$|^[a-z]$/.test(name)) return "a runner name is lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen (it becomes the container's hostname)";
+  return undefined;
+}
+
 export function synthRunnerStack(dir: string, spec: RunnerStackSpec): SynthesizedStack {
+  const bad = runnerNameProblem(spec.runnerName);
+  if (bad) throw new Error(`runner name '${spec.runnerName}': ${bad}`);
   mkdirSync(dir, { recursive: true });
   const app = new App({ outdir: dir, skipValidation: true });
   new RunnerStack(app, spec);

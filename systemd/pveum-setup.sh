@@ -1,5 +1,5 @@
 #!/bin/bash
-# pve-runners: the least-privilege Proxmox VE identity of the listener (research/proxmox.md §4).
+# pve-runners: the least-privilege Proxmox VE identity of the listener (README, "Install on a PVE host", step 3).
 # Run as root on a PVE 8/9 host; installed as /usr/libexec/pve-runners/pveum-setup.
 #
 #   pveum-setup --bridge vmbr1 [--vlan 30] [--storage local-lvm] [--pool ci] [--template-vmid 9000[,9001…]]
@@ -57,7 +57,8 @@ while (($#)); do
     --placement) placement=1 ;;
     --dry-run) dry=1 ;;
     -h | --help)
-      sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      # The header comment, up to the first line of code.
+      awk 'NR > 1 { if (!/^#/) exit; sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
       exit 0
       ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -66,12 +67,16 @@ while (($#)); do
 done
 [[ -n "$bridge" ]] || die "--bridge is required (the CI bridge, e.g. vmbr1)"
 [[ "$bridge" =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "bad bridge name '$bridge'"
-[[ -z "$vlan" || "$vlan" =~ ^[0-9]{1,4}$ ]] || die "bad VLAN tag '$vlan'"
+# PVE's net[n] tag: an integer 1..4094 (pve-container src/PVE/LXC/Config.pm, 'tag').
+[[ -z "$vlan" || ( "$vlan" =~ ^[1-9][0-9]{0,3}$ && "$vlan" -le 4094 ) ]] || die "bad VLAN tag '$vlan' (an integer from 1 to 4094)"
 [[ "$pool" =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || die "bad pool name '$pool'"
 [[ -z "$template_vmid" || "$template_vmid" =~ ^[1-9][0-9]{2,8}(,[1-9][0-9]{2,8})*$ ]] || die "bad vmid list '$template_vmid' (e.g. 9000 or 9000,9001)"
 [[ "$user" =~ ^[^@[:space:]]+@[^@![:space:]]+$ ]] || die "bad user '$user' (name@realm)"
 [[ "$token" =~ ^[A-Za-z][A-Za-z0-9._-]*$ ]] || die "bad token id '$token'"
 tokenid="$user!$token"
+if ((!dry)) && ! command -v "$pveum_cmd" >/dev/null; then
+  die "'$pveum_cmd' not found: run this as root on a Proxmox VE node (or see the commands with --dry-run)"
+fi
 
 # Prints a command so it can be pasted into a shell: arguments quoted only when they need it
 # ('!' too: interactive bash would expand it).

@@ -2,7 +2,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,5 +54,47 @@ describe("pve-runners CLI", () => {
     assert.match(r.stderr, /is not valid:/);
     assert.match(r.stderr, /- github\.appId:/);
     assert.match(r.stderr, /- proxmox\.vlan:/);
+  });
+
+  // A person's mistake gets one line and a non-zero exit, never a stack trace.
+  const oneLine = (r: { stderr: string; stdout: string }) => {
+    assert.equal(r.stderr.trimEnd().split("\n").length, 1, `one line, got:\n${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
+  };
+
+  test("stack synth --label-set nosuch: one line naming the sets there are", () => {
+    const r = run("stack", "synth", "--config", example, "--label-set", "nosuch");
+    assert.equal(r.status, 2);
+    oneLine(r);
+    assert.match(r.stderr, /^pve-runners: no label set named 'nosuch' in .* \(it has: [a-z0-9-]+/);
+    assert.equal(r.stdout, "");
+  });
+
+  test("stack synth --name 'Bad Name!': refused, nothing written (it would be the hostname and the runner name)", () => {
+    const out = mkdtempSync(join(tmpdir(), "pve-runners-cli-"));
+    for (const name of ["Bad Name!", "runner_1", "-runner", "runner-", "r".repeat(64)]) {
+      const r = run("stack", "synth", "--config", example, "--name", name, "--out", join(out, "s"));
+      assert.equal(r.status, 2, name);
+      oneLine(r);
+      assert.match(r.stderr, /^pve-runners: --name '.*': a runner name is/);
+    }
+    assert.deepEqual(readdirSync(out), [], "no stack written");
+  });
+
+  test("demo --jobs 1.5 (or 0, or x): refused with 'integer', before anything starts", () => {
+    for (const n of ["1.5", "0", "x", "-2"]) {
+      const r = run("demo", "--jobs", n);
+      assert.equal(r.status, 1, n);
+      oneLine(r);
+      assert.match(r.stderr, /--jobs <n>.*must be a positive integer/);
+      assert.equal(r.stdout, "", "the demo did not start");
+    }
+  });
+
+  test("an unknown option: commander's line (and its suggestion), exit 1, no stack trace", () => {
+    const r = run("stack", "synth", "--nope");
+    assert.equal(r.status, 1);
+    assert.doesNotMatch(r.stderr, /^\s+at /m);
+    assert.match(r.stderr, /unknown option '--nope'/);
   });
 });

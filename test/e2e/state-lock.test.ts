@@ -51,7 +51,7 @@ function snapshot(dir: string, skip: string[] = []): Map<string, string> {
 }
 
 describe("one listener per state dir", { concurrency: 1 }, () => {
-  test("a second `serve` exits 1 with one line naming the holder and changes no file; after a SIGKILL a new one starts at once", async () => {
+  test("a second `serve` on the same config exits 1 with one line (its port is held) and changes no file; after a SIGKILL a new one starts at once", async () => {
     // A fixed port: the second instance is started on the very same config (and port) as the first.
     const port = await freePort();
     const world = await startWorld({ timeScale: 0.02, logger: quietLogger(), configPatch: (c) => (c.listener = { host: "127.0.0.1", port }) });
@@ -68,7 +68,8 @@ describe("one listener per state dir", { concurrency: 1 }, () => {
       children.push(second);
       const r = await exit(second);
       assert.equal(r.code, 1);
-      assert.equal(r.stderr, `pve-runners: state dir ${world.config.stateDir} is in use by pid ${first.pid} (is pve-runners already running?)\n`);
+      // Its ports are checked first: the same config means the same port, held by the first.
+      assert.equal(r.stderr, `pve-runners: 127.0.0.1:${port} (webhook listener) is in use (is pve-runners already running?)\n`);
       assert.equal(r.stdout, "");
       assert.deepEqual(snapshot(world.config.stateDir), before, "the second instance changed no file");
       first.kill("SIGCONT");

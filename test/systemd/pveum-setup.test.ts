@@ -113,4 +113,32 @@ exit 0
     assert.equal(run(["--bridge"]).status, 2);
     assert.deepEqual(calls(), []);
   });
+
+  test("a VLAN tag outside 1..4094 is refused with the range (PVE's net tag)", () => {
+    for (const vlan of ["5000", "4095", "0", "030", "x"]) {
+      const r = run(["--bridge", "vmbr1", "--vlan", vlan]);
+      assert.equal(r.status, 2, vlan);
+      assert.equal(r.stderr, `pveum-setup: bad VLAN tag '${vlan}' (an integer from 1 to 4094)\n`);
+    }
+    assert.equal(run(["--dry-run", "--bridge", "vmbr1", "--vlan", "4094"]).status, 0);
+    assert.deepEqual(calls(), []);
+  });
+
+  test("without pveum: one line saying it runs on a PVE node, nothing else", () => {
+    const r = spawnSync("bash", [script, "--bridge", "vmbr1"], { env: { PATH: "/usr/bin:/bin", PVE_RUNNERS_PVEUM: join(d, "no-such-pveum") }, encoding: "utf8" });
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, `pveum-setup: '${join(d, "no-such-pveum")}' not found: run this as root on a Proxmox VE node (or see the commands with --dry-run)\n`);
+    assert.equal(r.stdout, "");
+    // --dry-run needs no pveum: it only prints.
+    const dry = spawnSync("bash", [script, "--dry-run", "--bridge", "vmbr1"], { env: { PATH: "/usr/bin:/bin", PVE_RUNNERS_PVEUM: join(d, "no-such-pveum") }, encoding: "utf8" });
+    assert.equal(dry.status, 0, dry.stderr);
+  });
+
+  test("--help prints the usage comment and no line of code", () => {
+    const r = run(["--help"]);
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /^pve-runners: the least-privilege Proxmox VE identity/);
+    assert.match(r.stdout, /pveum-setup --bridge vmbr1/);
+    for (const code of ["set -euo", "umask", "export LC_ALL", "PRIVS="]) assert.ok(!r.stdout.includes(code), `no '${code}' in --help`);
+  });
 });

@@ -177,6 +177,9 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   for (const o of overlappingLabelSets(config.labelSets))
     logger.warn(o, `label set ${o.large} has every label of ${o.small}: GitHub may run ${o.small} jobs on ${o.large} runners`);
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
+  // Only the configured templates have lanes; the lane map itself holds busy lanes alone.
+  const templateKeys = templateCopies(config.proxmox).map((t) => t.key);
+  const laneStats = () => ({ ...Object.fromEntries(templateKeys.map((k) => [k, { running: 0, waiting: 0 }])), ...lane.stats() });
   // The clone gate holds a template's lane for its clone task alone (terraform's own work runs in
   // parallel); terraform reaches PVE through it, trusting its certificate by SSL_CERT_FILE.
   let gate: CloneGate | null = null;
@@ -184,6 +187,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     gate = new CloneGate({
       upstream: config.proxmox.endpoint,
       insecure: config.proxmox.insecure,
+      templates: templateKeys,
       lane,
       certDir: config.stateDir,
       logger: logger.child({ part: "clone-gate" }),
@@ -191,7 +195,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       onLaneWait: (_key, seconds) => metrics.phase("lane_wait", seconds),
     });
     const { url, caFile } = await gate.start();
-    terraform.setEnv({ PROXMOX_VE_ENDPOINT: url, PROXMOX_VE_INSECURE: "false", SSL_CERT_FILE: await trustBundle(caFile) });
+    // The URL's path is the gate's per-start secret: in terraform's environment, never in its output.
+    terraform.setEnv({ PROXMOX_VE_ENDPOINT: url, PROXMOX_VE_INSECURE: "false", SSL_CERT_FILE: await trustBundle(caFile) }, { hide: [new URL(url).pathname.split("/")[1]] });
   }
   // One line at start saying whether terraform really runs below the listener's priority.
   void terraform.checkPriority().catch((err: Error) => logger.warn({ err: err.message }, "could not check terraform's CPU priority"));
@@ -212,7 +217,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   const countByState = () => store.countByState();
   const metrics: Metrics = new Metrics({
     runnersByState: countByState,
-    lanes: () => lane.stats(),
+    lanes: laneStats,
     queuedJobs: () => store.queuedJobs().length,
     githubRateLimitRemaining: () => github.rateLimitRemaining,
     // Read at scrape time, after the pipeline below exists.
@@ -263,7 +268,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       webBaseUrl: webBaseUrlOf(config.github.baseUrl),
       counts: { queuedJobs: store.queuedJobs().length, liveRunners: live.length, runnersByState: countByState() },
       runners: [...live, ...finished],
-      lanes: lane.stats(),
+      lanes: laneStats(),
       jobs: store.recentJobs(50),
       sweeps: sweepLog.list(),
       errors: [...runnerErrors, ...sweepErrors.list()].sort((a, b) => b.at - a.at).slice(0, 30),

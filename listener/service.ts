@@ -23,6 +23,7 @@ import { Recent, webBaseUrlOf, type ErrorRecord, type StatusSnapshot, type Sweep
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { sweep, sweepActionTarget, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
 import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
+import { scheduleRetention } from "../sweeper/retention.js";
 import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
 import { lockStateDir } from "./state-lock.js";
 
@@ -339,7 +340,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     }
     const restartOnly = ["github", "proxmox", "listener", "stateDir", "terraform", "delivery"] as const;
     const needRestart = restartOnly.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
-    const live = ["labelSets", "allow", "limits", "timeouts", "sweeper", "log"] as const;
+    const live = ["labelSets", "allow", "limits", "timeouts", "sweeper", "retention", "log"] as const;
     const applied = live.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
     const merged: Config = { ...next, ...Object.fromEntries(restartOnly.map((k) => [k, current[k]])) } as Config;
     pipeline.updateSettings(pipelineSettings(merged, o));
@@ -353,6 +354,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     logger.info({ applied, needRestart }, needRestart.length ? "config reloaded; these sections need a restart to change" : "config reloaded");
     return { applied: [...applied], needRestart: [...needRestart] };
   };
+  // Runs whether or not the sweeper does: the store must not grow for ever either way.
+  const retention = scheduleRetention(store, () => current.retention.days, logger.child({ part: "retention" }));
   if (config.sweeper.enabled) {
     // Deliveries lost while we were down are asked for again at once; the schedule repeats both.
     // Containers, registrations and stack dirs left by a crash are dealt with at once too.
@@ -375,6 +378,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     recover: () => recovery.run(),
     reload,
     async stop() {
+      retention.stop();
       await schedule?.stop();
       await admin?.close();
       const closed = new Promise<void>((r) => server.close(() => r()));

@@ -22,10 +22,21 @@
 // does not retry (IsTransientAPIError is 5xx only), naming VMID_CLASH so the pipeline picks a fresh
 // vmid. Nothing of the other container is touched.
 //
+// Only the configured templates have lanes (`templates`): a clone of any other source is passed
+// through like any request (PVE checks the token as it would without the gate), so no request path
+// can make the gate keep state. And only terraform, started by the listener, can reach the gate at
+// all: the URL it hands out carries a random per-start path prefix (https://127.0.0.1:PORT/<32 hex>/,
+// in terraform's environment, never logged); a request without it gets 404 and is not forwarded.
+// bpg keeps an endpoint's path: NewConnection stores strings.TrimRight(u.String(), "/") and
+// DoRequest asks for fmt.Sprintf("%s/%s/%s", endpoint, "api2/json", path) (bpg v0.111.1
+// proxmox/api/client.go). The gate adds nothing to a request: no token, no cookie; what the client
+// sent (its own PVE token) is what PVE sees.
+//
 // The gate never logs Authorization, cookies, CSRF tokens, query strings or bodies (bodies carry
 // passwords, tickets and JIT configs): method, path, status and milliseconds at debug only.
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -40,6 +51,11 @@ export interface CloneGateOptions {
   upstream: string;
   /** Skip TLS verification towards upstream (the operator's proxmox.insecure). */
   insecure?: boolean;
+  /**
+   * The template copies whose clones are serialized, as "sourceNode/vmid" (placement's TemplateCopy
+   * key). A clone of anything else is forwarded ungated and takes no lane.
+   */
+  templates: readonly string[];
   /** The clone lane (CloneLane): one clone task per template at a time. */
   lane: { run<T>(templateKey: string, runner: string, fn: () => Promise<T>): Promise<T> };
   logger: pino.Logger;
@@ -98,6 +114,10 @@ export class CloneGate {
   private readonly pollMs: number;
   private readonly maxHoldMs: number;
   private readonly holding = new Map<string, string | null>();
+  /** The per-start secret path segment every request must begin with ("/<32 hex>/"). */
+  private readonly prefix = `/${randomBytes(16).toString("hex")}/`;
+  private refusedSinceLog = 0;
+  private lastRefusedLog = 0;
   private readonly inLane = new Set<Promise<unknown>>();
   private readonly stopped = new AbortController();
   private server?: https.Server;
@@ -110,6 +130,7 @@ export class CloneGate {
     this.upstream = u;
     this.pollMs = opts.pollMs ?? 250;
     this.maxHoldMs = opts.maxHoldMs ?? 30 * 60_000;
+    for (const t of opts.templates) this.holding.set(t, null);
     this.agent = u.protocol === "https:" ? new https.Agent({ keepAlive: true, rejectUnauthorized: !opts.insecure, ca: opts.insecure ? undefined : upstreamRoots() }) : new http.Agent({ keepAlive: true });
   }
 
@@ -131,9 +152,10 @@ export class CloneGate {
       server.once("error", reject);
     });
     this.server = server;
-    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    this.log.info({ url, upstream: this.upstream.origin, caFile }, "clone gate listening");
-    return { url, caFile };
+    const origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // The prefix is a secret: the log names the origin only.
+    this.log.info({ origin, upstream: this.upstream.origin, caFile, templates: this.opts.templates }, "clone gate listening");
+    return { url: `${origin}${this.prefix}`, caFile };
   }
 
   /** Stops serving, releases every held lane (their polls end) and closes upstream connections. */
@@ -151,7 +173,7 @@ export class CloneGate {
     await Promise.allSettled([...this.inLane]);
   }
 
-  /** Per template seen: the runner whose clone holds its lane now, if any. */
+  /** Per configured template: the runner whose clone holds its lane now, if any. */
   stats(): { [templateKey: string]: { holding: string | null } } {
     const out: { [templateKey: string]: { holding: string | null } } = {};
     for (const [key, runner] of this.holding) out[key] = { holding: runner };
@@ -159,16 +181,24 @@ export class CloneGate {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
-    const path = (req.url ?? "/").split("?")[0];
+    const raw = req.url ?? "/";
+    if (!this.hasPrefix(raw)) {
+      this.refuseUnprefixed(req, res);
+      return;
+    }
+    // Upstream sees the path bpg would have asked PVE for.
+    req.url = raw.slice(this.prefix.length - 1);
+    const path = req.url.split("?")[0];
     const m = req.method === "POST" ? CLONE_PATH.exec(path) : null;
-    if (m) {
-      let node = m[1];
-      try {
-        node = decodeURIComponent(node);
-      } catch {
-        // keep it raw
-      }
-      this.clone(req, res, node, m[2], path).catch((err: unknown) => {
+    let node = m?.[1] ?? "";
+    try {
+      node = decodeURIComponent(node);
+    } catch {
+      // keep it raw
+    }
+    const templateKey = m ? `${node}/${Number(m[2])}` : "";
+    if (m && this.holding.has(templateKey)) {
+      this.clone(req, res, node, templateKey, path).catch((err: unknown) => {
         this.log.error({ err: errText(err), path }, "clone gate: clone handling failed");
         if (!res.headersSent) this.replyUnreachable(res, err);
         else res.destroy();
@@ -178,7 +208,27 @@ export class CloneGate {
     }
   }
 
-  /** Any request but a clone: streamed both ways, never delayed. */
+  private hasPrefix(url: string): boolean {
+    const want = Buffer.from(this.prefix);
+    const got = Buffer.from(url.slice(0, this.prefix.length));
+    return got.length === want.length && timingSafeEqual(got, want);
+  }
+
+  /** 404, nothing forwarded; logged at most once a minute (a local process may knock in a loop). */
+  private refuseUnprefixed(req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    res.writeHead(404, "Not Found", { "content-type": "application/json;charset=UTF-8" });
+    res.end(JSON.stringify({ data: null }));
+    this.refusedSinceLog++;
+    const now = Date.now();
+    if (now - this.lastRefusedLog >= 60_000) {
+      this.log.warn({ method: req.method, refused: this.refusedSinceLog }, "clone gate: request without the gate's secret path refused (not from the listener's terraform)");
+      this.lastRefusedLog = now;
+      this.refusedSinceLog = 0;
+    }
+  }
+
+  /** Any request but a clone of a configured template: streamed both ways, never delayed. */
   private pass(req: IncomingMessage, res: ServerResponse, path: string): void {
     const t0 = Date.now();
     const up = this.request(req.method ?? "GET", req.url ?? "/", forwardHeaders(req.headers));
@@ -201,7 +251,7 @@ export class CloneGate {
   }
 
   /** POST …/lxc/{vmid}/clone: forwarded inside the template's lane, which stays held until the task stops. */
-  private async clone(req: IncomingMessage, res: ServerResponse, node: string, vmid: string, path: string): Promise<void> {
+  private async clone(req: IncomingMessage, res: ServerResponse, node: string, templateKey: string, path: string): Promise<void> {
     let body: Buffer | null;
     try {
       body = await readBody(req, MAX_CLONE_BODY);
@@ -214,14 +264,12 @@ export class CloneGate {
       res.end();
       return;
     }
-    const templateKey = `${node}/${vmid}`;
     const { runner, newid } = cloneFields(body, req.headers["content-type"]);
     let clientGone = false;
     res.on("close", () => {
       if (!res.writableFinished) clientGone = true;
     });
     const enqueued = Date.now();
-    if (!this.holding.has(templateKey)) this.holding.set(templateKey, null);
     const work = this.opts.lane.run(templateKey, runner, async () => {
       const waitedMs = Date.now() - enqueued;
       this.opts.onLaneWait?.(templateKey, waitedMs / 1000);

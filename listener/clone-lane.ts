@@ -1,7 +1,8 @@
 // The clone lane: clones of one template must never overlap. PVE takes a lock on the template for
 // a clone and fails a second clone at once with "CT is locked (disk)" (research/proxmox.md §1), so
 // applies (which clone) queue per template here. Destroys never pass through the lane: tearing a
-// runner down must not wait behind clones.
+// runner down must not wait behind clones. A lane exists only while a clone runs or waits in it:
+// the last one out removes it, so the map never grows with keys that were used once.
 import PQueue from "p-queue";
 import type { Logger } from "pino";
 
@@ -12,7 +13,7 @@ export interface CloneLaneOptions {
 }
 
 export class CloneLane {
-  private readonly lanes = new Map<string, PQueue>();
+  private readonly lanes = new Map<string, { queue: PQueue; tasks: number }>();
   private readonly concurrency: number;
   private readonly log: Logger;
 
@@ -24,7 +25,9 @@ export class CloneLane {
 
   /** Runs `fn` when the lane of `templateKey` (e.g. "pve/9000") has room; its result or error passes through. */
   run<T>(templateKey: string, runner: string, fn: () => Promise<T>): Promise<T> {
-    const lane = this.laneFor(templateKey);
+    const entry = this.laneFor(templateKey);
+    const lane = entry.queue;
+    entry.tasks++;
     const enqueuedAt = Date.now();
     const ahead = lane.pending + lane.size;
     if (ahead >= this.concurrency) this.log.info({ runner, templateKey, ahead }, "waiting for the clone lane");
@@ -36,23 +39,26 @@ export class CloneLane {
         return await fn();
       } finally {
         this.log.debug({ runner, templateKey, heldMs: Date.now() - started }, "clone lane left");
+        // Counted here, not by p-queue (which settles its own count a microtask later): when the
+        // caller sees the result, an emptied lane is already gone.
+        if (--entry.tasks === 0 && this.lanes.get(templateKey) === entry) this.lanes.delete(templateKey);
       }
     });
   }
 
-  /** Per template: how many run now and how many wait. */
+  /** Per template with a clone running or waiting: how many run now and how many wait. */
   stats(): { [templateKey: string]: { running: number; waiting: number } } {
     const out: { [templateKey: string]: { running: number; waiting: number } } = {};
-    for (const [key, lane] of this.lanes) out[key] = { running: lane.pending, waiting: lane.size };
+    for (const [key, { queue }] of this.lanes) out[key] = { running: queue.pending, waiting: queue.size };
     return out;
   }
 
-  private laneFor(templateKey: string): PQueue {
-    let lane = this.lanes.get(templateKey);
-    if (!lane) {
-      lane = new PQueue({ concurrency: this.concurrency });
-      this.lanes.set(templateKey, lane);
+  private laneFor(templateKey: string): { queue: PQueue; tasks: number } {
+    let entry = this.lanes.get(templateKey);
+    if (!entry) {
+      entry = { queue: new PQueue({ concurrency: this.concurrency }), tasks: 0 };
+      this.lanes.set(templateKey, entry);
     }
-    return lane;
+    return entry;
   }
 }

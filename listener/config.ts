@@ -197,6 +197,17 @@ const Schema = z
       })
       .strict()
       .default({ enabled: true, schedule: "*/2 * * * *", hardTtl: 6 * 3600, lockLimit: 1800, grace: 120, lookback: 86_400, repoWindow: 86_400 }),
+    retention: z
+      .object({
+        /**
+         * Processed deliveries (full payloads), finished jobs and gone/failed runners older than this
+         * are deleted (hourly); a replayed webhook body is recognised for as long as it is kept. At
+         * least 3: GitHub keeps deliveries (and so can redeliver one, same GUID) for 3 days.
+         */
+        days: z.number().min(3).max(3650).default(14),
+      })
+      .strict()
+      .default({ days: 14 }),
     log: z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })
       .strict()

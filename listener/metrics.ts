@@ -93,7 +93,7 @@ export class Metrics {
   jobEvent(action: string, outcome: "ours" | "not-our-labels" | "repo-not-allowed" | "unchanged"): void {
     this.jobs.inc({ action, outcome });
   }
-  delivery(result: "accepted" | "duplicate" | "ignored" | "rejected"): void {
+  delivery(result: "accepted" | "duplicate" | "replay" | "ignored" | "rejected"): void {
     this.deliveries.inc({ result });
   }
   terraformRun(command: "apply" | "destroy", seconds: number, ok: boolean): void {

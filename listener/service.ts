@@ -22,6 +22,7 @@ import { Recent, webBaseUrlOf, type ErrorRecord, type StatusSnapshot, type Sweep
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { sweep, sweepActionTarget, type SweepDeps, type SweepReport } from "../sweeper/sweep.js";
 import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
+import { scheduleRetention } from "../sweeper/retention.js";
 import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
 import { assertPortsFree } from "./port-check.js";
 import { lockStateDir } from "./state-lock.js";
@@ -184,6 +185,9 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   for (const o of overlappingLabelSets(config.labelSets))
     logger.warn(o, `label set ${o.large} has every label of ${o.small}: GitHub may run ${o.small} jobs on ${o.large} runners`);
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
+  // Only the configured templates have lanes; the lane map itself holds busy lanes alone.
+  const templateKeys = templateCopies(config.proxmox).map((t) => t.key);
+  const laneStats = () => ({ ...Object.fromEntries(templateKeys.map((k) => [k, { running: 0, waiting: 0 }])), ...lane.stats() });
   // The clone gate holds a template's lane for its clone task alone (terraform's own work runs in
   // parallel); terraform reaches PVE through it, trusting its certificate by SSL_CERT_FILE.
   let gate: CloneGate | null = null;
@@ -191,6 +195,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     gate = new CloneGate({
       upstream: config.proxmox.endpoint,
       insecure: config.proxmox.insecure,
+      templates: templateKeys,
       lane,
       certDir: config.stateDir,
       logger: logger.child({ part: "clone-gate" }),
@@ -198,7 +203,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       onLaneWait: (_key, seconds) => metrics.phase("lane_wait", seconds),
     });
     const { url, caFile } = await gate.start();
-    terraform.setEnv({ PROXMOX_VE_ENDPOINT: url, PROXMOX_VE_INSECURE: "false", SSL_CERT_FILE: await trustBundle(caFile) });
+    // The URL's path is the gate's per-start secret: in terraform's environment, never in its output.
+    terraform.setEnv({ PROXMOX_VE_ENDPOINT: url, PROXMOX_VE_INSECURE: "false", SSL_CERT_FILE: await trustBundle(caFile) }, { hide: [new URL(url).pathname.split("/")[1]] });
   }
   // One line at start saying whether terraform really runs below the listener's priority.
   void terraform.checkPriority().catch((err: Error) => logger.warn({ err: err.message }, "could not check terraform's CPU priority"));
@@ -219,7 +225,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   const countByState = () => store.countByState();
   const metrics: Metrics = new Metrics({
     runnersByState: countByState,
-    lanes: () => lane.stats(),
+    lanes: laneStats,
     queuedJobs: () => store.queuedJobs().length,
     githubRateLimitRemaining: () => github.rateLimitRemaining,
     // Read at scrape time, after the pipeline below exists.
@@ -270,7 +276,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       webBaseUrl: webBaseUrlOf(config.github.baseUrl),
       counts: { queuedJobs: store.queuedJobs().length, liveRunners: live.length, runnersByState: countByState() },
       runners: [...live, ...finished],
-      lanes: lane.stats(),
+      lanes: laneStats(),
       jobs: store.recentJobs(50),
       sweeps: sweepLog.list(),
       errors: [...runnerErrors, ...sweepErrors.list()].sort((a, b) => b.at - a.at).slice(0, 30),
@@ -335,7 +341,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     }
     const restartOnly = ["github", "proxmox", "listener", "stateDir", "terraform", "delivery"] as const;
     const needRestart = restartOnly.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
-    const live = ["labelSets", "allow", "limits", "timeouts", "sweeper", "log"] as const;
+    const live = ["labelSets", "allow", "limits", "timeouts", "sweeper", "retention", "log"] as const;
     const applied = live.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
     const merged: Config = { ...next, ...Object.fromEntries(restartOnly.map((k) => [k, current[k]])) } as Config;
     pipeline.updateSettings(pipelineSettings(merged, o));
@@ -349,6 +355,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     logger.info({ applied, needRestart }, needRestart.length ? "config reloaded; these sections need a restart to change" : "config reloaded");
     return { applied: [...applied], needRestart: [...needRestart] };
   };
+  // Runs whether or not the sweeper does: the store must not grow for ever either way.
+  const retention = scheduleRetention(store, () => current.retention.days, logger.child({ part: "retention" }));
   if (config.sweeper.enabled) {
     // Deliveries lost while we were down are asked for again at once; the schedule repeats both.
     // Containers, registrations and stack dirs left by a crash are dealt with at once too.
@@ -371,6 +379,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     recover: () => recovery.run(),
     reload,
     async stop() {
+      retention.stop();
       await schedule?.stop();
       await admin?.close();
       const closed = new Promise<void>((r) => server.close(() => r()));

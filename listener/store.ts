@@ -110,7 +110,29 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ["runners", "node", "TEXT"],
   ["runners", "template", "TEXT"],
   ["jobs", "disputed_at", "INTEGER"],
+  ["deliveries", "body_sha", "TEXT"],
 ];
+/** Made after the columns exist (an upgraded database gets body_sha first). */
+const BODY_SHA_INDEX = `CREATE INDEX IF NOT EXISTS deliveries_body_sha ON deliveries(body_sha) WHERE body_sha IS NOT NULL`;
+
+/**
+ * What recording a delivery found: a new one, a GUID we hold (GitHub's redelivery), or a body we
+ * hold under another GUID — X-GitHub-Delivery is outside the HMAC, so a captured body can be sent
+ * again under fresh GUIDs; GitHub never sends one body twice under two GUIDs.
+ */
+export type DeliveryRecorded = "fresh" | "duplicate" | "replay";
+
+export interface NewDelivery extends Omit<Delivery, "receivedAt" | "processedAt"> {
+  /** SHA-256 (hex) of the raw body, for replay detection; absent for deliveries we make ourselves. */
+  bodySha?: string;
+}
+
+/** Rows removed by one prune. */
+export interface PruneReport {
+  deliveries: number;
+  jobs: number;
+  runners: number;
+}
 
 const STATUS_RANK: Record<JobStatus, number> = { waiting: 0, queued: 0, in_progress: 1, completed: 2 };
 
@@ -148,6 +170,7 @@ export class Store {
       const has = (this.sql(`SELECT 1 FROM pragma_table_info(?) WHERE name = ?`).get(table, column) as unknown) !== undefined;
       if (!has) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
     }
+    this.db.exec(BODY_SHA_INDEX);
     try {
       this.db.exec(LIVE_VMID_INDEX);
     } catch {
@@ -174,17 +197,58 @@ export class Store {
 
   // ---- inbox ----
 
-  /** Records a delivery before it is acknowledged. Returns false for a duplicate GUID (a redelivery we already hold). */
-  recordDelivery(d: Omit<Delivery, "receivedAt" | "processedAt">): boolean {
-    const r = this
-      .sql(`INSERT OR IGNORE INTO deliveries (guid, event, action, job_id, received_at, payload) VALUES (?, ?, ?, ?, ?, ?)`)
-      .run(d.guid, d.event, d.action, d.jobId, this.now(), d.payload);
-    return r.changes === 1;
+  /** Records a delivery before it is acknowledged. Returns false for a duplicate GUID (a redelivery we already hold) or a replayed body. */
+  recordDelivery(d: NewDelivery): boolean {
+    return this.recordDeliveryChecked(d) === "fresh";
+  }
+
+  /**
+   * Records a delivery unless its GUID is held ("duplicate") or, given its body's hash, the same
+   * body is held under another GUID ("replay": not recorded, so never processed). Rows live for
+   * the retention window (prune), which is therefore the replay window too.
+   */
+  recordDeliveryChecked(d: NewDelivery): DeliveryRecorded {
+    if (this.hasDelivery(d.guid)) return "duplicate";
+    if (d.bodySha && this.sql(`SELECT 1 FROM deliveries WHERE body_sha = ?`).get(d.bodySha) !== undefined) return "replay";
+    this
+      .sql(`INSERT INTO deliveries (guid, event, action, job_id, received_at, payload, body_sha) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+      .run(d.guid, d.event, d.action, d.jobId, this.now(), d.payload, d.bodySha ?? null);
+    return "fresh";
   }
 
   /** recordDelivery for a batch, in one transaction (one fsync): a fresh flag per delivery. */
-  recordDeliveries(ds: Array<Omit<Delivery, "receivedAt" | "processedAt">>): boolean[] {
-    return this.transaction(() => ds.map((d) => this.recordDelivery(d)));
+  recordDeliveries(ds: NewDelivery[]): boolean[] {
+    return this.recordDeliveriesChecked(ds).map((r) => r === "fresh");
+  }
+
+  /** recordDeliveryChecked for a batch, in one transaction (one fsync). */
+  recordDeliveriesChecked(ds: NewDelivery[]): DeliveryRecorded[] {
+    return this.transaction(() => ds.map((d) => this.recordDeliveryChecked(d)));
+  }
+
+  /**
+   * Retention: removes what is older than `before` (ms since the epoch) and finished. Never a
+   * delivery not yet processed, nor one of a job of ours still open; never a job of ours still
+   * open or named by a live runner (jobs not ours are never acted on: they go by age alone); never
+   * a runner that is not gone or failed. One transaction.
+   */
+  prune(before: number): PruneReport {
+    return this.transaction(() => {
+      const deliveries = this
+        .sql(
+          `DELETE FROM deliveries WHERE processed_at IS NOT NULL AND received_at < ?
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = deliveries.job_id AND j.label_set IS NOT NULL AND j.status != 'completed')`,
+        )
+        .run(before).changes;
+      const jobs = this
+        .sql(
+          `DELETE FROM jobs WHERE updated_at < ? AND (status = 'completed' OR label_set IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM runners r WHERE r.state NOT IN ('gone', 'failed') AND (r.made_for_job = jobs.job_id OR r.job_id = jobs.job_id))`,
+        )
+        .run(before).changes;
+      const runners = this.sql(`DELETE FROM runners WHERE state IN ('gone', 'failed') AND state_since < ?`).run(before).changes;
+      return { deliveries, jobs, runners };
+    });
   }
 
   markProcessed(guid: string): void {
@@ -315,8 +379,8 @@ export class Store {
     return this.sql(`SELECT * FROM jobs ORDER BY job_id`).all().map(toJob);
   }
 
-  // Reads below are bounded: the tables keep every job and runner ever seen, and these run on every
-  // reconcile, status page or sweep.
+  // Reads below are bounded: the tables keep every job and runner of the retention window (prune),
+  // and these run on every reconcile, status page or sweep.
 
   jobsByIds(ids: number[]): JobRow[] {
     if (ids.length === 0) return [];

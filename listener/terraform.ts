@@ -302,6 +302,7 @@ export class Terraform {
   }
 
   private extraEnv: Record<string, string> = {};
+  private readonly hidden: string[] = [];
 
   private lowering(): Lowering {
     return { schedIdle: this.opts.schedIdle ?? true, nice: this.opts.nice ?? 10 };
@@ -336,9 +337,19 @@ export class Terraform {
     return check;
   }
 
-  /** More environment for every later run (the clone gate's endpoint, known only once it listens). */
-  setEnv(vars: Record<string, string>): void {
+  /**
+   * More environment for every later run (the clone gate's endpoint, known only once it listens).
+   * `hide`: texts never to pass on from terraform's output (logs, errors): the gate's secret path,
+   * which Go's *url.Error prints as part of the URL when a request fails.
+   */
+  setEnv(vars: Record<string, string>, opts: { hide?: string[] } = {}): void {
     this.extraEnv = { ...this.extraEnv, ...vars };
+    this.hidden.push(...(opts.hide ?? []).filter((t) => t.length > 0));
+  }
+
+  private scrub(text: string): string {
+    for (const h of this.hidden) if (text.includes(h)) text = text.split(h).join("<redacted>");
+    return text;
   }
 
   /** Runs one command and turns a failure (exit ≠ 0, cancel, timeout, refused stream) into a TerraformError. */
@@ -413,8 +424,9 @@ export class Terraform {
       if (spec.timeoutMs !== undefined && spec.timeoutMs > 0) timeoutTimer = setTimeout(() => interrupt("timedOut"), spec.timeoutMs);
 
       let pending = "";
-      const onLine = (line: string) => {
+      const onLine = (raw: string) => {
         if (!spec.uiStream) return;
+        const line = this.scrub(raw);
         const msg = parseUiLine(line);
         if (!msg) {
           if (line.trim()) spec.log.info({ tf: "text" }, line.trim());
@@ -452,7 +464,7 @@ export class Terraform {
       });
       child.stderr.setEncoding("utf8");
       child.stderr.on("data", (chunk: string) => {
-        outcome.stderrTail = (outcome.stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
+        outcome.stderrTail = this.scrub(outcome.stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
       });
 
       let settled = false;
@@ -464,6 +476,7 @@ export class Terraform {
         clearTimeout(drainTimer);
         spec.signal?.removeEventListener("abort", onAbort);
         if (pending) onLine(pending);
+        outcome.stdout = this.scrub(outcome.stdout);
         outcome.durationMs = Date.now() - started;
         // After an interrupted run, leftovers in the group (a provisioner's child, a stuck plugin) go too.
         if (interrupted) killGroup();

@@ -3,9 +3,10 @@
 import { GroupCommit } from "./group-commit.js";
 import express, { type Request, type Response, type Router } from "express";
 import { verify } from "@octokit/webhooks-methods";
+import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { z } from "zod";
-import type { Store } from "./store.js";
+import type { DeliveryRecorded, NewDelivery, Store } from "./store.js";
 import { FailureLimiter } from "./failure-limit.js";
 
 /** The parts of a workflow_job payload we rely on; everything else is passed through untouched. */
@@ -40,7 +41,7 @@ export interface WebhookOptions {
   /** Failed requests allowed per address per minute before 429 (default 30). */
   failuresPerMinute?: number;
   /** Counts every answer (metrics). */
-  onResult?: (result: "accepted" | "duplicate" | "ignored" | "rejected") => void;
+  onResult?: (result: "accepted" | "duplicate" | "replay" | "ignored" | "rejected") => void;
 }
 
 const GUID = /^[0-9a-f-]{8,64}$/i;
@@ -60,7 +61,7 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
 
   const limiter = new FailureLimiter(opts.failuresPerMinute ?? 30, 60_000);
   // Deliveries recorded in the same event-loop turn share one commit (one fsync).
-  const inbox = new GroupCommit((ds: Parameters<Store["recordDelivery"]>[0][]) => opts.store.recordDeliveries(ds));
+  const inbox = new GroupCommit<NewDelivery, DeliveryRecorded>((ds) => opts.store.recordDeliveriesChecked(ds));
   const ipOf = (req: Request) => req.ip ?? "unknown";
   /** A failed answer is counted; our own 5xx are not held against the sender. */
   const fail = (res: Response, status: number, message: string): void => {
@@ -125,17 +126,23 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
       return fail(res, 400, `malformed workflow_job payload: ${problems.join("; ")}`);
     }
     const p = parsed.data;
-    let fresh: boolean;
+    // X-GitHub-Delivery is outside the HMAC: the body's hash catches a captured body sent again
+    // under a new GUID (within the retention window, while its first delivery is held).
+    const bodySha = createHash("sha256").update(Buffer.isBuffer(req.body) ? req.body : Buffer.from(body)).digest("hex");
+    let recorded: DeliveryRecorded;
     try {
-      fresh = await inbox.add({ guid, event, action: p.action, jobId: p.workflow_job.id, payload: body });
+      recorded = await inbox.add({ guid, event, action: p.action, jobId: p.workflow_job.id, payload: body, bodySha });
     } catch (err) {
       // Not recorded means not accepted: answer 5xx so the failure shows in GitHub's delivery log for redelivery.
       log.error({ err, delivery: guid }, "could not record delivery");
       return fail(res, 503, "could not record delivery; redeliver later");
     }
+    const fresh = recorded === "fresh";
+    // A replay is answered like a redelivery (2xx: GitHub must never see an error from us), not processed.
     res.status(202).json({ accepted: true, duplicate: !fresh });
-    opts.onResult?.(fresh ? "accepted" : "duplicate");
-    log.debug({ delivery: guid, action: p.action, job: p.workflow_job.id, duplicate: !fresh }, "webhook recorded");
+    opts.onResult?.(recorded === "fresh" ? "accepted" : recorded);
+    if (recorded === "replay") log.warn({ delivery: guid, action: p.action, job: p.workflow_job.id, ip: req.ip, bodySha }, "webhook replayed: a body already received under another delivery GUID; not processed again");
+    else log.debug({ delivery: guid, action: p.action, job: p.workflow_job.id, duplicate: !fresh }, "webhook recorded");
     if (fresh) setImmediate(() => opts.onDelivery(guid));
   });
   return router;

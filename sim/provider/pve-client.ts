@@ -2,6 +2,10 @@
 // form-urlencoded with sorted keys (Go's url.Values.Encode; a list repeats its key), booleans 1/0,
 // token auth by header, errors "received an HTTP <code> response - Reason: <reason> (<details>)",
 // a 404 or a 500 saying "does not exist" means "gone". GETs are retried on network errors.
+// The endpoint keeps its path, as in bpg (proxmox/api/client.go: NewConnection stores
+// strings.TrimRight(u.String(), "/"), DoRequest asks for "<endpoint>/api2/json/<path>"): the
+// listener's clone gate hands out https://127.0.0.1:PORT/<secret>/. A network error reads like Go's
+// *url.Error, which names the whole URL: `Post "https://…/api2/json/…": <cause>`.
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -60,7 +64,7 @@ export class PveClient {
 
   constructor(private readonly opts: PveClientOptions) {
     const u = new URL(opts.endpoint);
-    u.pathname = "/";
+    u.pathname = `${u.pathname.replace(/\/+$/, "")}/`;
     u.search = "";
     this.base = u;
     // Like bpg (Go's crypto/x509 on Linux, root_unix.go): SSL_CERT_FILE, if set, names the trusted
@@ -92,7 +96,9 @@ export class PveClient {
           await sleep(100 * attempt, undefined, { signal });
           continue;
         }
-        throw new Error(`failed to perform HTTP ${method} request (path: ${path}) - Reason: ${this.scrub((err as Error).message)}`, { cause: err });
+        const op = method.charAt(0) + method.slice(1).toLowerCase();
+        const url = new URL(fullPath, this.base).href;
+        throw new Error(`failed to perform HTTP ${method} request (path: ${path}) - Reason: ${op} "${url}": ${this.scrub((err as Error).message)}`, { cause: err });
       }
       this.opts.log("debug", "pve api call", { method, path, status: res.status });
       if (res.status < 200 || res.status >= 300) throw errorFromResponse(res);

@@ -19,6 +19,7 @@ import { captureLog } from "../fixtures/terraform/helpers.js";
 
 const SCALE = 0.05;
 const OTHER_TEMPLATE = 9001;
+const TEMPLATE_KEYS = [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`, `${SIM_NODE}/${OTHER_TEMPLATE}`];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Answer<T = unknown> {
@@ -34,7 +35,7 @@ function call<T = unknown>(
   method: string,
   path: string,
   params: Record<string, string | number> = {},
-  opts: { token?: TokenDef; ca?: string; headers?: Record<string, string>; onRequest?: (req: http.ClientRequest) => void } = {},
+  opts: { token?: TokenDef; noAuth?: boolean; ca?: string; headers?: Record<string, string>; onRequest?: (req: http.ClientRequest) => void } = {},
 ): Promise<Answer<T>> {
   const t0 = Date.now();
   const form = new URLSearchParams(Object.entries(params).map(([k, v]): [string, string] => [k, String(v)])).toString();
@@ -43,6 +44,7 @@ function call<T = unknown>(
   const token = opts.token ?? SIM_TOKENS.runners;
   const headers: Record<string, string> = { accept: "application/json", authorization: `PVEAPIToken=${token.id}=${token.secret}`, ...opts.headers };
   if (!inQuery) headers["content-type"] = "application/x-www-form-urlencoded";
+  if (opts.noAuth) delete headers.authorization;
   const mod = url.protocol === "https:" ? https : http;
   return new Promise((resolve, reject) => {
     const req = mod.request(url, { method, headers, ...(url.protocol === "https:" ? { ca: opts.ca, agent: false } : {}) }, (res) => {
@@ -103,6 +105,7 @@ describe("CloneGate", () => {
     certDir = await mkdtemp(join(tmpdir(), "clone-gate-"));
     gate = new CloneGate({
       upstream: `${simUrl}/`,
+      templates: TEMPLATE_KEYS,
       lane,
       logger: log.logger,
       certDir,
@@ -203,7 +206,7 @@ describe("CloneGate", () => {
     assert.equal(sim.containers().length, containers, "no container for the client that left");
     assert.equal(cloneTasks(), tasks, "the dropped clone never reached PVE");
     await until("lane released", () => gate.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`].holding === null);
-    assert.deepEqual(lane.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], { running: 0, waiting: 0 });
+    assert.deepEqual(lane.stats(), {}, "an idle lane is gone");
   });
 
   test("the written PEM is the only trust anchor a client needs for https://127.0.0.1 (and localhost)", async () => {
@@ -212,13 +215,13 @@ describe("CloneGate", () => {
     assert.deepEqual(await readdir(certDir), ["clone-gate.pem"]);
     assert.match(ca, /^-----BEGIN CERTIFICATE-----\n/);
     assert.doesNotMatch(ca, /PRIVATE KEY/, "the key is never written");
-    assert.match(gateUrl, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.match(gateUrl, /^https:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32}\/$/);
     const ok = await viaGate("GET", "/version");
     assert.equal(ok.status, 200);
     // DNS:localhost too (connecting to 127.0.0.1, verifying the name localhost).
     const port = Number(new URL(gateUrl).port);
     const peer = await new Promise<{ authorized: boolean; subjectaltname?: string; ca?: boolean }>((resolve, reject) => {
-      const req = https.request({ host: "127.0.0.1", servername: "localhost", port, path: "/api2/json/version", ca, agent: false, checkServerIdentity: (_h, cert) => https.globalAgent.options.checkServerIdentity?.("localhost", cert) }, (res) => {
+      const req = https.request({ host: "127.0.0.1", servername: "localhost", port, path: `${new URL(gateUrl).pathname}api2/json/version`, ca, agent: false, checkServerIdentity: (_h, cert) => https.globalAgent.options.checkServerIdentity?.("localhost", cert) }, (res) => {
         const sock = res.socket as import("node:tls").TLSSocket;
         const cert = sock.getPeerCertificate();
         resolve({ authorized: sock.authorized, subjectaltname: cert.subjectaltname, ca: cert.ca });
@@ -266,7 +269,7 @@ describe("CloneGate", () => {
     });
     await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
     const dir = await mkdtemp(join(tmpdir(), "clone-gate-go-"));
-    const goGate = new CloneGate({ upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`, lane: new CloneLane({ logger: log.logger }), logger: log.logger, certDir: join(dir, "certs") });
+    const goGate = new CloneGate({ upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`, templates: TEMPLATE_KEYS, lane: new CloneLane({ logger: log.logger }), logger: log.logger, certDir: join(dir, "certs") });
     const { url, caFile: goCa } = await goGate.start();
     const init = async (name: string, env: Record<string, string>) => {
       const cwd = join(dir, name);
@@ -301,7 +304,7 @@ describe("CloneGate", () => {
     await new Promise<void>((r) => closed.close(() => r()));
     const downLane = new CloneLane({ logger: log.logger });
     const dir = await mkdtemp(join(tmpdir(), "clone-gate-down-"));
-    const down = new CloneGate({ upstream: `http://127.0.0.1:${port}/`, lane: downLane, logger: log.logger, certDir: dir, pollMs: 20 });
+    const down = new CloneGate({ upstream: `http://127.0.0.1:${port}/`, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane: downLane, logger: log.logger, certDir: dir, pollMs: 20 });
     const { url, caFile: downCa } = await down.start();
     try {
       const pem = await readFile(downCa, "utf8");
@@ -309,7 +312,7 @@ describe("CloneGate", () => {
       assert.deepEqual([v.status, v.reason, v.data], [595, "Connection refused", null]);
       const c = await call(url, "POST", clonePath(), cloneParams("runner-down"), { ca: pem });
       assert.deepEqual([c.status, c.reason], [595, "Connection refused"]);
-      assert.deepEqual(downLane.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], { running: 0, waiting: 0 });
+      assert.deepEqual(downLane.stats(), {});
       assert.deepEqual(down.stats(), { [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`]: { holding: null } });
     } finally {
       await down.stop();
@@ -358,7 +361,7 @@ describe("CloneGate", () => {
     // The hold cap: a gate that holds at most 200 ms.
     const capLane = new CloneLane({ logger: log.logger });
     const dir = await mkdtemp(join(tmpdir(), "clone-gate-cap-"));
-    const capped = new CloneGate({ upstream: `${simUrl}/`, lane: capLane, logger: log.logger, certDir: dir, pollMs: 20, maxHoldMs: 200 });
+    const capped = new CloneGate({ upstream: `${simUrl}/`, templates: TEMPLATE_KEYS, lane: capLane, logger: log.logger, certDir: dir, pollMs: 20, maxHoldMs: 200 });
     const { url, caFile: capCa } = await capped.start();
     try {
       const pem = await readFile(capCa, "utf8");
@@ -428,5 +431,122 @@ describe("CloneGate", () => {
       assert.ok(!text.includes(secret), `${secret} never logged`);
     }
     assert.doesNotMatch(text, /authorization/i);
+  });
+});
+
+// Issue 14: any local process can reach 127.0.0.1. The gate serves only a caller that knows its
+// per-start secret path (terraform, from its environment), keeps lanes for the configured templates
+// alone, and adds no credentials of its own.
+describe("CloneGate against hostile local callers", () => {
+  const log = captureLog("trace");
+  const lane = new CloneLane({ logger: log.logger });
+  const seen: Array<{ method: string; url: string; authorization?: string; cookie?: string }> = [];
+  let upstream: http.Server;
+  let upstreamUrl: string;
+  let dir: string;
+  let gate: CloneGate;
+  let gateUrl: string;
+  let ca: string;
+
+  before(async () => {
+    // A recording PVE: answers a clone with a task that has already stopped.
+    upstream = http.createServer((req, res) => {
+      seen.push({ method: req.method ?? "", url: req.url ?? "", authorization: req.headers.authorization, cookie: req.headers.cookie });
+      req.resume();
+      const isClone = req.method === "POST" && /\/clone$/.test(req.url ?? "");
+      const data = isClone ? `UPID:${SIM_NODE}:00001234:00000000:00000000:vzclone:1:root@pam:` : /\/tasks\//.test(req.url ?? "") ? { status: "stopped", exitstatus: "OK" } : { version: "9.0.0" };
+      res.writeHead(200, { "content-type": "application/json;charset=UTF-8" });
+      res.end(JSON.stringify({ data }));
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    dir = await mkdtemp(join(tmpdir(), "clone-gate-hostile-"));
+    gate = new CloneGate({ upstream: `${upstreamUrl}/`, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane, logger: log.logger, certDir: dir, pollMs: 10 });
+    let caFile: string;
+    ({ url: gateUrl, caFile } = await gate.start());
+    ca = await readFile(caFile, "utf8");
+  });
+  after(async () => {
+    await gate.stop();
+    await new Promise<void>((r) => upstream.close(() => r()));
+    await rm(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    seen.length = 0;
+  });
+
+  test("a request without the per-start secret path gets 404 and is never forwarded", async () => {
+    const u = new URL(gateUrl);
+    const secret = u.pathname.split("/")[1];
+    assert.match(secret, /^[0-9a-f]{32}$/, `the handed-out URL has a 32-hex secret path (${gateUrl})`);
+    const origin = `${u.origin}/`;
+    const other = `${origin}${"0".repeat(32)}/`;
+    for (const base of [origin, other, `${origin}${secret}`.slice(0, -1) + "/"]) {
+      const v = await call(base, "GET", "/version", {}, { ca });
+      assert.equal(v.status, 404, `GET via ${base === origin ? "no prefix" : "a wrong prefix"}`);
+      const c = await call(base, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 4242, hostname: "runner-bogus" }, { ca });
+      assert.equal(c.status, 404);
+    }
+    assert.equal(seen.length, 0, "nothing reached PVE");
+    assert.deepEqual(lane.stats(), {}, "no bogus clone sits in a lane");
+    assert.deepEqual(gate.stats(), { [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`]: { holding: null } });
+    assert.ok(log.lines.some((l) => l.msg === "clone gate: request without the gate's secret path refused (not from the listener's terraform)" && l.level === 40));
+
+    // With it: forwarded with the secret path taken off (PVE sees bpg's /api2/json/…).
+    const ok = await call(gateUrl, "GET", "/version", {}, { ca });
+    assert.equal(ok.status, 200);
+    assert.deepEqual(seen.map((s) => s.url), ["/api2/json/version"]);
+    assert.ok(!log.text().includes(secret), "the secret path is never logged");
+  });
+
+  test("the provider stand-in keeps the endpoint's path like bpg and reaches PVE through the gate", async () => {
+    const saved = process.env.SSL_CERT_FILE;
+    process.env.SSL_CERT_FILE = join(dir, "clone-gate.pem");
+    const client = new PveClient({ endpoint: gateUrl, insecure: false, auth: { kind: "token", token: `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}` }, log: () => {} });
+    // bpg trims the endpoint's trailing slashes: one given without its slash works the same.
+    const bare = new PveClient({ endpoint: `${upstreamUrl}/some/base//`, insecure: false, auth: { kind: "token", token: "t@pve!x=y" }, log: () => {} });
+    try {
+      assert.deepEqual(await client.request("GET", "version"), { version: "9.0.0" });
+      await bare.request("GET", "nodes/pve/status");
+      assert.deepEqual(seen.map((s) => s.url), ["/api2/json/version", "/some/base/api2/json/nodes/pve/status"]);
+    } finally {
+      client.close();
+      bare.close();
+      if (saved === undefined) delete process.env.SSL_CERT_FILE;
+      else process.env.SSL_CERT_FILE = saved;
+    }
+  });
+
+  test("clones of sources that are not configured templates pass ungated and leave no lane behind", async () => {
+    const clones = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => call<string>(gateUrl, "POST", `/nodes/made-up-${i}/lxc/${100_000 + i}/clone`, { newid: 5000 + i, hostname: `bogus-${i}` }, { ca })),
+    );
+    assert.ok(clones.every((c) => c.status === 200), "forwarded: PVE, not the gate, decides (the token's privileges)");
+    assert.equal(seen.filter((s) => s.method === "POST").length, 40);
+    assert.equal(seen.filter((s) => s.url.includes("/tasks/")).length, 0, "no lane held them (no task polling)");
+    assert.deepEqual(lane.stats(), {});
+    assert.deepEqual(Object.keys(gate.stats()), [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`]);
+
+    // The configured template: gated (its task polled), and the lane gone once the task stopped.
+    const own = await call<string>(gateUrl, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 4300, hostname: "runner-real" }, { ca });
+    assert.equal(own.status, 200);
+    await log.waitFor((l) => l.msg === "clone gate: clone lane left" && l.runner === "runner-real");
+    assert.ok(seen.some((s) => s.url.includes("/tasks/")), "the configured template's clone held its lane until its task stopped");
+    await until("the lane is freed", () => Object.keys(lane.stats()).length === 0);
+  });
+
+  test("the gate adds no credentials: a request without Authorization reaches PVE without one", async () => {
+    const anon = await call(gateUrl, "GET", "/version", {}, { ca, noAuth: true });
+    assert.equal(anon.status, 200);
+    const anonClone = await call(gateUrl, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 4301, hostname: "runner-anon" }, { ca, noAuth: true });
+    assert.equal(anonClone.status, 200);
+    await log.waitFor((l) => l.msg === "clone gate: clone lane left" && l.runner === "runner-anon");
+    const token = `PVEAPIToken=${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}`;
+    const withToken = await call(gateUrl, "GET", "/version", {}, { ca });
+    assert.equal(withToken.status, 200);
+    assert.ok(seen.length >= 4, "the clone, its task polls and both GETs reached PVE");
+    const anonymous = seen.slice(0, -1);
+    for (const s of anonymous) assert.deepEqual({ url: s.url, authorization: s.authorization ?? null, cookie: s.cookie ?? null }, { url: s.url, authorization: null, cookie: null }, "no credentials added");
+    assert.equal(seen[seen.length - 1].authorization, token, "the caller's own token passes unchanged");
   });
 });

@@ -47,7 +47,7 @@ describe("CloneLane", () => {
     assert.ok(Date.now() - t0 >= 4 * 60 - 5, "took at least the four clones back to back");
     assert.equal(meter.max("pve/9000"), 1);
     assert.deepEqual(order, ["runner-1", "runner-2", "runner-3", "runner-4"]);
-    assert.deepEqual(lane.stats(), { "pve/9000": { running: 0, waiting: 0 } });
+    assert.deepEqual(lane.stats(), {}, "the emptied lane is gone");
 
     // The wait is logged per runner, and the last one waited for the three before it.
     const entered = log.lines.filter((l) => l.msg === "clone lane entered");
@@ -62,11 +62,26 @@ describe("CloneLane", () => {
     const meter = concurrencyMeter();
     const t0 = Date.now();
     const keys = ["pve/9000", "pve/9001", "pve2/9000"];
-    await Promise.all(keys.map((k, i) => lane.run(k, `runner-${i}`, () => meter.task("all", 150))));
+    const runs = Promise.all(keys.map((k, i) => lane.run(k, `runner-${i}`, () => meter.task("all", 150))));
+    await sleep(10);
+    assert.deepEqual(Object.keys(lane.stats()).sort(), [...keys].sort());
+    await runs;
     const took = Date.now() - t0;
     assert.equal(meter.max("all"), 3);
     assert.ok(took < 2 * 150, `three lanes took ${took} ms`);
-    assert.deepEqual(Object.keys(lane.stats()).sort(), [...keys].sort());
+  });
+
+  test("issue 14: lanes of keys used once are freed (a flood of made-up template keys leaves no state)", async () => {
+    const lane = new CloneLane({ logger: captureLog().logger });
+    await Promise.all(Array.from({ length: 500 }, (_, i) => lane.run(`node${i}/${100 + i}`, `runner-${i}`, async () => i)));
+    assert.deepEqual(lane.stats(), {});
+    // A failed clone frees its lane too, and a lane freed and made again still serializes.
+    await assert.rejects(lane.run("pve/9000", "runner-bad", () => Promise.reject(new Error("refused"))), /refused/);
+    assert.deepEqual(lane.stats(), {});
+    const meter = concurrencyMeter();
+    await Promise.all([1, 2, 3].map((i) => lane.run("pve/9000", `runner-${i}`, () => meter.task("pve/9000", 20))));
+    assert.equal(meter.max("pve/9000"), 1);
+    assert.deepEqual(lane.stats(), {});
   });
 
   test("a failed clone frees the lane and its error reaches the caller", async () => {

@@ -192,6 +192,21 @@ describe("Terraform adapter", () => {
     await tf.destroy(join(dir, "never-applied"), { runner: "runner-none" });
   });
 
+  test("issue 14: a hidden text (the clone gate's secret path) never leaves terraform's output, in logs or errors", async () => {
+    const { tf, log, dir } = await newTerraform("hide");
+    const secret = "0123456789abcdef0123456789abcdef";
+    // As Go's *url.Error prints it when a request to the gate fails: the whole URL, secret path included.
+    tf.setEnv({ GATE_URL: `https://127.0.0.1:1/${secret}/` }, { hide: [secret] });
+    const s = await writeStack(join(dir, "runner-hide"), { r: { command: "echo Post $GATE_URL: connection refused; exit 1" } });
+    await tf.prepare(s.file);
+    const err = await rejection(tf.apply(s.workingDir, { runner: "runner-hide" }));
+    assert.match(err.message, /<redacted>/, err.message);
+    assert.ok(!err.message.includes(secret), err.message);
+    assert.ok(log.lines.some((l) => JSON.stringify(l).includes("https://127.0.0.1:1/<redacted>/")), "the output is logged, the secret replaced");
+    assert.ok(!log.text().includes(secret), "never in the log");
+    await tf.destroy(s.workingDir, { runner: "runner-hide" });
+  });
+
   test("cancel mid-apply: one SIGINT, terraform says so, persists state (tainted) and exits non-zero", async () => {
     const { tf, log, dir } = await newTerraform("cancel");
     const s = await writeStack(join(dir, "runner-cancel"), { r: { command: "exec sleep 20" } });

@@ -7,6 +7,7 @@ import { sign } from "@octokit/webhooks-methods";
 import { pino } from "pino";
 import { Store } from "../../listener/store.js";
 import { webhookRouter } from "../../listener/webhook.js";
+import { captureLog } from "../fixtures/terraform/helpers.js";
 
 const SECRET = "It's a Secret to Everybody";
 
@@ -135,6 +136,79 @@ describe("store: job events only move forward", () => {
       b.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// Issue 14: X-GitHub-Delivery is outside the HMAC, so a captured body can be sent again under a
+// fresh GUID. It is answered 2xx (GitHub must never see an error from us) and not processed again.
+describe("webhook replay under a new GUID", () => {
+  let server: Server;
+  let base: string;
+  let store: Store;
+  const delivered: string[] = [];
+  const results: string[] = [];
+  const log = captureLog();
+
+  before(async () => {
+    store = new Store(":memory:");
+    const app = express();
+    app.use(webhookRouter("/webhooks/github", { secret: SECRET, bodyLimitBytes: 64 * 1024, store, logger: log.logger, onDelivery: (g) => delivered.push(g), onResult: (r) => results.push(r) }));
+    server = app.listen(0, "127.0.0.1");
+    await new Promise((r) => server.once("listening", r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    server.close();
+    store.close();
+  });
+
+  async function signed(body: string, guid: string) {
+    const res = await fetch(`${base}/webhooks/github`, { method: "POST", body, headers: { "content-type": "application/json", "x-github-event": "workflow_job", "x-github-delivery": guid, "x-hub-signature-256": await sign(SECRET, body) } });
+    return { status: res.status, json: (await res.json().catch(() => null)) as { accepted?: boolean; duplicate?: boolean } | null };
+  }
+
+  test("the same signed body under a new GUID: 2xx, not recorded, not processed, logged", async () => {
+    const body = JSON.stringify(payload("queued", 901));
+    const first = await signed(body, "aaaaaaaa-0000-0000-0000-000000000001");
+    assert.deepEqual([first.status, first.json], [202, { accepted: true, duplicate: false }]);
+    store.markProcessed("aaaaaaaa-0000-0000-0000-000000000001");
+    for (const guid of ["aaaaaaaa-0000-0000-0000-000000000002", "aaaaaaaa-0000-0000-0000-000000000003"]) {
+      const replay = await signed(body, guid);
+      assert.equal(replay.status, 202, "GitHub (or whoever) sees no error");
+      assert.equal(store.hasDelivery(guid), false, "the replay is not recorded (so a restart does not process it either)");
+    }
+    await new Promise((res) => setImmediate(res));
+    assert.deepEqual(delivered, ["aaaaaaaa-0000-0000-0000-000000000001"], "processed once");
+    assert.deepEqual(results, ["accepted", "replay", "replay"]);
+    const warned = log.lines.filter((l) => l.msg === "webhook replayed: a body already received under another delivery GUID; not processed again");
+    assert.deepEqual(warned.map((l) => [l.level, l.delivery, l.job]), [
+      [40, "aaaaaaaa-0000-0000-0000-000000000002", 901],
+      [40, "aaaaaaaa-0000-0000-0000-000000000003", 901],
+    ]);
+    // A different body (another event of the same job) is new, and a replay in one batch is caught too.
+    const other = JSON.stringify(payload("in_progress", 901));
+    const [a, b] = await Promise.all([signed(other, "aaaaaaaa-0000-0000-0000-000000000004"), signed(other, "aaaaaaaa-0000-0000-0000-000000000005")]);
+    assert.deepEqual([a.status, b.status], [202, 202]);
+    await new Promise((res) => setImmediate(res));
+    assert.equal(delivered.length, 2, "one of the two in_progress copies was processed");
+    assert.equal([store.hasDelivery("aaaaaaaa-0000-0000-0000-000000000004"), store.hasDelivery("aaaaaaaa-0000-0000-0000-000000000005")].filter(Boolean).length, 1);
+  });
+
+  test("once the first delivery is past retention and pruned, the window has closed (the body is new again)", () => {
+    const clock = { t: 1_000_000 };
+    const s = new Store(":memory:", () => clock.t);
+    try {
+      const d = { guid: "bbbbbbbb-0000-0000-0000-000000000001", event: "workflow_job", action: "completed", jobId: 5, payload: "{}", bodySha: "ab".repeat(32) };
+      assert.equal(s.recordDeliveryChecked(d), "fresh");
+      assert.equal(s.recordDeliveryChecked(d), "duplicate");
+      assert.equal(s.recordDeliveryChecked({ ...d, guid: "bbbbbbbb-0000-0000-0000-000000000002" }), "replay");
+      s.markProcessed(d.guid);
+      clock.t += 15 * 86_400_000;
+      assert.equal(s.prune(clock.t - 14 * 86_400_000).deliveries, 1);
+      assert.equal(s.recordDeliveryChecked({ ...d, guid: "bbbbbbbb-0000-0000-0000-000000000003" }), "fresh");
+    } finally {
+      s.close();
     }
   });
 });

@@ -157,7 +157,7 @@ const Schema = z
         /** The admin token, required on every request (loopback too): install.sh writes it, the unit loads it. */
         tokenFile: filePath.default(DEFAULT_ADMIN_TOKEN_FILE),
         /** Host names (besides the bind address and loopback) the admin is reached by, e.g. through a proxy. */
-        allowedHosts: z.array(z.string().regex(/^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^\[?[0-9A-Fa-f:.]+\]?$/, "a host name or address, without port")).default([]),
+        allowedHosts: z.array(z.string().regex(/^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f.]*\]?$/, "a host name or address, without port")).default([]),
       })
       .strict()
       .default({ enabled: true, host: "127.0.0.1", port: 8791, tokenFile: DEFAULT_ADMIN_TOKEN_FILE, allowedHosts: [] }),

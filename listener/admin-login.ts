@@ -12,7 +12,7 @@ button{font:inherit;padding:6px 12px;border-radius:6px;border:1px solid #1f7a34;
 code{font-family:ui-monospace,monospace;font-size:12px}`;
 
 /** The login page's own policy: its stylesheet, and a form that posts to this origin only. */
-export const LOGIN_PAGE_CSP = `default-src 'none'; style-src 'sha256-${createHash("sha256").update(CSS).digest("base64")}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
+export const LOGIN_PAGE_CSP = `default-src 'none'; style-src 'sha256-${createHash("sha256").update(CSS).digest("base64")}'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
 
 export function renderLoginPage(error?: string): string {
   return `<!doctype html>
@@ -20,7 +20,7 @@ export function renderLoginPage(error?: string): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <link rel="icon" href="data:,">
 <title>pve-runners — admin token</title>
 <style>${CSS}</style>

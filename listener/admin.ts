@@ -32,6 +32,8 @@ export interface AdminOptions {
 
 function loginPage(res: Response, status: number, error?: string): void {
   res.setHeader("content-security-policy", LOGIN_PAGE_CSP);
+  // Under no-referrer a browser sends `Origin: null` with the form's POST, which the origin check refuses.
+  res.setHeader("referrer-policy", "same-origin");
   res.status(status).type("html").send(renderLoginPage(error));
 }
 

@@ -104,9 +104,12 @@ export async function startAdmin(o: AdminOptions): Promise<{ url: string; close(
   app.use((_req, res) => {
     res.status(404).json({ error: "not found" });
   });
-  // A body that is not JSON (or too large): one JSON line, never express's HTML page.
-  app.use((err: { status?: number; message?: string }, _req: Request, res: Response, _next: NextFunction) => {
-    res.status(err.status && err.status >= 400 && err.status < 500 ? err.status : 500).json({ error: err.message ?? "bad request" });
+  // A body that does not parse (or is too large): one JSON line, never express's HTML page, and
+  // never the parser's message (it quotes the body).
+  app.use((err: { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
+    if (err.status === 413) res.status(413).json({ error: "body too large" });
+    else if (err.status && err.status >= 400 && err.status < 500) res.status(400).json({ error: "the body does not parse" });
+    else res.status(500).json({ error: "internal error" });
   });
   const { server, url } = await listen(app, o.port, o.host);
   o.logger.info({ url, token: "required", allowedHosts: o.allowedHosts ?? [] }, "admin listener up");

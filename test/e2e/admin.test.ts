@@ -147,6 +147,7 @@ describe("admin API, metrics, CLI", { concurrency: 1 }, () => {
       const bad = await raw(admin.url, "POST", "/api/drain", { authorization: `Bearer ${TOKEN}`, ...json }, "{not json");
       assert.equal(bad.status, 400);
       assert.match(bad.headers["content-type"] ?? "", /application\/json/, "one JSON line, not an HTML error page");
+      assert.doesNotMatch(bad.body, /not json/, "the body is not echoed");
     } finally {
       await admin.close();
     }

@@ -6,40 +6,63 @@ import { loadConfig, orExit } from "../listener/config.js";
 import type { StatusSnapshot } from "../listener/status.js";
 import type { JobRow, RunnerRow } from "../listener/store.js";
 
-interface Target {
+export interface Target {
   url: string;
-  token?: string;
+  token: string;
 }
 
-function targetOf(o: { config: string; url?: string }): Target {
+/** Where the CLI finds the admin token when neither --token-file nor the config says otherwise. */
+export const ADMIN_TOKEN_FILE_ENV = "PVE_RUNNERS_ADMIN_TOKEN_FILE";
+
+export interface TargetOptions {
+  config: string;
+  url?: string;
+  tokenFile?: string;
+}
+
+/**
+ * The admin API's address and token. The token file: --token-file, else $PVE_RUNNERS_ADMIN_TOKEN_FILE,
+ * else admin.tokenFile of the config (its ${CREDENTIALS_DIRECTORY} is /etc/pve-runners/credentials,
+ * where install.sh writes admin-token, root-only).
+ */
+export function targetOf(o: TargetOptions): Target {
   const { config } = orExit(o.config, () => loadConfig(o.config, { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/etc/pve-runners/credentials", ...process.env } }));
   const host = config.admin.host.includes(":") ? `[${config.admin.host}]` : config.admin.host;
-  let token: string | undefined;
-  if (config.admin.tokenFile) {
-    try {
-      token = readFileSync(config.admin.tokenFile, "utf8").trim();
-    } catch (err) {
-      process.stderr.write(`pve-runners: cannot read the admin token ${config.admin.tokenFile} (${(err as NodeJS.ErrnoException).code}): run as root or a member of its group\n`);
-      process.exit(2);
-    }
+  const file = o.tokenFile ?? process.env[ADMIN_TOKEN_FILE_ENV] ?? config.admin.tokenFile;
+  let token = "";
+  try {
+    token = readFileSync(file, "utf8").trim();
+  } catch (err) {
+    process.stderr.write(`pve-runners: cannot read the admin token ${file} (${(err as NodeJS.ErrnoException).code}): run as root, or point --token-file or ${ADMIN_TOKEN_FILE_ENV} at a copy you can read\n`);
+    process.exit(2);
+  }
+  if (!token) {
+    process.stderr.write(`pve-runners: the admin token file ${file} is empty\n`);
+    process.exit(2);
   }
   return { url: o.url ?? `http://${host}:${config.admin.port}`, token };
 }
 
-async function call<T>(t: Target, method: "GET" | "POST", path: string): Promise<T> {
+/**
+ * One admin API request: the one place the token is added. A POST carries a JSON body (the admin
+ * refuses any other: a cross-site form cannot send JSON).
+ */
+export async function call<T>(t: Target, method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
   let res: Response;
+  const headers: Record<string, string> = { authorization: `Bearer ${t.token}` };
+  if (method === "POST") headers["content-type"] = "application/json";
   try {
-    res = await fetch(t.url + path, { method, headers: t.token ? { authorization: `Bearer ${t.token}` } : {}, signal: AbortSignal.timeout(30_000) });
+    res = await fetch(t.url + path, { method, headers, body: method === "POST" ? JSON.stringify(body ?? {}) : undefined, signal: AbortSignal.timeout(30_000) });
   } catch (err) {
     process.stderr.write(`pve-runners: the listener's admin API at ${t.url} does not answer (${(err as Error).cause ?? (err as Error).message}): is pve-runners running?\n`);
     process.exit(1);
   }
-  const body = (await res.json().catch(() => ({}))) as T & { error?: string };
+  const parsed = (await res.json().catch(() => ({}))) as T & { error?: string };
   if (!res.ok) {
-    process.stderr.write(`pve-runners: ${method} ${path}: ${res.status} ${body.error ?? res.statusText}\n`);
+    process.stderr.write(`pve-runners: ${method} ${path}: ${res.status} ${parsed.error ?? res.statusText}\n`);
     process.exit(1);
   }
-  return body;
+  return parsed;
 }
 
 const ago = (now: number, at: number) => {
@@ -85,26 +108,29 @@ export function statusText(s: StatusSnapshot): string {
 
 export function registerAdminCommands(program: Command): void {
   const common = (c: Command) =>
-    c.option("--config <path>", "config file (for the admin address and token)", "/etc/pve-runners/config.yaml").option("--url <url>", "admin API base URL (default: from the config)").option("--json", "print JSON", false);
+    c
+      .option("--config <path>", "config file (for the admin address and token)", "/etc/pve-runners/config.yaml")
+      .option("--url <url>", "admin API base URL (default: from the config)")
+      .option("--token-file <path>", `the admin token (default: $${ADMIN_TOKEN_FILE_ENV}, else admin.tokenFile of the config)`).option("--json", "print JSON", false);
   const out = (json: boolean, value: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(value, null, 2) + "\n" : text());
 
-  common(program.command("status").description("what the running listener is doing: counts, lanes, runners, errors")).action(async (o: { config: string; url?: string; json: boolean }) => {
+  common(program.command("status").description("what the running listener is doing: counts, lanes, runners, errors")).action(async (o: TargetOptions & { json: boolean }) => {
     const s = await call<StatusSnapshot>(targetOf(o), "GET", "/api/status");
     out(o.json, s, () => statusText(s));
   });
-  common(program.command("runners").description("live and recently finished runners")).action(async (o: { config: string; url?: string; json: boolean }) => {
+  common(program.command("runners").description("live and recently finished runners")).action(async (o: TargetOptions & { json: boolean }) => {
     const s = await call<StatusSnapshot>(targetOf(o), "GET", "/api/status");
     out(o.json, s.runners, () => runnersTable(s, s.runners));
   });
-  common(program.command("jobs").description("recent jobs and what served them")).action(async (o: { config: string; url?: string; json: boolean }) => {
+  common(program.command("jobs").description("recent jobs and what served them")).action(async (o: TargetOptions & { json: boolean }) => {
     const jobs = await call<JobRow[]>(targetOf(o), "GET", "/api/jobs");
     out(o.json, jobs, () => jobsTable(jobs));
   });
-  common(program.command("drain").description("stop making runners; those alive finish their jobs (kept across restarts)")).action(async (o: { config: string; url?: string; json: boolean }) => {
+  common(program.command("drain").description("stop making runners; those alive finish their jobs (kept across restarts)")).action(async (o: TargetOptions & { json: boolean }) => {
     const r = await call<{ draining: boolean }>(targetOf(o), "POST", "/api/drain");
     out(o.json, r, () => "draining: no new runners until `pve-runners resume`\n");
   });
-  common(program.command("resume").description("make runners again after a drain")).action(async (o: { config: string; url?: string; json: boolean }) => {
+  common(program.command("resume").description("make runners again after a drain")).action(async (o: TargetOptions & { json: boolean }) => {
     const r = await call<{ draining: boolean }>(targetOf(o), "POST", "/api/resume");
     out(o.json, r, () => "resumed: taking jobs again\n");
   });

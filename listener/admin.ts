@@ -1,12 +1,14 @@
 // The admin listener, on its own address (default 127.0.0.1:8791), never the webhook port:
 // GET / (status page), GET /metrics (Prometheus), and the JSON API the CLI uses.
-// A bearer token (constant-time compare) is required when one is configured; no CORS; strict headers.
+// Every request needs the token (also on loopback) and an expected Host; state-changing ones come
+// from this origin with a JSON body (listener/admin-guard.ts). No CORS; strict headers.
 import express, { type NextFunction, type Request, type Response } from "express";
-import { createHash, timingSafeEqual } from "node:crypto";
 import { listenLimited, type ServerLimits } from "./http-listen.js";
 import type { Logger } from "pino";
 import type { Metrics } from "./metrics.js";
 import type { StatusSnapshot } from "./status.js";
+import { allowedHostNames, hostCheck, jsonBodyOnly, sameOriginCheck, tokenAuth } from "./admin-guard.js";
+import { LOGIN_PAGE_CSP, renderLoginPage } from "./admin-login.js";
 
 export interface AdminHooks {
   snapshot(): StatusSnapshot;
@@ -19,7 +21,10 @@ export interface AdminHooks {
 export interface AdminOptions {
   host: string;
   port: number;
-  token?: string;
+  /** Required on every request: bearer token, or the session cookie the login form sets. */
+  token: string;
+  /** Host names besides the bind address and loopback the admin is reached by (admin.allowedHosts). */
+  allowedHosts?: readonly string[];
   metrics: Metrics;
   hooks: AdminHooks;
   logger: Logger;
@@ -27,18 +32,11 @@ export interface AdminOptions {
   serverLimits?: Partial<ServerLimits>;
 }
 
-const digest = (s: string) => createHash("sha256").update(s).digest();
-
-function tokenCheck(token: string | undefined) {
-  const want = token ? digest(token) : null;
-  return (req: Request, res: Response, next: NextFunction) => {
-    if (!want) return next();
-    const m = /^Bearer (\S+)$/.exec(req.get("authorization") ?? "");
-    // Equal-length digests: the compare takes the same time whatever was sent.
-    if (m && timingSafeEqual(digest(m[1]), want)) return next();
-    res.setHeader("www-authenticate", 'Bearer realm="pve-runners admin"');
-    res.status(401).json({ error: "admin token required (Authorization: Bearer …)" });
-  };
+function loginPage(res: Response, status: number, error?: string): void {
+  res.setHeader("content-security-policy", LOGIN_PAGE_CSP);
+  // Under no-referrer a browser sends `Origin: null` with the form's POST, which the origin check refuses.
+  res.setHeader("referrer-policy", "same-origin");
+  res.status(status).type("html").send(renderLoginPage(error));
 }
 
 function securityHeaders(_req: Request, res: Response, next: NextFunction): void {
@@ -51,9 +49,33 @@ function securityHeaders(_req: Request, res: Response, next: NextFunction): void
 }
 
 export async function startAdmin(o: AdminOptions): Promise<{ url: string; close(): Promise<void> }> {
+  if (!o.token) throw new Error("the admin listener needs a token (admin.tokenFile)");
+  const auth = tokenAuth(o.token);
   const app = express();
   app.disable("x-powered-by");
-  app.use(securityHeaders, tokenCheck(o.token));
+  app.use(securityHeaders, hostCheck(allowedHostNames(o.host, o.allowedHosts ?? [])), sameOriginCheck);
+  // The browser's way in: the token once, in a form body, for a session cookie.
+  app.get("/login", (_req, res) => loginPage(res, 200));
+  app.post("/login", express.urlencoded({ extended: false, limit: "4kb" }), (req, res) => {
+    if (!req.is("application/x-www-form-urlencoded")) {
+      res.status(415).json({ error: "send the login form (application/x-www-form-urlencoded)" });
+      return;
+    }
+    const given = (req.body as { token?: unknown } | undefined)?.token;
+    if (typeof given === "string" && given.trim() && auth.matches(given.trim())) {
+      res.setHeader("set-cookie", auth.sessionCookie());
+      res.redirect(303, "/");
+      return;
+    }
+    loginPage(res, 401, "That is not the admin token.");
+  });
+  app.use(jsonBodyOnly, (req: Request, res: Response, next: NextFunction) => {
+    if (auth.ok(req)) return next();
+    if (req.method === "GET" && req.path === "/") return loginPage(res, 401);
+    res.setHeader("www-authenticate", 'Bearer realm="pve-runners admin"');
+    res.status(401).json({ error: "admin token required (Authorization: Bearer …)" });
+  });
+  app.use(express.json({ limit: "16kb" }));
   app.get("/", (_req, res) => {
     const s = o.hooks.snapshot();
     if (o.hooks.renderPage) res.type("html").send(o.hooks.renderPage(s));
@@ -74,8 +96,9 @@ export async function startAdmin(o: AdminOptions): Promise<{ url: string; close(
     res.json({ draining: false });
   });
   app.post("/api/sweep", async (req, res) => {
+    const dryRun = (req.body as { dryRun?: unknown } | undefined)?.dryRun === true || req.query.dryRun === "1" || req.query.dryRun === "true";
     try {
-      res.json(await o.hooks.sweep(req.query.dryRun === "1" || req.query.dryRun === "true"));
+      res.json(await o.hooks.sweep(dryRun));
     } catch (err) {
       res.status(500).json({ error: (err as Error).message });
     }
@@ -83,8 +106,15 @@ export async function startAdmin(o: AdminOptions): Promise<{ url: string; close(
   app.use((_req, res) => {
     res.status(404).json({ error: "not found" });
   });
+  // A body that does not parse (or is too large): one JSON line, never express's HTML page, and
+  // never the parser's message (it quotes the body).
+  app.use((err: { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
+    if (err.status === 413) res.status(413).json({ error: "body too large" });
+    else if (err.status && err.status >= 400 && err.status < 500) res.status(400).json({ error: "the body does not parse" });
+    else res.status(500).json({ error: "internal error" });
+  });
   const { server, url } = await listenLimited(app, o.port, o.host, o.serverLimits);
-  o.logger.info({ url, token: o.token ? "required" : "none (loopback only)" }, "admin listener up");
+  o.logger.info({ url, token: "required", allowedHosts: o.allowedHosts ?? [] }, "admin listener up");
   return {
     url,
     close: () =>

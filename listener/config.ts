@@ -36,6 +36,9 @@ const LabelSet = z
 /** Runner vmids by default: clear of the low ids PVE suggests first and of templates at 9000 and so on. */
 export const DEFAULT_VMIDS = { first: 100_000, last: 199_999 } as const;
 
+/** Where the admin token is by default: the `admin-token` credential of the unit (install.sh makes it). */
+export const DEFAULT_ADMIN_TOKEN_FILE = "${CREDENTIALS_DIRECTORY}/admin-token";
+
 const nodeName = z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,61}[a-zA-Z0-9])?$/, "a PVE node name");
 
 const Schema = z
@@ -160,11 +163,13 @@ const Schema = z
         enabled: z.boolean().default(true),
         host: z.string().min(1).default("127.0.0.1"),
         port: z.number().int().min(0).max(65535).default(8791),
-        /** Bearer token for the admin API; required when host is not a loopback address. */
-        tokenFile: filePath.optional(),
+        /** The admin token, required on every request (loopback too): install.sh writes it, the unit loads it. */
+        tokenFile: filePath.default(DEFAULT_ADMIN_TOKEN_FILE),
+        /** Host names (besides the bind address and loopback) the admin is reached by, e.g. through a proxy. */
+        allowedHosts: z.array(z.string().regex(/^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f.]*\]?$/, "a host name or address, without port")).default([]),
       })
       .strict()
-      .default({ enabled: true, host: "127.0.0.1", port: 8791 }),
+      .default({ enabled: true, host: "127.0.0.1", port: 8791, tokenFile: DEFAULT_ADMIN_TOKEN_FILE, allowedHosts: [] }),
     stateDir: z.string().min(1).default("/var/lib/pve-runners"),
     terraform: z
       .object({
@@ -241,8 +246,6 @@ const Schema = z
     }
     if (c.proxmox.linkedClone && c.proxmox.storage)
       ctx.addIssue({ code: "custom", path: ["proxmox", "storage"], message: "only for full clones (linkedClone: false): PVE refuses a storage for linked clones" });
-    if (c.admin.enabled && !c.admin.tokenFile && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(c.admin.host))
-      ctx.addIssue({ code: "custom", path: ["admin", "tokenFile"], message: `is required when admin.host (${c.admin.host}) is not a loopback address` });
     if (c.admin.enabled && c.listener.port !== 0 && c.admin.host === c.listener.host && c.admin.port === c.listener.port)
       ctx.addIssue({ code: "custom", path: ["admin", "port"], message: "must differ from listener.port: the webhook port never serves the admin API" });
     if (!cron.validate(c.sweeper.schedule))
@@ -266,7 +269,7 @@ export interface Secrets {
   readonly webhookSecret: string;
   /** USER@REALM!TOKENID=SECRET */
   readonly pveApiToken: string;
-  /** Bearer token of the admin API, when admin.tokenFile is set. */
+  /** The admin API's token (admin.tokenFile), when the admin listener is enabled. */
   readonly adminToken?: string;
 }
 
@@ -348,7 +351,7 @@ export function parseConfig(text: string, o: ParseOptions): { config: Config; se
   c.github.webhookSecretFile = expandPath(c.github.webhookSecretFile, o, problems, "github.webhookSecretFile");
   c.proxmox.tokenFile = expandPath(c.proxmox.tokenFile, o, problems, "proxmox.tokenFile");
   c.stateDir = expandPath(c.stateDir, o, problems, "stateDir");
-  if (c.admin.tokenFile) c.admin.tokenFile = expandPath(c.admin.tokenFile, o, problems, "admin.tokenFile");
+  if (c.admin.enabled) c.admin.tokenFile = expandPath(c.admin.tokenFile, o, problems, "admin.tokenFile");
   if (c.terraform.cliConfigFile) c.terraform.cliConfigFile = expandPath(c.terraform.cliConfigFile, o, problems, "terraform.cliConfigFile");
   c.github.baseUrl = c.github.baseUrl.replace(/\/+$/, "");
 
@@ -364,7 +367,7 @@ export function parseConfig(text: string, o: ParseOptions): { config: Config; se
       pveApiToken: readSecret(c.proxmox.tokenFile, "proxmox.tokenFile", problems, (v) =>
         /^[^@\s]+@[^!\s]+![^=\s]+=\S+$/.test(v) ? null : "is not USER@REALM!TOKENID=SECRET",
       ),
-      ...(c.admin.tokenFile
+      ...(c.admin.enabled
         ? { adminToken: readSecret(c.admin.tokenFile, "admin.tokenFile", problems, (v) => (v.length >= 24 ? null : "holds a token shorter than 24 characters: use a random one")) }
         : {}),
     };

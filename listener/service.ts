@@ -314,7 +314,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     admin = await startAdmin({
       host: config.admin.host,
       port: o.adminPort ?? config.admin.port,
-      token: secrets.adminToken,
+      token: secrets.adminToken ?? "",
+      allowedHosts: config.admin.allowedHosts,
       metrics,
       logger: logger.child({ part: "admin" }),
       serverLimits: o.serverLimits,
@@ -339,7 +340,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       logger.error(refused);
       return { applied: [], needRestart: [], refused };
     }
-    const restartOnly = ["github", "proxmox", "listener", "stateDir", "terraform", "delivery"] as const;
+    const restartOnly = ["github", "proxmox", "listener", "admin", "stateDir", "terraform", "delivery"] as const;
     const needRestart = restartOnly.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
     const live = ["labelSets", "allow", "limits", "timeouts", "sweeper", "retention", "log"] as const;
     const applied = live.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));

@@ -1,6 +1,7 @@
 // The whole stand-in world in one process: Proxmox VE simulator, fake GitHub, the provider
 // stand-in in a terraform filesystem mirror, a `pct` stand-in for the JIT delivery helper, and a
 // config file that points the real listener at all of it. Used by `pve-runners demo` and the e2e tests.
+import { randomBytes } from "node:crypto";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -94,6 +95,8 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   await writeFile(join(secretsDir, "github-app.pem"), github.appPrivateKeyPem, { mode: 0o600 });
   await writeFile(join(secretsDir, "webhook-secret"), webhookSecret + "\n", { mode: 0o600 });
   await writeFile(join(secretsDir, "pve-token"), `${listenerToken.id}=${listenerToken.secret}\n`, { mode: 0o600 });
+  // The admin API's token (admin.tokenFile defaults to ${CREDENTIALS_DIRECTORY}/admin-token).
+  await writeFile(join(secretsDir, "admin-token"), `admin-${randomBytes(24).toString("base64url")}\n`, { mode: 0o600 });
 
   const cfg: Record<string, any> = {
     github: {

@@ -10,11 +10,12 @@
 #   --no-app    leave /usr/lib/pve-runners (the built listener) alone
 #
 # It creates the pve-runners system user and group; /etc/pve-runners (0750 root:pve-runners) with a
-# config skeleton if there is none; /etc/pve-runners/credentials (0700 root); the listener in
-# /usr/lib/pve-runners and /usr/bin/pve-runners; the helpers in /usr/libexec/pve-runners; the units
-# in /etc/systemd/system. Then daemon-reload and the delivery socket enabled. The listener itself is
-# started by you, once config and credentials are in place (the next steps are printed). Running it
-# again changes nothing but the installed files (the config and credentials are kept).
+# config skeleton if there is none; /etc/pve-runners/credentials (0700 root) with a random admin-token
+# (0600) if there is none; the listener in /usr/lib/pve-runners and /usr/bin/pve-runners; the helpers
+# in /usr/libexec/pve-runners; the units in /etc/systemd/system. Then daemon-reload and the delivery
+# socket enabled. The listener itself is started by you, once config and credentials are in place
+# (the next steps are printed). Running it again changes only the installed files (config and
+# credentials are kept).
 #
 # Environment (tests): PVE_RUNNERS_SRC (the checkout), PVE_RUNNERS_ROOT (= --root), and the system
 # commands PVE_RUNNERS_SYSTEMCTL, PVE_RUNNERS_GETENT, PVE_RUNNERS_GROUPADD, PVE_RUNNERS_USERADD,
@@ -38,7 +39,7 @@ while (($#)); do
     --root=*) root="${1#--root=}" ;;
     --no-app) app=0 ;;
     -h | --help)
-      sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) echo "install.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -142,6 +143,22 @@ else
   own "root:$USER_NAME" "$ETC/config.yaml"
 fi
 
+say "admin token"
+# The admin API (status page, /metrics, the CLI) needs it on every request, loopback too. Root-only,
+# like the other credentials: the unit loads it (LoadCredential=admin-token), the CLI reads it as root.
+if [[ -e "$root$ETC/credentials/admin-token" ]]; then
+  say "  $ETC/credentials/admin-token exists: kept"
+elif ((dry)); then
+  say "would write $root$ETC/credentials/admin-token (32 random bytes, base64url, 0600)"
+else
+  (
+    umask 077
+    printf '%s\n' "$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')" >"$root$ETC/credentials/admin-token.new"
+  )
+  mv "$root$ETC/credentials/admin-token.new" "$root$ETC/credentials/admin-token"
+  own root:root "$ETC/credentials/admin-token"
+fi
+
 say "helpers in $LIBEXEC"
 file 0755 "$src/systemd/deliver-jit" "$LIBEXEC/deliver-jit"
 file 0755 "$src/systemd/deliver-jit-socket" "$LIBEXEC/deliver-jit-socket"
@@ -220,4 +237,6 @@ pve-runners is installed. Next steps (README: "Install on a PVE host"):
   5. Start: systemctl enable --now pve-runners && journalctl -u pve-runners -f
      Point the TLS reverse proxy at 127.0.0.1:8790 (listener.trustProxy: loopback believes its
      X-Forwarded-For; a proxy on another host: set its address instead, never true).
+  6. Status: as root, pve-runners status; or in a browser (e.g. through ssh -L 8791:127.0.0.1:8791)
+     http://localhost:8791/ with the token in $ETC/credentials/admin-token
 EOF

@@ -1,7 +1,9 @@
 // The `pve-runners` command as an operator runs it: the README's commands that need no PVE host.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
+import { createServer, type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,6 +45,54 @@ describe("pve-runners CLI", () => {
     const r = spawnSync(process.execPath, [cli, "template", "deploy", "--config", example], { encoding: "utf8", env: { PATH: process.env.PATH } });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /PROXMOX_VE_USERNAME=root@pam and PROXMOX_VE_PASSWORD/);
+  });
+
+  test("the admin commands send the admin token (config, PVE_RUNNERS_ADMIN_TOKEN_FILE, --token-file) and JSON bodies", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pve-runners-cli-"));
+    const token = "cli-admin-token-0123456789abcdefghij";
+    writeFileSync(join(dir, "admin-token"), token + "\n", { mode: 0o600 });
+    writeFileSync(join(dir, "other-token"), "other-admin-token-0123456789abcdef\n", { mode: 0o600 });
+    const seen: Array<{ method?: string; url?: string; headers: IncomingHttpHeaders; body: string }> = [];
+    const server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c));
+      req.on("end", () => {
+        seen.push({ method: req.method, url: req.url, headers: req.headers, body });
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ draining: req.url === "/api/drain" }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // Async: the recording server runs in this process.
+    const runAsync = (env: NodeJS.ProcessEnv, ...args: string[]) =>
+      new Promise<{ status: number; stderr: string }>((resolve) =>
+        execFile(process.execPath, [cli, ...args], { encoding: "utf8", env: { PATH: process.env.PATH, ...env } }, (err, _out, stderr) => resolve({ status: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr })),
+      );
+    try {
+      // The example config names ${CREDENTIALS_DIRECTORY}/admin-token.
+      const a = await runAsync({ CREDENTIALS_DIRECTORY: dir }, "drain", "--config", example, "--url", url);
+      assert.equal(a.status, 0, a.stderr);
+      const b = await runAsync({ CREDENTIALS_DIRECTORY: dir, PVE_RUNNERS_ADMIN_TOKEN_FILE: join(dir, "other-token") }, "resume", "--config", example, "--url", url);
+      assert.equal(b.status, 0, b.stderr);
+      const c = await runAsync({ PVE_RUNNERS_ADMIN_TOKEN_FILE: join(dir, "other-token") }, "drain", "--config", example, "--url", url, "--token-file", join(dir, "admin-token"));
+      assert.equal(c.status, 0, c.stderr);
+      assert.deepEqual(seen.map((r) => [r.method, r.url, r.headers.authorization]), [
+        ["POST", "/api/drain", `Bearer ${token}`],
+        ["POST", "/api/resume", "Bearer other-admin-token-0123456789abcdef"],
+        ["POST", "/api/drain", `Bearer ${token}`],
+      ]);
+      for (const r of seen) {
+        assert.equal(r.headers["content-type"], "application/json");
+        assert.equal(r.body, "{}");
+      }
+      const missing = await runAsync({ CREDENTIALS_DIRECTORY: join(dir, "nowhere") }, "status", "--config", example, "--url", url);
+      assert.equal(missing.status, 2);
+      assert.equal(missing.stderr, `pve-runners: cannot read the admin token ${join(dir, "nowhere", "admin-token")} (ENOENT): run as root, or point --token-file or PVE_RUNNERS_ADMIN_TOKEN_FILE at a copy you can read\n`);
+      assert.equal(seen.length, 3, "no request without a token");
+    } finally {
+      server.close();
+    }
   });
 
   test("serve with a bad config exits 2 and lists every problem", () => {

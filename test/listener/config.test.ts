@@ -11,6 +11,7 @@ import { ConfigError, loadConfig, parseConfig } from "../../listener/config.js";
 const PEM = "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAq\n-----END PRIVATE KEY-----\n";
 const TOKEN = "pve-runners@pve!listener=8a3b5c1e-2d4f-4e6a-9b7c-0d1e2f3a4b5c";
 const WEBHOOK = "s3cr3t-webhook-value-0123456789";
+const ADMIN = "admin-token-value-0123456789abcdef";
 
 let dir: string;
 const minimal = () => ({
@@ -38,6 +39,7 @@ describe("config", () => {
     await writeFile(join(dir, "creds", "app.pem"), PEM);
     await writeFile(join(dir, "creds", "token"), TOKEN + "\n");
     await writeFile(join(dir, "creds", "webhook"), WEBHOOK + "\n");
+    await writeFile(join(dir, "creds", "admin-token"), ADMIN + "\n");
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
@@ -58,7 +60,23 @@ describe("config", () => {
     // ${CREDENTIALS_DIRECTORY} expanded, relative paths resolved against the config's directory.
     assert.equal(config.github.privateKeyFile, join(dir, "creds", "app.pem"));
     assert.equal(config.github.webhookSecretFile, resolve(dir, "creds/webhook"));
-    assert.deepEqual(secrets, { githubAppPrivateKey: PEM.trim(), webhookSecret: WEBHOOK, pveApiToken: TOKEN });
+    assert.deepEqual(secrets, { githubAppPrivateKey: PEM.trim(), webhookSecret: WEBHOOK, pveApiToken: TOKEN, adminToken: ADMIN });
+    assert.equal(config.admin.tokenFile, join(dir, "creds", "admin-token"), "the admin token: the unit's admin-token credential by default");
+    assert.deepEqual(config.admin.allowedHosts, []);
+  });
+
+  test("the admin token is required on loopback too; only a disabled admin listener needs none", () => {
+    const loopback = minimal() as Record<string, any>;
+    loopback.admin = { host: "127.0.0.1", tokenFile: "${CREDENTIALS_DIRECTORY}/missing-admin-token" };
+    assert.deepEqual(problemsOf(() => parseConfig(stringify(loopback), { baseDir: dir, env: env() })), [`admin.tokenFile: cannot read ${join(dir, "creds", "missing-admin-token")} (ENOENT)`]);
+    const off = minimal() as Record<string, any>;
+    off.admin = { enabled: false, tokenFile: "${CREDENTIALS_DIRECTORY}/missing-admin-token" };
+    assert.equal(parseConfig(stringify(off), { baseDir: dir, env: env() }).secrets.adminToken, undefined);
+    const hosts = minimal() as Record<string, any>;
+    hosts.admin = { allowedHosts: ["runners.example.net", "10.0.0.5", "::1", "bad host", "name:8791", "http://x", "bad:8791"] };
+    assert.deepEqual(problemsOf(() => parseConfig(stringify(hosts), { baseDir: dir, env: env() })).filter((p) => p.startsWith("admin.allowedHosts")).map((p) => p.split(":")[0]), [
+      "admin.allowedHosts[3]", "admin.allowedHosts[4]", "admin.allowedHosts[5]", "admin.allowedHosts[6]",
+    ]);
   });
 
   test("every problem is listed at once, each with its path", () => {

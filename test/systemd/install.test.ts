@@ -94,7 +94,11 @@ describe("systemd/install.sh", () => {
 
     assert.equal(mode(join(root, "etc/pve-runners")), "0750");
     assert.equal(mode(join(root, "etc/pve-runners/credentials")), "0700");
-    assert.deepEqual(readdirSync(join(root, "etc/pve-runners/credentials")), []);
+    // The admin token: made once, random, root-only like every credential (the unit loads it).
+    assert.deepEqual(readdirSync(join(root, "etc/pve-runners/credentials")), ["admin-token"]);
+    assert.equal(mode(join(root, "etc/pve-runners/credentials/admin-token")), "0600");
+    assert.match(readFileSync(join(root, "etc/pve-runners/credentials/admin-token"), "utf8"), /^[A-Za-z0-9_-]{43}\n$/);
+    assert.ok(calls.includes(`chown root:root ${root}/etc/pve-runners/credentials/admin-token`));
     assert.equal(mode(join(root, "etc/pve-runners/config.yaml")), "0640");
     for (const h of ["deliver-jit", "deliver-jit-socket", "deliver-jit-client", "pveum-setup"]) assert.equal(mode(join(root, "usr/libexec/pve-runners", h)), "0755", h);
     for (const u of ["pve-runners.service", "pve-runners-deliver.socket", "pve-runners-deliver@.service"]) {
@@ -124,6 +128,7 @@ describe("systemd/install.sh", () => {
     const root = join(d, "root");
     writeFileSync(join(root, "etc/pve-runners/config.yaml"), "# edited by the admin\n");
     writeFileSync(join(root, "etc/pve-runners/credentials/pve-token"), "x@pve!t=secret\n", { mode: 0o600 });
+    const adminToken = readFileSync(join(root, "etc/pve-runners/credentials/admin-token"), "utf8");
     const before = walk(root);
     writeFileSync(join(d, "calls.log"), "");
     const r = install(["--root", root]);
@@ -131,6 +136,8 @@ describe("systemd/install.sh", () => {
     assert.deepEqual(walk(root), before);
     assert.equal(readFileSync(join(root, "etc/pve-runners/config.yaml"), "utf8"), "# edited by the admin\n");
     assert.equal(readFileSync(join(root, "etc/pve-runners/credentials/pve-token"), "utf8"), "x@pve!t=secret\n");
+    assert.equal(readFileSync(join(root, "etc/pve-runners/credentials/admin-token"), "utf8"), adminToken, "the admin token is kept");
+    assert.match(r.stdout, /admin-token exists: kept/);
     const calls = log();
     assert.ok(!calls.some((c) => /^(groupadd|useradd)/.test(c)), calls.join("\n"));
     assert.match(r.stdout, /group pve-runners exists/);

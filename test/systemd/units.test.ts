@@ -79,7 +79,7 @@ describe("systemd/pve-runners.service", () => {
     const creds = values(text, "LoadCredential").map((v) => v.split(":"));
     for (const [name, path] of creds) assert.equal(path, `/etc/pve-runners/credentials/${name}`);
     const cfg = parseYaml(readFileSync(join(root, "listener", "config-example.yaml"), "utf8"));
-    const named = [cfg.github.privateKeyFile, cfg.github.webhookSecretFile, cfg.proxmox.tokenFile].map((p: string) => p.replace("${CREDENTIALS_DIRECTORY}/", ""));
+    const named = [cfg.github.privateKeyFile, cfg.github.webhookSecretFile, cfg.proxmox.tokenFile, cfg.admin.tokenFile].map((p: string) => p.replace("${CREDENTIALS_DIRECTORY}/", ""));
     assert.deepEqual(creds.map(([n]) => n).sort(), named.sort());
   });
 });

@@ -29,6 +29,7 @@ function loadOrExit(path: string, o: { readSecrets?: boolean } = {}) {
 
 /** A sweep report as lines; control characters dropped (as root, the report comes from the listener). */
 function printSweep(report: SweepReport, dryRun: boolean): void {
+  // eslint-disable-next-line no-control-regex -- dropping them is the point
   const line = (s: string) => process.stdout.write(`${String(s).replace(/[\x00-\x1f\x7f]/g, " ")}\n`);
   for (const a of report.actions ?? []) line(`${dryRun ? "would " : ""}${a.kind} ${sweepActionTarget(a)}: ${a.reason}`);
   for (const e of report.errors ?? []) line(`error: ${e}`);

@@ -26,12 +26,14 @@ let marker: string;
 let config: string;
 let env: NodeJS.ProcessEnv;
 let attackerRc: string;
+let closedPort: number;
 
 /** Plants what a compromised listener could: a stack dir with its own .terraform (init from the attacker's mirror), owned by uid 65534. */
-function plant(stackParent: string, synthArgs: string[]): void {
-  const out = spawnSync(process.execPath, [cli, ...synthArgs, "--config", config, "--out", stackParent], { encoding: "utf8", env });
-  assert.equal(out.status, 0, out.stderr);
-  const work = join(stackParent, "stacks", synthArgs[0] === "template" ? "template" : "runner");
+function plant(stackParent: string, stackName: string): void {
+  const work = join(stackParent, "stacks", stackName);
+  mkdirSync(work, { recursive: true });
+  const provider = { source: "registry.terraform.io/bpg/proxmox", version: "0.111.1" };
+  writeFileSync(join(work, "cdk.tf.json"), JSON.stringify({ terraform: { required_providers: { proxmox: provider }, backend: { local: { path: "terraform.tfstate" } } }, provider: { proxmox: [{}] } }));
   const init = spawnSync("terraform", ["init", "-input=false", "-no-color"], { cwd: work, encoding: "utf8", env: { ...env, TF_CLI_CONFIG_FILE: attackerRc } });
   assert.equal(init.status, 0, init.stderr);
   writeFileSync(join(work, "terraform.tfstate"), JSON.stringify({ version: 4, terraform_version: "1.5.0", serial: 1, lineage: "x", outputs: {}, resources: [] }));
@@ -63,11 +65,16 @@ describe("root-run commands never run a planted provider", { skip: needs }, () =
     writeFileSync(join(creds, "github-app.pem"), generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }));
     writeFileSync(join(creds, "webhook-secret"), "0123456789abcdef0123");
     writeFileSync(join(creds, "pve-token"), "pve-runners@pve!listener=00000000-0000-0000-0000-000000000000");
+    // A port nothing listens on (fetch refuses port 9 itself as a "bad port").
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+    closedPort = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
     config = join(dir, "config.yaml");
     const yaml = readFileSync(join(repo, "listener", "config-example.yaml"), "utf8")
       .replace("endpoint: https://127.0.0.1:8006/", "endpoint: https://127.0.0.1:9/")
       .replace("baseUrl: https://api.github.com", "baseUrl: http://127.0.0.1:9")
-      .replace("port: 8791", "port: 9")
+      .replace("port: 8791", `port: ${closedPort}`)
       .replace("stateDir: /var/lib/pve-runners", `stateDir: ${join(dir, "state")}`)
       .replace(/binary: terraform .*/, `binary: terraform\n  cliConfigFile: ${trusted.cliConfigFile}`);
     writeFileSync(config, yaml);
@@ -77,7 +84,7 @@ describe("root-run commands never run a planted provider", { skip: needs }, () =
 
   test("template deploy in a dir another user owns: one line, exit 1, nothing run", async () => {
     const tpl = join(dir, "template");
-    plant(tpl, ["template", "synth"]);
+    plant(tpl, "template");
     rmSync(marker, { force: true });
     const r = await runCli(["template", "deploy", "--dir", tpl]);
     assert.ok(!existsSync(marker), `the planted provider ran, as uid ${existsSync(marker) && readFileSync(marker, "utf8").trim()}`);
@@ -87,13 +94,13 @@ describe("root-run commands never run a planted provider", { skip: needs }, () =
   });
 
   test("sweep as root asks the running listener, never runs terraform in its stack dirs", async () => {
-    plant(join(dir, "state", "runners", "runner-planted"), ["stack", "synth", "--name", "runner-planted"]);
+    plant(join(dir, "state", "runners", "runner-planted"), "runner");
     rmSync(marker, { force: true });
-    // No listener (the config's admin port 9): one line, exit 1.
+    // No listener at the config's admin address: one line, exit 1.
     const down = await runCli(["sweep"]);
     assert.ok(!existsSync(marker), `the planted provider ran, as uid ${existsSync(marker) && readFileSync(marker, "utf8").trim()}`);
     assert.equal(down.status, 1);
-    assert.match(down.stderr, /^pve-runners: the listener's admin API at http:\/\/127\.0\.0\.1:9 does not answer .*\n$/);
+    assert.match(down.stderr, new RegExp(`^pve-runners: the listener's admin API at http://127\\.0\\.0\\.1:${closedPort} does not answer .*ECONNREFUSED.*\n$`));
     // A listener: the sweep is its, as its own user.
     const calls: string[] = [];
     const admin = createServer((req, res) => {

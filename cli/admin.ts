@@ -65,6 +65,15 @@ export async function call<T>(t: Target, method: "GET" | "POST", path: string, b
   return parsed;
 }
 
+/**
+ * One call to the running listener's admin API with the address and token from the config (as the
+ * admin commands make it): for `sweep` run as root, which must not run terraform in the listener's
+ * state itself. Exits with one line when the listener does not answer or refuses.
+ */
+export function adminRequest<T>(o: { config: string; url?: string }, method: "GET" | "POST", path: string): Promise<T> {
+  return call<T>(targetOf(o), method, path);
+}
+
 const ago = (now: number, at: number) => {
   const s = Math.max(0, Math.round((now - at) / 1000));
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;

@@ -5,7 +5,9 @@ import { createLogger } from "./log.js";
 import { ConfigError, SIMULATOR_PVE_ENV, loadConfig, orExit } from "../listener/config.js";
 import { buildParts, startService } from "../listener/service.js";
 import { StateDirBusyError } from "../listener/state-lock.js";
-import { sweep, sweepActionTarget } from "../sweeper/sweep.js";
+import { sweep, sweepActionTarget, type SweepReport } from "../sweeper/sweep.js";
+import { runningAsRoot } from "../listener/trusted-path.js";
+import { adminRequest } from "./admin.js";
 import { templateCopies } from "../listener/placement.js";
 import { deleteTimeoutFor, runnerNameProblem, synthRunnerStack } from "../stacks/runner-stack.js";
 import { PortInUseError } from "../listener/port-check.js";
@@ -31,6 +33,16 @@ function loadOrExit(path: string, o: { readSecrets?: boolean } = {}) {
     // Without secrets to read (stack synth), `${CREDENTIALS_DIRECTORY}` may stay unset.
     loadConfig(path, { readSecrets: o.readSecrets, simulatorPveEndpoint: simulatorPveEndpoint() }),
   );
+}
+
+/** A sweep report as lines; control characters dropped (as root, the report comes from the listener). */
+function printSweep(report: SweepReport, dryRun: boolean): void {
+  // eslint-disable-next-line no-control-regex -- dropping them is the point
+  const line = (s: string) => process.stdout.write(`${String(s).replace(/[\x00-\x1f\x7f]/g, " ")}\n`);
+  for (const a of report.actions ?? []) line(`${dryRun ? "would " : ""}${a.kind} ${sweepActionTarget(a)}: ${a.reason}`);
+  for (const e of report.errors ?? []) line(`error: ${e}`);
+  line(`sweep: ${report.containers} containers, ${report.registrations} registrations, ${report.stackDirs} stack dirs seen; ${report.actions?.length ?? 0} actions, ${report.errors?.length ?? 0} errors`);
+  process.exitCode = report.errors?.length ? 1 : 0;
 }
 
 export function registerRunCommands(program: Command): void {
@@ -73,16 +85,20 @@ export function registerRunCommands(program: Command): void {
     .description("one sweeper pass: destroy orphaned or finished runner containers, stale registrations and stack dirs")
     .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
     .option("--dry-run", "report what would be done, change nothing", false)
-    .action(async (o: { config: string; dryRun: boolean }) => {
+    .option("--url <url>", "as root: the listener's admin API base URL (default: from the config)")
+    .action(async (o: { config: string; dryRun: boolean; url?: string }) => {
+      if (runningAsRoot()) {
+        // The stack dirs are the pve-runners user's: root never runs terraform there (a provider
+        // planted by a compromised listener would run as root). The listener sweeps, as itself.
+        const report = await adminRequest<SweepReport>(o, "POST", `/api/sweep${o.dryRun ? "?dryRun=1" : ""}`);
+        printSweep(report, o.dryRun);
+        return;
+      }
       const { config, secrets } = loadOrExit(o.config);
       const log = createLogger({ level: config.log?.level });
       const { store, sweepDeps } = buildParts(config, secrets, log);
       try {
-        const report = await sweep(sweepDeps(), { dryRun: o.dryRun });
-        for (const a of report.actions) process.stdout.write(`${o.dryRun ? "would " : ""}${a.kind} ${sweepActionTarget(a)}: ${a.reason}\n`);
-        for (const e of report.errors) process.stdout.write(`error: ${e}\n`);
-        process.stdout.write(`sweep: ${report.containers} containers, ${report.registrations} registrations, ${report.stackDirs} stack dirs seen; ${report.actions.length} actions, ${report.errors.length} errors\n`);
-        process.exitCode = report.errors.length ? 1 : 0;
+        printSweep(await sweep(sweepDeps(), { dryRun: o.dryRun }), o.dryRun);
       } finally {
         store.close();
       }

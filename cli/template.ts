@@ -1,15 +1,39 @@
 // `pve-runners template synth|deploy`: the LXC template the runners are cloned from, built by the
 // template stack (stacks/template-stack.ts) with the same terraform adapter the listener uses.
 import { Command } from "commander";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createLogger } from "./log.js";
 import { loadConfig, orExit } from "../listener/config.js";
-import { Terraform } from "../listener/terraform.js";
+import { Terraform, TerraformError } from "../listener/terraform.js";
+import { UntrustedPathError, assertRootOwned, assertRootOwnedParent, assertRootOwnedPath, runningAsRoot } from "../listener/trusted-path.js";
 import { templateSpec, templateSpecFromConfig } from "../stacks/main.js";
 import { synthTemplateStack } from "../stacks/template-stack.js";
 
 const specOrExit = (path: string) => orExit(path, () => templateSpecFromConfig(path));
+
+/**
+ * Root's own work dir for the template stack: never under the listener's stateDir, which the
+ * unprivileged pve-runners user owns and could plant a provider in (README: who runs what).
+ */
+export const DEFAULT_TEMPLATE_DIR = "/var/lib/pve-runners-template";
+
+/**
+ * As root: the config and the work dir (all in it) are root's alone, or one line and exit 1. A
+ * missing work dir is made (0700) in a parent that is root's alone. Returns the dir's real path.
+ */
+async function rootOwnedWorkDir(configPath: string, dir: string): Promise<string> {
+  try {
+    await assertRootOwnedPath(configPath);
+    await assertRootOwnedParent(dir);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return (await assertRootOwned(dir))!;
+  } catch (err) {
+    if (!(err instanceof UntrustedPathError)) throw err;
+    process.stderr.write(`pve-runners template deploy: refusing to run as root: ${err.message} (use a directory only root can write, e.g. ${DEFAULT_TEMPLATE_DIR})\n`);
+    process.exit(1);
+  }
+}
 
 export function registerTemplateCommands(program: Command): void {
   const template = program.command("template").description("build the unprivileged LXC template the runners are cloned from");
@@ -30,8 +54,8 @@ export function registerTemplateCommands(program: Command): void {
     .command("deploy")
     .description("synthesize and apply the template stack on this PVE host (as root: it runs pct push/exec/template)")
     .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
-    .option("--dir <dir>", "where the template stack and its state live (default: <stateDir>/template)")
-    .action(async (o: { config: string; dir?: string }) => {
+    .option("--dir <dir>", "where the template stack and its state live; as root, only root may write it and its parents", DEFAULT_TEMPLATE_DIR)
+    .action(async (o: { config: string; dir: string }) => {
       const { config, spec } = orExit(o.config, () => {
         const { config } = loadConfig(o.config, { readSecrets: false });
         return { config, spec: templateSpec(config) };
@@ -45,7 +69,9 @@ export function registerTemplateCommands(program: Command): void {
         process.stderr.write("pve-runners template deploy: set PROXMOX_VE_USERNAME=root@pam and PROXMOX_VE_PASSWORD (read -rs) in the environment\n");
         process.exit(2);
       }
-      const dir = resolve(o.dir ?? join(config.stateDir, "template"));
+      const asRoot = runningAsRoot();
+      // Before anything is written or run there.
+      const dir = asRoot ? await rootOwnedWorkDir(o.config, resolve(o.dir)) : resolve(o.dir);
       const stack = synthTemplateStack(dir, spec);
       log.info({ dir: stack.workingDir, fingerprint: stack.fingerprint, vmid: spec.vmid }, "template stack synthesized");
       const terraform = new Terraform({
@@ -54,9 +80,20 @@ export function registerTemplateCommands(program: Command): void {
         sharedInitDir: join(dir, "terraform-init"),
         env: { PROXMOX_VE_USERNAME: user, PROXMOX_VE_PASSWORD: password },
         logger: log,
+        // As root: binary, CLI config, mirror and dirs checked before each command, and .terraform
+        // and the lock file made afresh by this run's own init, never taken from the dir.
+        requireRootOwned: asRoot,
+        freshInit: asRoot,
       });
-      await terraform.prepare(stack.file);
-      const r = await terraform.apply(stack.workingDir, { runner: `template-${spec.vmid}`, timeoutMs: 3_600_000 });
+      let r;
+      try {
+        await terraform.prepare(stack.file);
+        r = await terraform.apply(stack.workingDir, { runner: `template-${spec.vmid}`, timeoutMs: 3_600_000 });
+      } catch (err) {
+        if (!(err instanceof TerraformError)) throw err;
+        process.stderr.write(`pve-runners template deploy: ${err.message}\n`);
+        process.exit(1);
+      }
       log.info({ ms: r.durationMs, changes: r.changes }, "template ready: runners can be cloned from it");
     });
 }

@@ -9,10 +9,10 @@
 // - Each stack has its own dir, state and state lock: nothing here serializes two stacks.
 import PQueue from "p-queue";
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { cp, copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { constants, existsSync } from "node:fs";
+import { access, cp, copyFile, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import {
   changeSummaryOf,
@@ -24,6 +24,7 @@ import {
   type ChangeSummary,
   type TerraformDiagnostic,
 } from "./terraform-json.js";
+import { UntrustedPathError, assertRootOwned, assertRootOwnedPath, realFs, runningAsRoot, type FsView } from "./trusted-path.js";
 
 export type { TerraformDiagnostic } from "./terraform-json.js";
 
@@ -53,6 +54,21 @@ export interface TerraformOptions {
   schedIdle?: boolean;
   /** Scheduling niceness of the same processes (0–19, default 10; 0 leaves it). */
   nice?: number;
+  /**
+   * Run terraform only from what root alone can have written (default: when running as root). Before
+   * each command: the binary, the CLI config and every absolute path it names (filesystem mirror,
+   * plugin cache, dev overrides), the working dir's path from / and everything in it (.terraform,
+   * the lock file, terraform.d) are owned by root and writable by nobody else (listener/trusted-path.ts);
+   * otherwise the command fails before anything starts. The binary is run by its checked absolute path.
+   */
+  requireRootOwned?: boolean;
+  /**
+   * Re-create .terraform and the lock file every time: init from scratch in the shared dir, and a
+   * fresh copy of its result in each working dir (never one found there). For root-run commands.
+   */
+  freshInit?: boolean;
+  /** Filesystem view for the ownership checks (tests fake owners with it). */
+  fsView?: FsView;
 }
 
 export interface RunContext {
@@ -114,6 +130,7 @@ const SIM_PROVIDER_ENV = /^PVE_SIM_PROVIDER_[A-Z0-9_]+$/;
  */
 const LOCK_TIMEOUT = "-lock-timeout=5m";
 const DEFAULT_KILL_GRACE_MS = 20_000;
+const NOT_FOUND = "not found (is terraform/tofu installed and on PATH? set terraform.binary in the config)";
 /** How much stderr we keep for an error message when terraform printed no diagnostic. */
 const STDERR_TAIL_CHARS = 4_000;
 /** If a grandchild keeps our pipes open after terraform exited, stop waiting for them after this. */
@@ -150,17 +167,23 @@ export class Terraform {
   private versionInfo: Promise<{ version: string; engine: "terraform" | "tofu" }> | null = null;
 
   private readonly slots: PQueue;
+  private readonly requireRootOwned: boolean;
+  /** What the shell execs: the configured binary, or (requireRootOwned) its checked absolute path. */
+  private binaryToRun: string;
+  private toolchainChecked: Promise<void> | null = null;
 
   constructor(private readonly opts: TerraformOptions) {
     this.killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
     this.slots = new PQueue({ concurrency: opts.maxConcurrent ?? 8 });
+    this.requireRootOwned = opts.requireRootOwned ?? runningAsRoot();
+    this.binaryToRun = opts.binary;
   }
 
 
   /** The engine and its version: OpenTofu prints "OpenTofu v1.x", terraform "Terraform v1.x". */
   version(): Promise<{ version: string; engine: "terraform" | "tofu" }> {
     this.versionInfo ??= (async () => {
-      const out = await this.runChecked({ args: ["version"], cwd: process.cwd(), uiStream: false, log: this.opts.logger });
+      const out = await this.runChecked({ args: ["version"], cwd: "/", uiStream: false, log: this.opts.logger });
       const m = /^(Terraform|OpenTofu) v(\S+)/m.exec(out.stdout);
       if (!m) throw new TerraformError(`"${this.opts.binary} version" printed neither "Terraform v…" nor "OpenTofu v…": is it terraform or tofu?`, this.commandName(["version"]), out.exitCode, [], false, false);
       return { version: m[2], engine: m[1] === "OpenTofu" ? ("tofu" as const) : ("terraform" as const) };
@@ -254,6 +277,8 @@ export class Terraform {
     const dir = this.opts.sharedInitDir;
     const log = this.opts.logger.child({ sharedInitDir: dir });
     await mkdir(dir, { recursive: true });
+    await this.assertTrustedDir(dir, "init", false);
+    if (this.opts.freshInit) await removeInit(dir);
     // Only the config matters to init (providers, backend); state never lives here.
     await copyFile(stackFile, join(dir, "cdk.tf.json"));
     const out = await this.runChecked({ args: ["init", "-input=false", "-no-color"], cwd: dir, uiStream: false, log });
@@ -263,6 +288,13 @@ export class Terraform {
 
   /** Gives a stack dir the shared .terraform and lock file, unless it has its own already. */
   private async ensureInitialised(workingDir: string, log: Logger): Promise<void> {
+    // Checked before anything is written into it.
+    await this.assertTrustedDir(workingDir, "init", false);
+    if (this.opts.freshInit) {
+      // Never one found there: only the copy of this process's own init.
+      await removeInit(workingDir);
+      if (!this.preparing) throw new TerraformError("terraform is not initialised by this run (prepare() runs init from scratch)", this.commandName(["init"]), null, [], false, false);
+    }
     if (await exists(join(workingDir, ".terraform"))) return;
     if (this.preparing) await this.preparing;
     const shared = this.opts.sharedInitDir;
@@ -282,6 +314,41 @@ export class Terraform {
     const lock = join(workingDir, ".terraform.lock.hcl");
     if ((await exists(join(shared, ".terraform.lock.hcl"))) && !(await exists(lock))) await copyFile(join(shared, ".terraform.lock.hcl"), lock);
     log.debug({ workingDir }, "copied the shared .terraform into the stack dir");
+  }
+
+  // ---------------------------------------------------------------- what root may run
+
+  /**
+   * requireRootOwned: `dir` (and, with `tree`, all in it) and the toolchain are root's alone, or
+   * the command fails with one line and nothing runs.
+   */
+  private async assertTrustedDir(dir: string, subcommand: string, tree: boolean): Promise<void> {
+    if (!this.requireRootOwned) return;
+    const fs = this.opts.fsView ?? realFs;
+    try {
+      this.toolchainChecked ??= this.checkToolchain(fs);
+      await this.toolchainChecked;
+      // A missing dir (the command then fails on its own): nobody but root can make it in a root-only parent.
+      let at = resolve(dir);
+      while (at !== "/" && !(await fs.lstat(at).then(() => true, () => false))) at = dirname(at);
+      if (tree && at === resolve(dir)) await assertRootOwned(at, { fs });
+      else await assertRootOwnedPath(at, fs);
+    } catch (err) {
+      this.toolchainChecked = null; // checked again once the operator fixed it
+      if (!(err instanceof UntrustedPathError)) throw err;
+      throw new TerraformError(`refusing to run terraform as root: ${err.message}`, this.commandName([subcommand]), null, [], false, false);
+    }
+  }
+
+  /** The binary (by PATH, as the shell would find it), the CLI config and every absolute path it names. */
+  private async checkToolchain(fs: FsView): Promise<void> {
+    const binary = await findExecutable(this.opts.binary, this.env().PATH ?? "");
+    if (!binary) throw new TerraformError(`${this.opts.binary}: ${NOT_FOUND}`, this.commandName(["version"]), null, [], false, false);
+    this.binaryToRun = await assertRootOwnedPath(binary, fs);
+    const rc = this.opts.cliConfigFile;
+    if (!rc) return;
+    await assertRootOwnedPath(rc, fs);
+    for (const m of (await readFile(rc, "utf8")).matchAll(/"(\/[^"]*)"/g)) await assertRootOwned(m[1], { fs, optional: true });
   }
 
   // ---------------------------------------------------------------- running the engine
@@ -355,6 +422,8 @@ export class Terraform {
   /** Runs one command and turns a failure (exit ≠ 0, cancel, timeout, refused stream) into a TerraformError. */
   private async runChecked(spec: RunSpec): Promise<RunOutcome> {
     const command = this.commandName(spec.args);
+    // `version` runs in / and reads nothing there; every other command reads its working dir.
+    await this.assertTrustedDir(spec.cwd, spec.args[0] ?? "", spec.args[0] !== "version");
     const out = isHeavy(spec.args) ? ((await this.slots.add(() => this.run(spec))) as RunOutcome) : await this.run(spec);
     if (out.exitCode === 0 && !out.cancelled && !out.timedOut && !out.refused) return out;
     const firstError = out.diagnostics.find((d) => d.severity === "error");
@@ -387,7 +456,7 @@ export class Terraform {
       // detached: own process group, so SIGKILL reaches the provider plugins terraform started.
       // The script ignores SIGPIPE and lowers the priority of apply and destroy: see launchScript().
       const script = launchScript(isHeavy(spec.args) ? this.lowering() : NO_LOWERING);
-      const child = spawn("/bin/sh", ["-c", script, this.opts.binary, ...spec.args], { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn("/bin/sh", ["-c", script, this.binaryToRun, ...spec.args], { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
       let interrupted = false;
       let killTimer: NodeJS.Timeout | undefined;
       let timeoutTimer: NodeJS.Timeout | undefined;
@@ -485,7 +554,7 @@ export class Terraform {
         }
         // The /bin/sh wrapper: 127 is its "exec: <binary>: not found", 126 "Permission denied".
         if (!err && (outcome.exitCode === 127 || outcome.exitCode === 126) && /exec: .*(not found|Permission denied)/.test(outcome.stderrTail)) {
-          const why = outcome.exitCode === 127 ? "not found (is terraform/tofu installed and on PATH? set terraform.binary in the config)" : "not executable";
+          const why = outcome.exitCode === 127 ? NOT_FOUND : "not executable";
           err = new TerraformError(`${this.opts.binary}: ${why}`, command, outcome.exitCode, [], outcome.cancelled, outcome.timedOut);
         }
         if (err) reject(err);
@@ -498,7 +567,7 @@ export class Terraform {
           err.code === "ENOENT" && !existsSync(spec.cwd)
             ? `stack dir ${spec.cwd} does not exist`
             : err.code === "ENOENT"
-            ? `${this.opts.binary}: not found (is terraform/tofu installed and on PATH? set terraform.binary in the config)`
+            ? `${this.opts.binary}: ${NOT_FOUND}`
             : `could not run ${this.opts.binary}: ${err.message}`;
         finish(new TerraformError(msg, command, null, [], outcome.cancelled, outcome.timedOut));
       });
@@ -609,6 +678,23 @@ export function parseProcStat(text: string): { policy: number; nice: number } | 
 /** apply and destroy start the provider (4-5 times each): they take a slot and run niced. */
 function isHeavy(args: string[]): boolean {
   return args[0] === "apply" || args[0] === "destroy";
+}
+
+/** .terraform and the lock file of a dir, for an init from scratch. */
+async function removeInit(dir: string): Promise<void> {
+  await rm(join(dir, ".terraform"), { recursive: true, force: true });
+  await rm(join(dir, ".terraform.lock.hcl"), { force: true });
+}
+
+/** The file `sh -c 'exec "$0"'` would run: a path as given, a bare name searched on PATH. */
+async function findExecutable(binary: string, path: string): Promise<string | null> {
+  if (binary.includes("/")) return resolve(binary);
+  for (const dir of path.split(":")) {
+    if (!isAbsolute(dir)) continue; // a relative PATH entry is never searched for root's terraform
+    const candidate = join(dir, binary);
+    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
+  }
+  return null;
 }
 
 async function exists(path: string): Promise<boolean> {

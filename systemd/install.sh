@@ -228,12 +228,10 @@ pve-runners is installed. Next steps (README: "Install on a PVE host"):
        $ETC/credentials/github-app.pem    the App's private key
        $ETC/credentials/webhook-secret    the App's webhook secret (at least 16 characters)
   3. Edit $ETC/config.yaml: appId, node, templateVmid, bridge, vlan, pool, labelSets, allow.
-  4. Build the runner template (as root; keyctl can only be set by root@pam with a password):
-       PVE_RUNNERS_CONFIG=$ETC/config.yaml CDKTF_OUTDIR=/root/pve-runners-template \\
-         node $LIB/dist/stacks/main.js
-       cd /root/pve-runners-template/stacks/template && terraform init
+  4. Build the runner template (as root; keyctl can only be set by root@pam with a password;
+     it works in /var/lib/pve-runners-template, never in the listener's state dir):
        read -rs PROXMOX_VE_PASSWORD && export PROXMOX_VE_PASSWORD PROXMOX_VE_USERNAME=root@pam
-       terraform apply
+       pve-runners template deploy --config $ETC/config.yaml
   5. Start: systemctl enable --now pve-runners && journalctl -u pve-runners -f
      Point the TLS reverse proxy at 127.0.0.1:8790 (listener.trustProxy: loopback believes its
      X-Forwarded-For; a proxy on another host: set its address instead, never true).

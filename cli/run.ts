@@ -103,9 +103,9 @@ export function registerRunCommands(program: Command): void {
     .description("synthesize one runner stack (cdk.tf.json) from the config, for inspection")
     .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
     .option("--label-set <name>", "label set of the runner (default: the first)")
-    .option("--name <runner>", "runner name", "runner-example")
+    .option("--name <runner>", "runner name (default: runners.namePrefix + example)")
     .option("--out <dir>", "write the stack here instead of printing it")
-    .action(async (o: { config: string; labelSet?: string; name: string; out?: string }) => {
+    .action(async (o: { config: string; labelSet?: string; name?: string; out?: string }) => {
       const { config } = loadOrExit(o.config, { readSecrets: false });
       const set = o.labelSet ? config.labelSets.find((s) => s.name === o.labelSet) : config.labelSets[0];
       if (!set) throw new InvalidArgumentError(`no label set named ${o.labelSet}`);
@@ -115,7 +115,9 @@ export function registerRunCommands(program: Command): void {
       const p = config.proxmox;
       const copy = templateCopies(p)[0];
       const r = synthRunnerStack(dir, {
-        runnerName: o.name, labelSet: set.name, endpoint: p.endpoint, insecure: p.insecure, node: copy.node,
+        runnerName: o.name ?? `${config.runners.namePrefix}example`, labelSet: set.name,
+        // For inspection only: the listener's stacks carry its own controller id (from its store).
+        controllerId: "0000000000000000", endpoint: p.endpoint, insecure: p.insecure, node: copy.node,
         templateVmid: copy.vmid, templateNode: copy.sourceNode, pool: p.pool, bridge: p.bridge, vlan: p.vlan,
         linkedClone: p.linkedClone, datastore: p.storage, cores: set.cores, memoryMb: set.memoryMb, swapMb: set.swapMb,
         start: config.delivery.mode !== "env", deleteTimeoutSec: deleteTimeoutFor(config.timeouts.destroy),

@@ -78,6 +78,7 @@ async function runnerStack(name: string, extra: { vmid?: number } = {}): Promise
   const { workingDir } = synthRunnerStack(join(root, name), {
     runnerName: name,
     labelSet: "linux-small",
+    controllerId: "0123456789abcdef",
     endpoint: `${simUrl}/`,
     node: SIM_NODE,
     templateVmid: SIM_TEMPLATE_VMID,

@@ -8,6 +8,7 @@ import { deleteTimeoutFor, synthRunnerStack, type RunnerStackSpec } from "../../
 const spec: RunnerStackSpec = {
   runnerName: "runner-abc123",
   labelSet: "linux-x64",
+  controllerId: "0123456789abcdef",
   endpoint: "https://pve.example:8006/",
   node: "pve",
   vmid: 100_042,

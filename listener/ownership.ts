@@ -35,8 +35,9 @@ export function isControllerId(s: string): boolean {
  * labels include all the job's, so an extra label changes no assignment.
  */
 export function controllerMarker(controllerId: string): string {
-  return `pve-runners-ctl-${controllerId}`;
+  return `${CONTROLLER_MARKER_PREFIX}${controllerId}`;
 }
+export const CONTROLLER_MARKER_PREFIX = "pve-runners-ctl-";
 
 export function newRunnerName(prefix: string): string {
   return `${prefix}${randomBytes(4).toString("hex")}`;

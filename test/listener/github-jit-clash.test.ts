@@ -1,6 +1,6 @@
 // A JIT mint answered 409 (the name is registered): the existing registration is deleted and the
-// mint retried only when it is ours (it carries every label we mint with, the controller label
-// among them). Another team's runner that merely has the name is left alone.
+// mint retried only when it is ours (it carries the controller label we mint with). Another team's
+// runner that merely has the name is left alone.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { pino } from "pino";

@@ -88,6 +88,7 @@ const MB = 1024 * 1024;
 const baseSpec: RunnerStackSpec = {
   runnerName: "runner-00000000",
   labelSet: "linux-small",
+  controllerId: "0000000000000000",
   endpoint: "https://pve.example:8006/",
   node: "pve",
   templateVmid: 9000,

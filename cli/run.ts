@@ -128,14 +128,15 @@ export function registerRunCommands(program: Command): void {
     .description("synthesize one runner stack (cdk.tf.json) from the config, for inspection")
     .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
     .option("--label-set <name>", "label set of the runner (default: the first)")
-    .option("--name <runner>", "runner name", "runner-example")
+    .option("--name <runner>", "runner name (default: runners.namePrefix + example)")
     .option("--out <dir>", "write the stack here instead of printing it")
-    .action(async (o: { config: string; labelSet?: string; name: string; out?: string }) => {
+    .action(async (o: { config: string; labelSet?: string; name?: string; out?: string }) => {
       const { config } = loadOrExit(o.config, { readSecrets: false });
       const set = o.labelSet ? config.labelSets.find((s) => s.name === o.labelSet) : config.labelSets[0];
       if (!set) throw new UserError(`no label set named '${o.labelSet}' in ${o.config} (it has: ${config.labelSets.map((s) => s.name).join(", ")})`);
-      const badName = runnerNameProblem(o.name);
-      if (badName) throw new UserError(`--name '${o.name}': ${badName}`);
+      const name = o.name ?? `${config.runners.namePrefix}example`;
+      const badName = runnerNameProblem(name);
+      if (badName) throw new UserError(`--name '${name}': ${badName}`);
       const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
       const { tmpdir } = await import("node:os");
       const dir = o.out ? resolve(o.out) : mkdtempSync(`${tmpdir()}/pve-runners-synth-`);
@@ -143,7 +144,8 @@ export function registerRunCommands(program: Command): void {
       const copy = templateCopies(p)[0];
       const r = synthRunnerStack(dir, {
         // As the listener synthesizes it: no endpoint, terraform gets the clone gate's from PROXMOX_VE_ENDPOINT.
-        runnerName: o.name, labelSet: set.name, node: copy.node,
+        // For inspection only: the listener's stacks carry its own controller id (from its store).
+        runnerName: name, labelSet: set.name, controllerId: "0000000000000000", node: copy.node,
         templateVmid: copy.vmid, templateNode: copy.sourceNode, pool: p.pool, bridge: p.bridge, vlan: p.vlan,
         linkedClone: p.linkedClone, datastore: p.storage, cores: set.cores, memoryMb: set.memoryMb, swapMb: set.swapMb,
         start: config.delivery.mode !== "env", deleteTimeoutSec: deleteTimeoutFor(config.timeouts.destroy),

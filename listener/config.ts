@@ -7,6 +7,7 @@ import { parse as parseYaml } from "yaml";
 import cron from "node-cron";
 import { z } from "zod";
 import { trustProxyProblem, type TrustProxy } from "./trust-proxy.js";
+import { DEFAULT_NAME_PREFIX, NAME_PREFIX_PATTERN } from "./ownership.js";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -23,7 +24,8 @@ const LabelSet = z
     /** Names the set in logs, metrics and the runner record. */
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, "lower-case letters, digits and '-', at most 31"),
     /** What the runner registers with; a job is served when its labels are a subset of these. */
-    labels: z.array(labelName).min(1).max(100),
+    /** At most 99: the registration adds the controller label, and GitHub takes 100. */
+    labels: z.array(labelName).min(1).max(99),
     cores: z.number().int().min(1).max(512).default(2),
     memoryMb: z.number().int().min(256).max(4_194_304).default(2048),
     swapMb: z.number().int().min(0).max(4_194_304).default(512),
@@ -99,6 +101,16 @@ const Schema = z
       })
       .strict(),
     labelSets: z.array(LabelSet).min(1),
+    runners: z
+      .object({
+        /** Runner names (container hostnames, GitHub runner names) are this plus 8 random hex digits. */
+        namePrefix: z
+          .string()
+          .regex(NAME_PREFIX_PATTERN, "lower-case letters, digits and '-', starting with a letter, at most 32 (a runner name is also a hostname)")
+          .default(DEFAULT_NAME_PREFIX),
+      })
+      .strict()
+      .default({ namePrefix: DEFAULT_NAME_PREFIX }),
     allow: z
       .object({
         repos: z.array(z.string().regex(/^[\w.-]+\/[\w.-]+$/, "owner/name")).default([]),

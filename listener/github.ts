@@ -6,6 +6,7 @@ import { createAppAuth } from "@octokit/auth-app";
 import { retry } from "@octokit/plugin-retry";
 import { throttling } from "@octokit/plugin-throttling";
 import type { Logger } from "pino";
+import { CONTROLLER_MARKER_PREFIX, hasLabel } from "./ownership.js";
 
 const GH = Octokit.plugin(retry, throttling);
 type GHClient = InstanceType<typeof GH>;
@@ -149,7 +150,9 @@ export class GitHubAdapter {
   /**
    * Mints a single-use JIT config for `name`. A 409 means the name exists: a retry after a 5xx that
    * GitHub had already honoured, or a restart mid-mint. An idle, unused runner of ours by that name
-   * is deleted and the mint retried once; a busy one is an error.
+   * is deleted and the mint retried once; a busy one is an error. Ours means it carries the
+   * controller label we mint with (listener/ownership.ts): a registration that merely has the name
+   * is someone else's and is never deleted.
    */
   async generateJitConfig(scope: Scope, name: string, labels: string[], installationHint?: number | null): Promise<{ runnerId: number; encodedJitConfig: string }> {
     const gh = await this.forScope(scope, installationHint);
@@ -166,6 +169,9 @@ export class GitHubAdapter {
     } catch (err) {
       if (status(err) !== 409) throw err;
       const existing = await this.findRunnerByName(scope, name, installationHint);
+      const marker = labels.find((l) => l.startsWith(CONTROLLER_MARKER_PREFIX));
+      if (existing && !(marker && hasLabel(existing.labels, marker)))
+        throw new Error(`runner name ${name} is taken by a registration that is not ours (id ${existing.id}): left alone`, { cause: err });
       if (existing) {
         const outcome = await this.deleteRunner(scope, existing.id, installationHint);
         if (outcome === "busy") throw new Error(`runner ${name} already exists and is running a job`, { cause: err });

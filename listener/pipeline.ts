@@ -7,7 +7,6 @@
 // Teardown keys on the runner name GitHub reports, never on the job the runner was made for: GitHub
 // gives a job to ANY idle runner whose labels match. Every step is idempotent and resumable: after a
 // restart each live runner is driven on from the state the store recorded.
-import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -25,6 +24,7 @@ import { deleteTimeoutFor, synthRunnerStack } from "../stacks/runner-stack.js";
 import type { Metrics } from "./metrics.js";
 import { VmidAllocator, type VmidProbe, type VmidRange } from "./vmids.js";
 import { isVmidClash } from "./clone-gate.js";
+import { controllerMarker, DEFAULT_NAME_PREFIX, newRunnerName } from "./ownership.js";
 
 /** Clone-time vmid clashes a runner may meet (each gets a fresh vmid) before they count as failed attempts. */
 const MAX_VMID_CLASHES = 5;
@@ -69,6 +69,8 @@ export interface PipelineSettings {
   retryBackoffMs: number;
   /** How often a booting runner is checked for being online at GitHub. */
   onlinePollMs: number;
+  /** Runner names are this plus 8 random hex digits (runners.namePrefix; default "runner-"). */
+  namePrefix?: string;
 }
 
 /** What the pipeline needs from the terraform adapter (listener/terraform.ts). */
@@ -406,7 +408,7 @@ export class Pipeline {
 
   /** A new runner record, driven from now on. */
   private requestRunner(labelSet: string, scope: string, madeForJob: number | null): RunnerRow {
-    const row = this.d.store.insertRunner({ name: `runner-${randomBytes(4).toString("hex")}`, labelSet, scope, madeForJob });
+    const row = this.d.store.insertRunner({ name: newRunnerName(this.d.settings.namePrefix ?? DEFAULT_NAME_PREFIX), labelSet, scope, madeForJob });
     this.ensureDriver(row.name);
     return row;
   }
@@ -680,6 +682,7 @@ export class Pipeline {
     const stack = synthRunnerStack(stackDir, {
       runnerName: r.name,
       labelSet: set.name,
+      controllerId: this.d.store.controllerId(),
       endpoint: this.d.lane ? s.proxmox.endpoint : undefined,
       insecure: this.d.lane ? s.proxmox.insecure : undefined,
       node: copy.node,
@@ -790,7 +793,9 @@ export class Pipeline {
       }
       // Minted now, right before the container needs it: unused JIT configs expire within minutes.
       const mintStarted = Date.now();
-      const jit = await this.d.github.generateJitConfig(scope, r.name, set.labels, job?.installationId);
+      // The controller label marks the registration as ours (the sweeper deletes no other).
+      const labels = [...set.labels, controllerMarker(this.d.store.controllerId())];
+      const jit = await this.d.github.generateJitConfig(scope, r.name, labels, job?.installationId);
       this.d.store.setRunnerState(r.name, "booting", { githubRunnerId: jit.runnerId }, ["booting"]);
       log.info({ githubRunnerId: jit.runnerId }, "JIT runner config minted");
       try {

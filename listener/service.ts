@@ -60,7 +60,7 @@ export interface Service {
   /** One missed-webhook recovery pass now (redeliver failed deliveries, feed unseen queued jobs). */
   recover(): Promise<RecoveryReport>;
   /**
-   * A config reload (SIGHUP): label sets, allowlist, limits, timeouts, sweeper schedule and log
+   * A config reload (SIGHUP): label sets, runner name prefix, allowlist, limits, timeouts, sweeper schedule and log
    * level take effect at once; what needs a restart is named in the result and left as it was.
    */
   reload(next: Config): { applied: string[]; needRestart: string[]; refused?: string };
@@ -97,6 +97,7 @@ export function pipelineSettings(config: Config, o: ServiceOverrides = {}): Pipe
     applyAttempts: 3,
     retryBackoffMs: o.retryBackoffMs ?? 5_000,
     onlinePollMs: o.onlinePollMs ?? 2_000,
+    namePrefix: config.runners.namePrefix,
   };
 }
 
@@ -342,7 +343,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     }
     const restartOnly = ["github", "proxmox", "listener", "admin", "stateDir", "terraform", "delivery"] as const;
     const needRestart = restartOnly.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
-    const live = ["labelSets", "allow", "limits", "timeouts", "sweeper", "retention", "log"] as const;
+    // runners (the name prefix) is live: the sweeper never goes by names, so a new prefix strands nothing.
+    const live = ["labelSets", "runners", "allow", "limits", "timeouts", "sweeper", "retention", "log"] as const;
     const applied = live.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
     const merged: Config = { ...next, ...Object.fromEntries(restartOnly.map((k) => [k, current[k]])) } as Config;
     pipeline.updateSettings(pipelineSettings(merged, o));

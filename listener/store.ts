@@ -3,6 +3,7 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { newControllerId } from "./ownership.js";
 
 export type JobStatus = "queued" | "waiting" | "in_progress" | "completed";
 export type RunnerState =
@@ -96,6 +97,7 @@ CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
 CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runners_github_id ON runners(github_runner_id) WHERE github_runner_id IS NOT NULL;
 `;
 
 /**
@@ -486,6 +488,26 @@ export class Store {
 
   setVmidCursor(vmid: number): void {
     this.sql(`INSERT INTO meta (key, value) VALUES ('vmid_cursor', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(String(vmid));
+  }
+
+  // ---- ownership ----
+
+  /**
+   * This installation's controller id (listener/ownership.ts): made at the first call and kept for
+   * good. Every registration and container we make is marked with it; nothing else is ours.
+   */
+  controllerId(): string {
+    if (this.controller === null) {
+      this.sql(`INSERT OR IGNORE INTO meta (key, value) VALUES ('controller_id', ?)`).run(newControllerId());
+      this.controller = (this.sql(`SELECT value FROM meta WHERE key = 'controller_id'`).get() as { value: string }).value;
+    }
+    return this.controller;
+  }
+  private controller: string | null = null;
+
+  /** Whether a GitHub runner id is one we minted and recorded (for any runner, in any state). */
+  mintedGithubRunnerId(id: number): boolean {
+    return this.sql(`SELECT 1 FROM runners WHERE github_runner_id = ?`).get(id) !== undefined;
   }
 
   /**

@@ -5,15 +5,18 @@ import { App, LocalBackend, TerraformOutput, TerraformStack } from "cdktn";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Container, ProxmoxProvider } from "./bpg-proxmox.js";
+import { controllerMarker, PVE_RUNNERS_TAG, RUNNER_DESCRIPTION_PREFIX } from "../listener/ownership.js";
 
-export const PVE_RUNNERS_TAG = "pve-runners";
+export { PVE_RUNNERS_TAG };
 /** cdktn writes each stack under <outdir>/stacks/<stack name>/. */
 export const RUNNER_STACK_NAME = "runner";
 
 export interface RunnerStackSpec {
-  /** runner-<id>: also the container hostname and the GitHub runner name. */
+  /** <namePrefix><id>: also the container hostname and the GitHub runner name. */
   readonly runnerName: string;
   readonly labelSet: string;
+  /** This installation's (listener/ownership.ts): tagged and described, so the sweeper knows the container is ours. */
+  readonly controllerId: string;
   /** Absent: terraform gets it from PROXMOX_VE_ENDPOINT (the listener's clone gate). */
   readonly endpoint?: string;
   readonly insecure?: boolean;
@@ -62,9 +65,11 @@ export class RunnerStack extends TerraformStack {
     this.container = new Container(this, "runner", {
       nodeName: spec.node,
       vmId: spec.vmid,
-      description: `pve-runners ephemeral runner ${spec.runnerName} (label set ${spec.labelSet})`,
+      // The description goes with the clone call, the tags with the config PUT after it: a clone cut
+      // short is still marked as ours by its description.
+      description: `${RUNNER_DESCRIPTION_PREFIX}${spec.runnerName} (label set ${spec.labelSet}, ${controllerMarker(spec.controllerId)})`,
       poolId: spec.pool,
-      tags: [PVE_RUNNERS_TAG, `pve-runners-${spec.runnerName}`],
+      tags: [PVE_RUNNERS_TAG, controllerMarker(spec.controllerId), `pve-runners-${spec.runnerName}`],
       unprivileged: true,
       started: spec.start ?? true,
       startOnBoot: false,

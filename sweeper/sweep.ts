@@ -1,6 +1,8 @@
-// The sweeper: reconciles our records × Proxmox (runner-* containers tagged pve-runners) × GitHub
-// registrations of our runners × stack dirs, so nothing leaks whatever failed. One pass is
-// idempotent; every finding is logged with what was done about it and why.
+// The sweeper: reconciles our records × Proxmox (containers marked as ours) × GitHub registrations
+// we made × stack dirs, so nothing leaks whatever failed. One pass is idempotent; every finding is
+// logged with what was done about it and why. Nothing is ours by its name (listener/ownership.ts):
+// a registration is ours by the id we recorded or our controller label, a container by our
+// controller tag (or description) or the vmid we recorded for it.
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
@@ -8,7 +10,7 @@ import { parseScopeKey, type GitHubAdapter } from "../listener/github.js";
 import type { ProxmoxApi, ContainerStatus } from "../listener/proxmox.js";
 import { LIVE_STATES, type RunnerRow, type Store } from "../listener/store.js";
 import type { TerraformLike } from "../listener/pipeline.js";
-import { PVE_RUNNERS_TAG } from "../stacks/runner-stack.js";
+import { controllerMarker, hasLabel, PVE_RUNNERS_TAG, RUNNER_DESCRIPTION_PREFIX, tagsOf } from "../listener/ownership.js";
 
 export interface SweepSettings {
   /** Nodes to look for runner containers on: the template copies' and every live runner's. */
@@ -54,24 +56,43 @@ export interface SweepReport {
   containers: number;
   registrations: number;
   stackDirs: number;
+  /** Containers tagged pve-runners and registrations seen that are not ours: left alone. */
+  foreign: number;
   actions: SweepAction[];
   errors: string[];
 }
 
-const namedLikeOurs = (c: ContainerStatus) => !c.template && typeof c.name === "string" && c.name.startsWith("runner-");
-const taggedOurs = (c: ContainerStatus) => (c.tags ?? "").split(/[;,\s]+/).includes(PVE_RUNNERS_TAG);
-/** The clone call already sets it; tags follow in the config PUT, so a clone cut short has none. */
-export const RUNNER_DESCRIPTION_PREFIX = "pve-runners ephemeral runner ";
-
-/** Ours: named runner-*, and tagged pve-runners or (a clone cut short before its tags) described as ours. */
-async function ourContainers(d: SweepDeps, node: string): Promise<Array<ContainerStatus & { node: string }>> {
+/**
+ * Ours: marked with our controller id (tags; or the description, for a clone cut short before its
+ * tags), or at the vmid we recorded for a runner of that name and tagged or described as a runner
+ * (containers made before the controller id existed). A container is never ours by its name alone.
+ */
+async function ourContainers(d: SweepDeps, node: string, marker: string, foreign: { n: number }): Promise<Array<ContainerStatus & { node: string }>> {
   const out: Array<ContainerStatus & { node: string }> = [];
-  for (const c of (await d.pve.listContainers(node)).filter(namedLikeOurs)) {
-    if (taggedOurs(c)) out.push({ ...c, node });
-    else {
-      const conf = await d.pve.containerConfig(node, c.vmid).catch(() => ({}) as Record<string, string | number>);
-      if (String(conf.description ?? "").startsWith(RUNNER_DESCRIPTION_PREFIX)) out.push({ ...c, node });
+  for (const c of await d.pve.listContainers(node)) {
+    if (c.template || typeof c.name !== "string") continue;
+    const tags = tagsOf(c.tags);
+    const tagged = tags.includes(PVE_RUNNERS_TAG);
+    if (tagged && tags.includes(marker)) {
+      out.push({ ...c, node });
+      continue;
     }
+    // Only a runner name we recorded can be ours without the marker tag (one API call per container).
+    const r = d.store.getRunner(c.name);
+    if (r && tagged && r.vmid === c.vmid) {
+      out.push({ ...c, node });
+      continue;
+    }
+    if (r && !tagged) {
+      // No tags yet: a clone cut short before its config PUT. Its description came with the clone.
+      const conf = await d.pve.containerConfig(node, c.vmid).catch(() => ({}) as Record<string, string | number>);
+      const desc = String(conf.description ?? "");
+      if (desc.startsWith(`${RUNNER_DESCRIPTION_PREFIX}${c.name} `) && (r.vmid === c.vmid || desc.includes(marker))) {
+        out.push({ ...c, node });
+        continue;
+      }
+    }
+    if (tagged) foreign.n++;
   }
   return out;
 }
@@ -81,7 +102,9 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
   const log = d.logger.child({ part: "sweeper", dryRun });
   const s = d.settings;
   const now = Date.now();
-  const report: SweepReport = { dryRun, containers: 0, registrations: 0, stackDirs: 0, actions: [], errors: [] };
+  const report: SweepReport = { dryRun, containers: 0, registrations: 0, stackDirs: 0, foreign: 0, actions: [], errors: [] };
+  const marker = controllerMarker(d.store.controllerId());
+  const foreign = { n: 0 };
   const act = async (a: SweepAction, fn: () => Promise<void>) => {
     report.actions.push(a);
     log.info({ ...a }, dryRun ? `would ${a.kind}` : a.kind);
@@ -102,7 +125,7 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
   const unreachable = new Set<string>();
   for (const node of s.nodes()) {
     try {
-      containers.push(...(await ourContainers(d, node)));
+      containers.push(...(await ourContainers(d, node, marker, foreign)));
     } catch (err) {
       unreachable.add(node);
       report.errors.push(`list containers on ${node}: ${(err as Error).message}`);
@@ -164,7 +187,7 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
     }
   }
 
-  // 2. GitHub registrations of runners named like ours.
+  // 2. GitHub registrations we made: our controller label, or an id we minted and recorded.
   for (const key of s.scopes()) {
     let regs;
     try {
@@ -173,7 +196,11 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
       report.errors.push(`list runners of ${key}: ${(err as Error).message}`);
       continue;
     }
-    for (const g of regs.filter((x) => x.name.startsWith("runner-"))) {
+    for (const g of regs) {
+      if (!hasLabel(g.labels, marker) && !d.store.mintedGithubRunnerId(g.id)) {
+        foreign.n++;
+        continue;
+      }
       report.registrations++;
       const r = d.store.getRunner(g.name);
       if (live(r) && (containerNames.has(g.name) || ["requested", "provisioning"].includes(r!.state))) continue;
@@ -199,6 +226,7 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
       await rm(dir, { recursive: true, force: true });
     });
   }
-  log.info({ containers: report.containers, registrations: report.registrations, stackDirs: report.stackDirs, actions: report.actions.length, errors: report.errors.length }, "sweep done");
+  report.foreign = foreign.n;
+  log.info({ containers: report.containers, registrations: report.registrations, stackDirs: report.stackDirs, foreign: report.foreign, actions: report.actions.length, errors: report.errors.length }, "sweep done");
   return report;
 }

@@ -36,20 +36,28 @@ async function cloneBehindOurBack(e: E2E, hostname: string, tags: string | null,
 }
 
 describe("sweeper on the world", { concurrency: 1 }, () => {
-  test("an orphan runner container with no record is destroyed through the API; foreign containers are left alone", () =>
+  test("an orphan container of ours is destroyed through the API; foreign runner-* containers are left alone", () =>
     withE2E(async (e) => {
-      const orphan = await cloneBehindOurBack(e, "runner-0rphan01", "pve-runners;pve-runners-runner-0rphan01");
+      const ours = `pve-runners-ctl-${e.service.store.controllerId()}`;
+      const orphan = await cloneBehindOurBack(e, "runner-0rphan01", `pve-runners;${ours};pve-runners-runner-0rphan01`);
       const foreign = await cloneBehindOurBack(e, "runner-notours", "someone-else");
+      // Another pve-runners installation on this cluster (or ours before a lost store): not ours.
+      const otherInstall = await cloneBehindOurBack(e, "runner-0ther001", "pve-runners;pve-runners-ctl-ffffffffffffffff;pve-runners-runner-0ther001");
+      const untaggedNamed = await cloneBehindOurBack(e, "runner-n0tag001", "pve-runners");
       // A clone cut short (terraform interrupted) has the clone call's description but no tags yet.
-      const cutShort = await cloneBehindOurBack(e, "runner-cut00001", null, "pve-runners ephemeral runner runner-cut00001 (label set linux-small)");
+      const cutShort = await cloneBehindOurBack(e, "runner-cut00001", null, `pve-runners ephemeral runner runner-cut00001 (label set linux-small, ${ours})`);
+      e.service.store.insertRunner({ name: "runner-cut00001", labelSet: "linux-small", scope: "repo:acme/app", madeForJob: null });
+      e.service.store.setRunnerState("runner-cut00001", "failed", {});
       const dry = await e.service.sweep({ dryRun: true });
       assert.deepEqual(dry.actions.map((a) => a.kind), ["destroy-container", "destroy-container"]);
-      assert.deepEqual((await containersLeft(e)).sort(), [orphan, foreign, cutShort].sort(), "a dry run changes nothing");
+      const all = [orphan, foreign, otherInstall, untaggedNamed, cutShort].sort();
+      assert.deepEqual((await containersLeft(e)).sort(), all, "a dry run changes nothing");
       const report = await e.service.sweep();
       const destroyed = report.actions.map((a) => (a.kind === "destroy-container" && a.via === "api" ? a.vmid : -1)).sort();
       assert.deepEqual(destroyed, [orphan, cutShort].sort(), JSON.stringify(report.actions));
       assert.deepEqual(report.errors, []);
-      assert.deepEqual(await containersLeft(e), [foreign], "only containers named runner-* and tagged or described as ours are ours");
+      assert.deepEqual((await containersLeft(e)).sort(), [foreign, otherInstall, untaggedNamed].sort(), "only containers marked with our controller id are ours");
+      assert.equal(report.foreign, 2, "the two tagged pve-runners by someone else are counted");
     }));
 
   test("a lost `completed`: the guest powers off after its job, the sweep finishes the runner and it is destroyed", () =>
@@ -69,22 +77,43 @@ describe("sweeper on the world", { concurrency: 1 }, () => {
       assert.deepEqual(registrationsLeft(e), []);
     }));
 
-  test("a registration with no runner or container of ours is deleted; the stack dir of a runner never applied is removed", () =>
+  test("a registration of ours with no runner or container is deleted, a foreign runner-* one is not; the stack dir of a runner never applied is removed", () =>
     withE2E(async (e) => {
       const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 500 });
       await settled(e, [job.id]); // the scope repo:acme/app is now known
       const gh = new GitHubAdapter({ appId: e.world.github.appId, privateKey: e.world.secrets.githubAppPrivateKey, baseUrl: e.world.github.url, apiVersion: "2022-11-28", runnerGroupId: 1, logger: quiet, throttle: false });
-      await gh.generateJitConfig({ kind: "repo", owner: "acme", repo: "app" }, "runner-stale0001", ["self-hosted", "linux"]);
+      const repo = { kind: "repo", owner: "acme", repo: "app" } as const;
+      await gh.generateJitConfig(repo, "runner-stale0001", ["self-hosted", "linux", `pve-runners-ctl-${e.service.store.controllerId()}`]);
+      // Another team's runner with a name like ours: neither our label nor an id we recorded.
+      await gh.generateJitConfig(repo, "runner-xyz", ["self-hosted", "linux"]);
       const ghost = join(e.world.config.stateDir, "runners", "runner-ghost001", "stacks", "runner");
       await mkdir(ghost, { recursive: true });
       await writeFile(join(ghost, "cdk.tf.json"), "{}");
-      assert.deepEqual(registrationsLeft(e), ["runner-stale0001"]);
+      assert.deepEqual(registrationsLeft(e).sort(), ["runner-stale0001", "runner-xyz"]);
       const report = await e.service.sweep();
       const kinds = report.actions.map((a) => `${a.kind}:${"name" in a ? a.name : "dir" in a ? a.dir.split("/").at(-1) : ""}`).sort();
       assert.deepEqual(kinds, ["delete-registration:runner-stale0001", "remove-stack:runner-ghost001"]);
-      assert.deepEqual(registrationsLeft(e), []);
+      assert.deepEqual(registrationsLeft(e), ["runner-xyz"], "the foreign registration is left alone");
       assert.deepEqual(await readdir(join(e.world.config.stateDir, "runners")), []);
     }));
+
+  test("runners.namePrefix names the runners (through the root delivery helper too); each registration and container carries our marker", () =>
+    withE2E(
+      async (e) => {
+        const marker = `pve-runners-ctl-${e.service.store.controllerId()}`;
+        const job = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 100_000 });
+        const runner = await waitFor("runner busy", () => e.service.store.runners(["busy"])[0], 60_000, 20);
+        assert.match(runner.name, /^ci-a-[0-9a-f]{8}$/);
+        const reg = e.world.github.runners().find((r) => r.name === runner.name)!;
+        assert.ok(reg.labels.some((l) => l.name === marker), JSON.stringify(reg.labels));
+        assert.ok(e.world.pve.container(runner.vmid!)!.tags.includes(marker));
+        assert.equal(e.world.github.jobs().find((j) => j.id === job.id)?.runnerName, runner.name, "the extra label changes no assignment");
+        await settled(e, [job.id]);
+        assert.deepEqual(await containersLeft(e), []);
+        assert.deepEqual(registrationsLeft(e), []);
+      },
+      { configPatch: (c) => (c.runners = { namePrefix: "ci-a-" }) },
+    ));
 
   test("a runner that never comes online is destroyed at the boot timeout and the job is served by another", () =>
     withE2E(

@@ -120,6 +120,16 @@ describe("config", () => {
     assert.ok(problems.some((p) => p.startsWith("sweeper.schedule:")), problems.join("\n"));
   });
 
+  test("runners.namePrefix: runner- by default; a DNS label of at most 32 characters (a runner name is a hostname)", () => {
+    const parse = (namePrefix?: string) => parseConfig(stringify({ ...minimal(), ...(namePrefix === undefined ? {} : { runners: { namePrefix } }) }), { baseDir: dir, env: env() });
+    assert.equal(parse().config.runners.namePrefix, "runner-");
+    assert.equal(parse("ci-team-a-").config.runners.namePrefix, "ci-team-a-");
+    for (const bad of ["", "Runner-", "runner_", "-runner", "1runner-", "runner.x-", "a".repeat(33)]) {
+      const problems = problemsOf(() => parse(bad));
+      assert.ok(problems.length === 1 && problems[0].startsWith("runners.namePrefix:"), `${JSON.stringify(bad)}: ${problems.join("\n")}`);
+    }
+  });
+
   test("template copies and node limits: one form or the other, unique vmids, pct only on this node", () => {
     const several = minimal() as Record<string, any>;
     delete several.proxmox.templateVmid;

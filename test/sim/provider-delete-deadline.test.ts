@@ -55,7 +55,7 @@ function terraform(cwd: string, ...args: string[]): Promise<{ code: number; out:
 /** A started runner container with timeout_delete = `deleteTimeoutSec`; returns its stack dir and vmid. */
 async function appliedRunner(name: string, deleteTimeoutSec: number): Promise<{ dir: string; vmid: number; state: Record<string, any> }> {
   const { workingDir } = synthRunnerStack(join(root, name), {
-    runnerName: name, labelSet: "s", endpoint: `${simUrl}/`, node: SIM_NODE, templateVmid: SIM_TEMPLATE_VMID,
+    runnerName: name, labelSet: "s", controllerId: "0123456789abcdef", endpoint: `${simUrl}/`, node: SIM_NODE, templateVmid: SIM_TEMPLATE_VMID,
     bridge: "vmbr1", vlan: 30, pool: "ci", linkedClone: true, cores: 1, memoryMb: 512, swapMb: 0, deleteTimeoutSec,
   });
   assert.equal((await terraform(workingDir, "init", "-input=false", "-no-color")).code, 0);

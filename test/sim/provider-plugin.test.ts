@@ -165,7 +165,7 @@ describe("terraform with the stand-in from the filesystem mirror", () => {
 
   test("init installs it, validate accepts the synthesized runner stack and rejects a typo, plan shows bpg's defaults", async () => {
     const { workingDir, file } = synthRunnerStack(join(root, "synth"), {
-      runnerName: "runner-7", labelSet: "linux-small", endpoint: "https://127.0.0.1:8006/", node: "pve", templateVmid: 9000,
+      runnerName: "runner-7", labelSet: "linux-small", controllerId: "0123456789abcdef", endpoint: "https://127.0.0.1:8006/", node: "pve", templateVmid: 9000,
       bridge: "vmbr1", vlan: 30, pool: "ci", linkedClone: true, cores: 2, memoryMb: 2048, swapMb: 512,
     });
     const init = await tf(workingDir, "init", "-input=false", "-no-color");
@@ -198,7 +198,7 @@ describe("terraform with the stand-in from the filesystem mirror", () => {
 
   test("the provider's own validation reaches terraform as attribute diagnostics", async () => {
     const { workingDir } = synthRunnerStack(join(root, "invalid"), {
-      runnerName: "runner-8", labelSet: "x", endpoint: "https://127.0.0.1:8006/", node: "pve", templateVmid: 9000,
+      runnerName: "runner-8", labelSet: "x", controllerId: "0123456789abcdef", endpoint: "https://127.0.0.1:8006/", node: "pve", templateVmid: 9000,
       bridge: "vmbr1", linkedClone: true, cores: 500, memoryMb: 2048, swapMb: 0,
     });
     await tf(workingDir, "init", "-input=false", "-no-color");

@@ -78,6 +78,7 @@ async function runnerStack(name: string, extra: { vmid?: number } = {}): Promise
   const { workingDir } = synthRunnerStack(join(root, name), {
     runnerName: name,
     labelSet: "linux-small",
+    controllerId: "0123456789abcdef",
     endpoint: `${simUrl}/`,
     node: SIM_NODE,
     templateVmid: SIM_TEMPLATE_VMID,
@@ -136,7 +137,7 @@ describe("runner stack against the simulator", () => {
     assert.equal(ct.status, "running");
     assert.equal(ct.name, "runner-11");
     assert.equal(ct.pool, "ci");
-    assert.deepEqual([...ct.tags].sort(), [PVE_RUNNERS_TAG, "pve-runners-runner-11"]);
+    assert.deepEqual([...ct.tags].sort(), [PVE_RUNNERS_TAG, "pve-runners-ctl-0123456789abcdef", "pve-runners-runner-11"]);
     assert.equal(ct.config.cores, "2");
     assert.equal(ct.config.memory, "2048");
     assert.equal(ct.config.swap, "512");

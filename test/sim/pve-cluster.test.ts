@@ -367,6 +367,7 @@ describe("PVE simulator: cluster through terraform and the provider stand-in", (
     const { workingDir } = synthRunnerStack(join(dir, name), {
       runnerName: name,
       labelSet: "linux-small",
+      controllerId: "0123456789abcdef",
       endpoint: `${url}/`,
       node,
       templateNode,

@@ -8,6 +8,7 @@ import { deleteTimeoutFor, synthRunnerStack, type RunnerStackSpec } from "../../
 const spec: RunnerStackSpec = {
   runnerName: "runner-abc123",
   labelSet: "linux-x64",
+  controllerId: "0123456789abcdef",
   endpoint: "https://pve.example:8006/",
   node: "pve",
   vmid: 100_042,
@@ -36,7 +37,9 @@ test("runner stack clones the template as a linked clone onto the CI VLAN with r
     assert.equal(ct.pool_id, "ci");
     assert.deepEqual(ct.network_interface, [{ name: "eth0", bridge: "vmbr1", vlan_id: 30, firewall: false }]);
     assert.equal(ct.initialization.hostname, "runner-abc123");
-    assert.deepEqual(ct.tags, ["pve-runners", "pve-runners-runner-abc123"]);
+    // The controller tag marks it as this installation's: the sweeper destroys no container without it.
+    assert.deepEqual(ct.tags, ["pve-runners", "pve-runners-ctl-0123456789abcdef", "pve-runners-runner-abc123"]);
+    assert.match(ct.description, /^pve-runners ephemeral runner runner-abc123 \(.*pve-runners-ctl-0123456789abcdef\)$/);
     assert.deepEqual(ct.cpu, { cores: 2 });
     assert.deepEqual(ct.memory, { dedicated: 2048, swap: 512 });
     // The token never appears in the stack: it reaches terraform through the environment.

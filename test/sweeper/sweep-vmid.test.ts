@@ -23,9 +23,10 @@ test("a container named like a live runner at another vmid is destroyed through 
     await mkdir(join(stateDir, "runners", "runner-aa", "stacks", "runner"), { recursive: true });
     await writeFile(join(stateDir, "runners", "runner-aa", "stacks", "runner", "terraform.tfstate"), "{}");
 
+    const ours = `pve-runners;pve-runners-ctl-${store.controllerId()};pve-runners-runner-aa`;
     const containers: ContainerStatus[] = [
-      { vmid: 100_005, name: "runner-aa", status: "running", tags: "pve-runners;pve-runners-runner-aa" },
-      { vmid: 100_004, name: "runner-aa", status: "running", tags: "pve-runners;pve-runners-runner-aa" },
+      { vmid: 100_005, name: "runner-aa", status: "running", tags: ours },
+      { vmid: 100_004, name: "runner-aa", status: "running", tags: ours },
       // Mid-clone (locked): never forced, whatever its vmid.
       { vmid: 100_003, name: "runner-aa", status: "stopped", lock: "create", tags: "pve-runners" },
     ];

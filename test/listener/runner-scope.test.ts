@@ -1,7 +1,7 @@
 // A runner name is unique only within a scope: a delivery moves our runner only when it comes from
 // the runner's scope, from an allowed repository, and names the registration we minted (issue 14).
 // And a runner given up is reported on the commit without our internals (a reference to the log).
-import { describe, test } from "node:test";
+import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -71,7 +71,7 @@ describe("whyNotThisRunner", () => {
 
 describe("pipeline: a delivery naming our runner from elsewhere tears nothing down", () => {
   let n = 0;
-  function setUp(runnerScope: "repo" | "org", allow: Allowlist, runner: { scope: string; state: "idle" | "busy" }) {
+  function setUp(ctx: TestContext, runnerScope: "repo" | "org", allow: Allowlist, runner: { scope: string; state: "idle" | "busy" }) {
     const store = new Store(":memory:");
     const { logger, lines } = capturedLogger();
     const deleted: number[] = [];
@@ -98,16 +98,16 @@ describe("pipeline: a delivery naming our runner from elsewhere tears nothing do
       await pipeline.handleDelivery(guid);
     };
     const state = () => store.getRunner(row.name)!.state;
-    const finish = async () => {
-      await pipeline.idle();
+    // Stopped whatever the outcome: a runner left busy waits for events that never come.
+    ctx.after(async () => {
       await pipeline.stop();
       store.close();
-    };
-    return { store, pipeline, deliver, state, lines, deleted, finish };
+    });
+    return { store, pipeline, deliver, state, lines, deleted };
   }
 
-  test("repo mode: a foreign repository's signed `completed` leaves our busy runner running, with a warning", async () => {
-    const t = setUp("repo", { orgs: ["acme"] }, { scope: "repo:acme/app", state: "busy" });
+  test("repo mode: a foreign repository's signed `completed` leaves our busy runner running, with a warning", async (ctx) => {
+    const t = setUp(ctx, "repo", { orgs: ["acme"] }, { scope: "repo:acme/app", state: "busy" });
     // mallory/tools: the App is installed there, not allowed; it registered a runner of the same name.
     await t.deliver("completed", "mallory/tools", { jobId: 66, runnerId: 9001, installation: 666 });
     await t.pipeline.idle();
@@ -121,48 +121,42 @@ describe("pipeline: a delivery naming our runner from elsewhere tears nothing do
     await t.pipeline.idle();
     assert.equal(t.state(), "gone");
     assert.deepEqual(t.deleted, [501]);
-    await t.finish();
   });
 
-  test("repo mode: another allowed repository of the same org cannot end it either", async () => {
-    const t = setUp("repo", { orgs: ["acme"] }, { scope: "repo:acme/app", state: "busy" });
+  test("repo mode: another allowed repository of the same org cannot end it either", async (ctx) => {
+    const t = setUp(ctx, "repo", { orgs: ["acme"] }, { scope: "repo:acme/app", state: "busy" });
     await t.deliver("completed", "acme/infra", { jobId: 67, runnerId: 8001 });
     await t.pipeline.idle();
     assert.equal(t.state(), "busy");
-    await t.finish();
   });
 
-  test("our repository, but another registration id: ignored", async () => {
-    const t = setUp("repo", { orgs: ["acme"] }, { scope: "repo:acme/app", state: "busy" });
+  test("our repository, but another registration id: ignored", async (ctx) => {
+    const t = setUp(ctx, "repo", { orgs: ["acme"] }, { scope: "repo:acme/app", state: "busy" });
     await t.deliver("completed", "acme/app", { jobId: 68, runnerId: 777 });
     await t.pipeline.idle();
     assert.equal(t.state(), "busy");
-    await t.finish();
   });
 
-  test("a foreign `in_progress` does not mark our idle runner busy", async () => {
-    const t = setUp("repo", { any: true }, { scope: "repo:acme/app", state: "idle" });
+  test("a foreign `in_progress` does not mark our idle runner busy", async (ctx) => {
+    const t = setUp(ctx, "repo", { any: true }, { scope: "repo:acme/app", state: "idle" });
     await t.deliver("in_progress", "mallory/tools", { jobId: 69, runnerId: 9001 });
     assert.equal(t.state(), "idle");
-    await t.pipeline.stop();
   });
 
-  test("org mode: a job of another allowed repository of the org runs on our runner and ends it", async () => {
-    const t = setUp("org", { orgs: ["acme"] }, { scope: "org:acme", state: "idle" });
+  test("org mode: a job of another allowed repository of the org runs on our runner and ends it", async (ctx) => {
+    const t = setUp(ctx, "org", { orgs: ["acme"] }, { scope: "org:acme", state: "idle" });
     await t.deliver("in_progress", "acme/infra", { jobId: 70 });
     assert.equal(t.state(), "busy");
     await t.deliver("completed", "acme/infra", { jobId: 70 });
     await t.pipeline.idle();
     assert.equal(t.state(), "gone");
-    await t.finish();
   });
 
-  test("org mode: another org's delivery is ignored, even with every repository allowed", async () => {
-    const t = setUp("org", { any: true }, { scope: "org:acme", state: "busy" });
+  test("org mode: another org's delivery is ignored, even with every repository allowed", async (ctx) => {
+    const t = setUp(ctx, "org", { any: true }, { scope: "org:acme", state: "busy" });
     await t.deliver("completed", "mallory/tools", { jobId: 71, runnerId: 9001 });
     await t.pipeline.idle();
     assert.equal(t.state(), "busy");
-    await t.finish();
   });
 });
 

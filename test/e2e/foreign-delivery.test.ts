@@ -37,4 +37,25 @@ describe("deliveries from other scopes", { concurrency: 1 }, () => {
       await e.stop();
     }
   });
+
+  test("org mode: a job of another allowed repository of the org runs on our runner, and its `completed` ends it", async () => {
+    const e = await startE2E({ configPatch: (c) => (c.github.runnerScope = "org") });
+    try {
+      // Job A's queued webhook is lost: the listener makes a runner for B (acme/infra) only, and
+      // GitHub gives the older job A (acme/app) to it: legitimate within the org's runners.
+      e.world.github.setFaults({ webhook: { dropNext: 1 } });
+      const a = await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 1000 });
+      const b = await e.world.github.createJob({ repo: "acme/infra", labels: ["self-hosted", "linux"], durationMs: 1000 });
+      const ranA = await waitFor("A started", () => e.world.github.jobs().find((j) => j.id === a.id)?.runnerName, 180_000);
+      const runner = e.service.store.getRunner(ranA)!;
+      assert.equal(runner.madeForJob, b.id);
+      assert.equal(runner.scope, "org:acme");
+      await settled(e, [a.id, b.id], 180_000);
+      assert.equal(e.service.store.getRunner(ranA)!.state, "gone", "A's completed (acme/app) tore down the runner made for acme/infra");
+      for (const id of [a.id, b.id]) assert.equal(e.world.github.jobs().find((j) => j.id === id)!.conclusion, "success");
+      assert.deepEqual(await containersLeft(e), []);
+    } finally {
+      await e.stop();
+    }
+  });
 });

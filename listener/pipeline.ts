@@ -5,8 +5,11 @@
 //   → destroying (terraform destroy) → gone
 //
 // Teardown keys on the runner name GitHub reports, never on the job the runner was made for: GitHub
-// gives a job to ANY idle runner whose labels match. Every step is idempotent and resumable: after a
-// restart each live runner is driven on from the state the store recorded.
+// gives a job to ANY idle runner whose labels match. The name counts only from a delivery of the
+// runner's own scope, of an allowed repository, naming its registration id (listener/runner-match.ts).
+// Every step is idempotent and resumable: after a restart each live runner is driven on from the
+// state the store recorded.
+import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -25,6 +28,7 @@ import type { Metrics } from "./metrics.js";
 import { VmidAllocator, type VmidProbe, type VmidRange } from "./vmids.js";
 import { isVmidClash } from "./clone-gate.js";
 import { controllerMarker, DEFAULT_NAME_PREFIX, newRunnerName } from "./ownership.js";
+import { whyNotThisRunner } from "./runner-match.js";
 
 /** Clone-time vmid clashes a runner may meet (each gets a fresh vmid) before they count as failed attempts. */
 const MAX_VMID_CLASHES = 5;
@@ -292,6 +296,12 @@ export class Pipeline {
     const runnerName = status === "in_progress" || status === "completed" ? wj.runner_name : null;
     const runner = runnerName ? this.d.store.getRunner(runnerName) : undefined;
     if (!runner) return changed && job.labelSet !== null;
+    // A name is unique only within a scope: another repository may have a runner of this name.
+    const notOurs = whyNotThisRunner(runner, { repo, owner: p.repository.owner.login, runnerId: wj.runner_id }, this.d.settings.allow);
+    if (notOurs) {
+      log.warn({ runner: runner.name, runnerScope: runner.scope, runnerId: wj.runner_id ?? undefined, ourRunnerId: runner.githubRunnerId ?? undefined, why: notOurs }, "delivery names a runner of ours but cannot be about it: ignored");
+      return changed && job.labelSet !== null;
+    }
     if (runner.state === "booting") this.leftBooting(runner.name);
     if (status === "in_progress") {
       if (this.d.store.setRunnerState(runner.name, "busy", { jobId: wj.id }, ["requested", "provisioning", "booting", "idle"])) {
@@ -429,6 +439,10 @@ export class Pipeline {
     const sha = this.d.store.jobHeadSha(job.jobId);
     if (!sha) return;
     this.reportedJobs.add(job.jobId);
+    // The error stays in our log: it names host paths, nodes and privileges, and a check run on a
+    // public repository is readable by anyone. The commit gets a reference to find that log line.
+    const ref = `${r.name}/${randomBytes(4).toString("hex")}`;
+    log.error({ job: job.jobId, ref, attempts: r.attempts, lastError: r.lastError }, "runner given up: reporting an infrastructure failure on the commit");
     try {
       await this.d.github.reportInfraFailure(
         job.repo,
@@ -438,15 +452,15 @@ export class Pipeline {
           title: `No runner yet for job ${job.jobId}: the CI infrastructure failed, not your code`,
           summary: [
             `pve-runners could not make a runner for job ${job.jobId} (labels: ${job.labels.join(", ")}) after ${r.attempts} attempts.`,
-            `Last error: ${(r.lastError ?? "unknown").slice(0, 500)}`,
-            "It keeps trying with backoff; the job stays queued until a runner takes it. Your operators have the details in the pve-runners log.",
+            "It keeps trying with backoff; the job stays queued until a runner takes it.",
+            `Your operators have the details in the pve-runners log under reference \`${ref}\`.`,
           ].join("\n\n"),
         },
         job.installationId,
       );
-      log.info({ job: job.jobId }, "infrastructure failure reported on the commit (check run)");
+      log.info({ job: job.jobId, ref }, "infrastructure failure reported on the commit (check run)");
     } catch (err) {
-      log.warn({ job: job.jobId, err: errMessage(err) }, "could not report the failure as a check run (App needs Checks: write)");
+      log.warn({ job: job.jobId, ref, err: errMessage(err) }, "could not report the failure as a check run (App needs Checks: write)");
     }
   }
 

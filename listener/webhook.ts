@@ -20,6 +20,9 @@ export const WorkflowJobPayload = z.object({
     conclusion: z.string().nullable().optional(),
     labels: z.array(z.string()).max(100),
     runner_name: z.string().nullable().optional(),
+    // The registration that took the job: names are unique only within a scope, ids everywhere
+    // (octokit/webhooks payload-schemas/api.github.com/workflow_job/completed.schema.json: integer or null).
+    runner_id: z.number().int().nullable().optional(),
   }),
   repository: z.object({
     full_name: z.string().regex(/^[^/\s]+\/[^/\s]+$/),

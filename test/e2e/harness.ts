@@ -1,6 +1,6 @@
 // Starts the stand-in world and the real listener wired to it, for end-to-end tests.
 import { pino, type Logger } from "pino";
-import { startWorld, type World, type WorldOptions } from "../../sim/world.js";
+import { startWorld, type World, type WorldInstallationSpec, type WorldOptions } from "../../sim/world.js";
 import { startService, type Service, type ServiceOverrides } from "../../listener/service.js";
 import type { Config } from "../../listener/config.js";
 import type { TokenDef } from "../../sim/pve/index.js";
@@ -23,11 +23,13 @@ export interface E2EOptions {
   logger?: Logger;
   /** The simulated cluster: nodes, templates, latencies, guest timings. */
   pve?: Pick<WorldOptions, "nodes" | "templates" | "latencyMs" | "guest">;
+  /** The fake GitHub's App installations (default: acme and solo; the allowlist stays acme + solo/dotfiles). */
+  installations?: WorldInstallationSpec[];
 }
 
 export async function startE2E(o: E2EOptions = {}): Promise<E2E> {
   const logger = o.logger ?? quietLogger();
-  const world = await startWorld({ timeScale: o.timeScale ?? 0.02, logger, configPatch: o.configPatch, listenerToken: o.listenerToken, ...o.pve });
+  const world = await startWorld({ timeScale: o.timeScale ?? 0.02, logger, configPatch: o.configPatch, listenerToken: o.listenerToken, installations: o.installations, ...o.pve });
   const start = (config: Config) =>
     startService(config, world.secrets, logger.child({ part: "listener" }), { helperEnv: world.helperEnv, terraformEnv: world.terraformEnv, onlinePollMs: 100, retryBackoffMs: 100, githubThrottle: false, ...o.overrides });
   const e: E2E = {

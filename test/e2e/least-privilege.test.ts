@@ -2,6 +2,7 @@
 // and one privilege fewer breaks it with an error that names the missing privilege.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
+import { pino } from "pino";
 import { startE2E, waitFor, containersLeft } from "./harness.js";
 import { PVE_RUNNERS_ACLS, SIM_TOKENS, type TokenDef } from "../../sim/pve/index.js";
 
@@ -20,7 +21,9 @@ describe("least privilege on Proxmox", { concurrency: 1 }, () => {
 
   for (const [priv, path] of [["VM.PowerMgmt", /\/vms\/\d+, VM\.PowerMgmt/], ["VM.Config.Memory", /\/vms\/\d+, VM\.Config\.Memory/]] as const) {
     test(`without ${priv} no runner can be made, the error names it, and nothing is left`, async () => {
-      const e = await startE2E({ listenerToken: without(priv) });
+      const logged: Array<Record<string, unknown>> = [];
+      const logger = pino({ level: "error" }, { write: (s: string) => void logged.push(JSON.parse(s) as Record<string, unknown>) });
+      const e = await startE2E({ listenerToken: without(priv), logger });
       try {
         await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 500 });
         const r = await waitFor("the runner given up", () => e.service.store.runners(["failed"])[0], 90_000);
@@ -33,7 +36,15 @@ describe("least privilege on Proxmox", { concurrency: 1 }, () => {
         assert.equal(checks[0].conclusion, "failure");
         assert.equal(checks[0].headSha, e.world.github.jobs()[0].headSha);
         assert.match(checks[0].output?.title ?? "", /infrastructure failed, not your code/);
-        assert.match(checks[0].output?.summary ?? "", path);
+        // Readable by anyone on a public repository: no error text, a reference to the log instead.
+        const summary = checks[0].output?.summary ?? "";
+        assert.doesNotMatch(summary, path);
+        assert.doesNotMatch(summary, /Permission check failed|\/vms\//);
+        const ref = /reference `([^`]+)`/.exec(summary)?.[1];
+        assert.ok(ref?.startsWith(`${r.name}/`), `the summary names a reference starting with the runner: ${summary}`);
+        const line = logged.find((l) => l.ref === ref);
+        assert.ok(line, "the reference is in the listener's log");
+        assert.match(String(line.lastError), path, "next to the full error");
       } finally {
         await e.stop();
       }

@@ -70,8 +70,8 @@ export async function call<T>(t: Target, method: "GET" | "POST", path: string, b
  * admin commands make it): for `sweep` run as root, which must not run terraform in the listener's
  * state itself. Exits with one line when the listener does not answer or refuses.
  */
-export function adminRequest<T>(o: { config: string; url?: string }, method: "GET" | "POST", path: string): Promise<T> {
-  return call<T>(targetOf(o), method, path);
+export function adminRequest<T>(o: TargetOptions, method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+  return call<T>(targetOf(o), method, path, body);
 }
 
 const ago = (now: number, at: number) => {

@@ -86,11 +86,12 @@ export function registerRunCommands(program: Command): void {
     .option("--config <path>", "config file", "/etc/pve-runners/config.yaml")
     .option("--dry-run", "report what would be done, change nothing", false)
     .option("--url <url>", "as root: the listener's admin API base URL (default: from the config)")
-    .action(async (o: { config: string; dryRun: boolean; url?: string }) => {
+    .option("--token-file <path>", "as root: the admin token (default: $PVE_RUNNERS_ADMIN_TOKEN_FILE, else admin.tokenFile of the config)")
+    .action(async (o: { config: string; dryRun: boolean; url?: string; tokenFile?: string }) => {
       if (runningAsRoot()) {
         // The stack dirs are the pve-runners user's: root never runs terraform there (a provider
         // planted by a compromised listener would run as root). The listener sweeps, as itself.
-        const report = await adminRequest<SweepReport>(o, "POST", `/api/sweep${o.dryRun ? "?dryRun=1" : ""}`);
+        const report = await adminRequest<SweepReport>(o, "POST", "/api/sweep", { dryRun: o.dryRun });
         printSweep(report, o.dryRun);
         return;
       }

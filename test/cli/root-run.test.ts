@@ -65,6 +65,7 @@ describe("root-run commands never run a planted provider", { skip: needs }, () =
     writeFileSync(join(creds, "github-app.pem"), generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }));
     writeFileSync(join(creds, "webhook-secret"), "0123456789abcdef0123");
     writeFileSync(join(creds, "pve-token"), "pve-runners@pve!listener=00000000-0000-0000-0000-000000000000");
+    writeFileSync(join(creds, "admin-token"), "admin-token-for-the-root-run-test-0123456789");
     // A port nothing listens on (fetch refuses port 9 itself as a "bad port").
     const probe = createServer();
     await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
@@ -103,8 +104,10 @@ describe("root-run commands never run a planted provider", { skip: needs }, () =
     assert.match(down.stderr, new RegExp(`^pve-runners: the listener's admin API at http://127\\.0\\.0\\.1:${closedPort} does not answer .*ECONNREFUSED.*\n$`));
     // A listener: the sweep is its, as its own user.
     const calls: string[] = [];
-    const admin = createServer((req, res) => {
-      calls.push(`${req.method} ${req.url}`);
+    const admin = createServer(async (req, res) => {
+      let body = "";
+      for await (const chunk of req) body += chunk;
+      calls.push(`${req.method} ${req.url} ${req.headers.authorization} ${body}`);
       res.setHeader("content-type", "application/json");
       res.end(JSON.stringify({ dryRun: true, containers: 0, registrations: 0, stackDirs: 1, actions: [{ kind: "remove-stack", dir: "runner-planted", reason: "no record\u001b[2J" }], errors: [] }));
     });
@@ -113,7 +116,7 @@ describe("root-run commands never run a planted provider", { skip: needs }, () =
     const up = await runCli(["sweep", "--dry-run", "--url", url]);
     admin.close();
     assert.equal(up.status, 0, up.stderr);
-    assert.deepEqual(calls, ["POST /api/sweep?dryRun=1"]);
+    assert.deepEqual(calls, ['POST /api/sweep Bearer admin-token-for-the-root-run-test-0123456789 {"dryRun":true}']);
     assert.match(up.stdout, /^would remove-stack runner-planted: no record \[2J\n/);
   });
 });

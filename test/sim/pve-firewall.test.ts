@@ -29,7 +29,7 @@ describe("PVE simulator: firewall", () => {
     assert.equal((await root.post("/cluster/firewall/groups", { group: "pve-runners", comment: "CI egress" })).status, 200);
     assert.equal((await root.post("/cluster/firewall/groups", { group: "pve-runners" })).body?.errors?.group, "Security group 'pve-runners' already exists");
     assert.equal((await root.post("/cluster/firewall/groups/pve-runners", { type: "out", action: "DROP", dest: "10.0.0.0/8", enable: 1 })).status, 200);
-    assert.equal((await root.post("/cluster/firewall/groups/pve-runners", { type: "group", action: "x" })).body?.errors?.type, "invalid rule type 'group' for rule_env 'group'");
+    assert.equal((await root.post("/cluster/firewall/groups/pve-runners", { type: "group", action: "other" })).body?.errors?.type, "invalid rule type 'group' for rule_env 'group'");
     const rules = (await root.get<Array<Record<string, unknown>>>("/cluster/firewall/groups/pve-runners")).data;
     assert.deepEqual(rules, [{ pos: 0, type: "out", action: "DROP", dest: "10.0.0.0/8", enable: 1 }]);
   });

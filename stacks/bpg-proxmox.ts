@@ -168,3 +168,54 @@ export class Container extends BpgResource {
     };
   }
 }
+
+/**
+ * bpg's per-guest firewall options (docs/resources/virtual_environment_firewall_options.md). Exactly
+ * one of vmId/containerId. PUT /nodes/{node}/{qemu|lxc}/{vmid}/firewall/options needs only
+ * VM.Config.Network on the guest (pve-firewall src/PVE/API2/Firewall/VM.pm). bpg's delete only
+ * forgets the options; PVE removes the guest's firewall file when the guest is destroyed.
+ */
+export interface FirewallOptionsConfig extends cdktn.TerraformMetaArguments {
+  readonly nodeName: string;
+  readonly vmId?: number | string;
+  /** A number, or a literal reference to a container's vm_id (Container.ref("vm_id")). */
+  readonly containerId?: number | string;
+  readonly enabled?: boolean;
+  readonly ipfilter?: boolean;
+  readonly macfilter?: boolean;
+  readonly dhcp?: boolean;
+  readonly ndp?: boolean;
+  readonly radv?: boolean;
+  readonly inputPolicy?: "ACCEPT" | "REJECT" | "DROP";
+  readonly outputPolicy?: "ACCEPT" | "REJECT" | "DROP";
+  readonly logLevelIn?: string;
+  readonly logLevelOut?: string;
+}
+
+export class FirewallOptions extends BpgResource {
+  public static readonly tfResourceType = "proxmox_virtual_environment_firewall_options";
+
+  constructor(scope: Construct, id: string, private readonly cfg: FirewallOptionsConfig) {
+    super(scope, id, FirewallOptions.tfResourceType, cfg);
+  }
+
+  protected override synthesizeAttributes(): Record<string, unknown> {
+    const c = this.cfg;
+    const id = (v: number | string | undefined) => (typeof v === "string" ? v : num(v));
+    return {
+      node_name: str(c.nodeName),
+      vm_id: id(c.vmId),
+      container_id: id(c.containerId),
+      enabled: bool(c.enabled),
+      ipfilter: bool(c.ipfilter),
+      macfilter: bool(c.macfilter),
+      dhcp: bool(c.dhcp),
+      ndp: bool(c.ndp),
+      radv: bool(c.radv),
+      input_policy: str(c.inputPolicy),
+      output_policy: str(c.outputPolicy),
+      log_level_in: str(c.logLevelIn),
+      log_level_out: str(c.logLevelOut),
+    };
+  }
+}

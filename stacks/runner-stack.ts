@@ -4,7 +4,7 @@
 import { App, LocalBackend, TerraformOutput, TerraformStack } from "cdktn";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Container, ProxmoxProvider } from "./bpg-proxmox.js";
+import { Container, FirewallOptions, ProxmoxProvider } from "./bpg-proxmox.js";
 import { controllerMarker, PVE_RUNNERS_TAG, RUNNER_DESCRIPTION_PREFIX } from "../listener/ownership.js";
 
 export { PVE_RUNNERS_TAG };
@@ -37,6 +37,13 @@ export interface RunnerStackSpec {
   readonly start?: boolean;
   /** bpg's timeout_delete (shutdown + delete); deleteTimeoutFor(the listener's destroy timeout). */
   readonly deleteTimeoutSec?: number;
+  /**
+   * PVE's ipfilter option. Off by default: with ip=dhcp PVE's implicit ipfilter-net0 ipset holds no
+   * IPv4 address, so every IPv4 packet but DHCP would be dropped (pve-firewall PVE/Firewall.pm,
+   * ruleset_create_vm_chain). Turn it on only when the template's firewall has an ipfilter-net0
+   * ipset with the CI subnet (README, "Network isolation").
+   */
+  readonly ipfilter?: boolean;
 }
 
 /** The listener's default timeouts.destroy (listener/config.ts). */
@@ -81,13 +88,30 @@ export class RunnerStack extends TerraformStack {
       },
       // Re-sent exactly as the template has them: a token may not change features (research §4).
       features: { nesting: true, keyctl: true },
-      networkInterface: [{ name: "eth0", bridge: spec.bridge, vlanId: spec.vlan, firewall: false }],
+      // firewall=1 puts the NIC behind PVE's firewall bridge: without it no guest rule applies.
+      networkInterface: [{ name: "eth0", bridge: spec.bridge, vlanId: spec.vlan, firewall: true }],
       // bpg's config PUT rewrites net0 whole: without ip= the clone would lose the template's DHCP.
       initialization: { hostname: spec.runnerName, ipConfig: { ipv4: { address: "dhcp" } } },
       cpu: { cores: spec.cores },
       memory: { dedicated: spec.memoryMb, swap: spec.swapMb },
       // Read from state at destroy time: what the stack had when applied is what bpg uses.
       timeoutDelete: spec.deleteTimeoutSec ?? deleteTimeoutFor(DEFAULT_DESTROY_TIMEOUT_SEC),
+    });
+    // The guest firewall's baseline, whatever the template's firewall file says (a clone starts with
+    // a copy of it): on, nothing comes in unasked, no MAC spoofing, no router advertisements; DHCP
+    // as a client only. What may go out is the security group's job (README, "Network isolation").
+    // Needs only VM.Config.Network on the runner (pve-firewall API2/Firewall/VM.pm set_options).
+    new FirewallOptions(this, "runner_firewall", {
+      nodeName: spec.node,
+      containerId: this.container.ref("vm_id"),
+      enabled: true,
+      macfilter: true,
+      ipfilter: spec.ipfilter ?? false,
+      dhcp: true,
+      ndp: true,
+      radv: false,
+      inputPolicy: "DROP",
+      outputPolicy: "ACCEPT",
     });
     // A literal reference, not a token: attribute tokens stay in cdktn's process-global token map
     // for good, ~8.5 KiB per synth (research/cdktf.md §2), and the listener synthesizes for months.

@@ -3,6 +3,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { decodeDynamic, encodeMsgpack, fromJson } from "./codec.js";
 import { createContainer, deleteContainerResource, importContainer, readContainer, type Diagnostic } from "./container.js";
+import { FIREWALL_OPTIONS, FIREWALL_OPTIONS_SCHEMA, FIREWALL_OPTIONS_TYPE, importFirewallOptions, readFirewallOptions, setFirewallOptions, validateFirewallOptions } from "./firewall-options.js";
 import type { Log } from "./log.js";
 import { redact } from "./log.js";
 import { planBlock, planResourceChange, type PathStep } from "./plan.js";
@@ -11,7 +12,7 @@ import { PveClient } from "./pve-client.js";
 import type { OpContext } from "./pve-ops.js";
 import { CONTAINER, CONTAINER_SCHEMA, CONTAINER_TYPE, PROVIDER_SCHEMA, PROVIDER_TYPE, schemaToProto } from "./schema.js";
 import { validateContainer } from "./validate.js";
-import { asObject, unknownsToNull, valuesEqual, type ObjectValue, type Value } from "./values.js";
+import { asObject, unknownsToNull, valuesEqual, type BlockSchema, type CtyType, type ObjectValue, type Value } from "./values.js";
 import type { Protos } from "./protos.js";
 
 export interface ServerOptions {
@@ -36,6 +37,17 @@ interface ProtoDiag {
 }
 
 const error = (summary: string, detail = ""): ProtoDiag => ({ severity: "ERROR", summary, detail });
+
+/** The resource types the stand-in serves, with their schema and validation. */
+interface ResourceKind {
+  schema: BlockSchema;
+  type: CtyType;
+  validate: (config: Value) => Array<{ summary: string; path: PathStep[] }>;
+}
+const RESOURCES: Record<string, ResourceKind> = {
+  [CONTAINER]: { schema: CONTAINER_SCHEMA, type: CONTAINER_TYPE, validate: validateContainer },
+  [FIREWALL_OPTIONS]: { schema: FIREWALL_OPTIONS_SCHEMA, type: FIREWALL_OPTIONS_TYPE, validate: validateFirewallOptions },
+};
 
 export class ProviderServer {
   private settings?: ProviderSettings;
@@ -94,10 +106,10 @@ export class ProviderServer {
 
   private providerService(): grpc.UntypedServiceImplementation {
     const handlers: Record<string, Handler> = {
-      GetMetadata: async () => ({ server_capabilities: CAPABILITIES, diagnostics: [], data_sources: [], resources: [{ type_name: CONTAINER }], functions: [], ephemeral_resources: [] }),
+      GetMetadata: async () => ({ server_capabilities: CAPABILITIES, diagnostics: [], data_sources: [], resources: Object.keys(RESOURCES).map((type_name) => ({ type_name })), functions: [], ephemeral_resources: [] }),
       GetProviderSchema: async () => ({
         provider: schemaToProto(PROVIDER_SCHEMA),
-        resource_schemas: { [CONTAINER]: schemaToProto(CONTAINER_SCHEMA) },
+        resource_schemas: Object.fromEntries(Object.entries(RESOURCES).map(([name, r]) => [name, schemaToProto(r.schema)])),
         data_source_schemas: {},
         functions: {},
         ephemeral_resource_schemas: {},
@@ -109,22 +121,22 @@ export class ProviderServer {
         return { diagnostics: [] };
       },
       ValidateResourceConfig: async (req) => {
-        this.checkType(req.type_name);
-        const diags = validateContainer(decodeDynamic(CONTAINER_TYPE, req.config));
+        const kind = this.kind(req.type_name);
+        const diags = kind.validate(decodeDynamic(kind.type, req.config));
         return { diagnostics: diags.map((d) => ({ ...error(d.summary), attribute: { steps: d.path } })) };
       },
       ValidateDataResourceConfig: async (req) => ({ diagnostics: [error(`unknown data source type ${JSON.stringify(req.type_name)}`, "The provider stand-in has no data sources.")] }),
       ValidateEphemeralResourceConfig: async (req) => ({ diagnostics: [error(`unknown ephemeral resource type ${JSON.stringify(req.type_name)}`)] }),
       UpgradeResourceState: async (req) => {
-        this.checkType(req.type_name);
+        const { type } = this.kind(req.type_name);
         const raw = req.raw_state ?? {};
         if (!raw.json || raw.json.length === 0) {
           if (raw.flatmap && Object.keys(raw.flatmap).length > 0) return { diagnostics: [error("legacy flatmap state is not supported by the provider stand-in")] };
-          return { upgraded_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, null) }, diagnostics: [] };
+          return { upgraded_state: { msgpack: encodeMsgpack(type, null) }, diagnostics: [] };
         }
         // Schema version 0 throughout: upgrading is re-reading the JSON with today's schema.
-        const value = fromJson(CONTAINER_TYPE, JSON.parse(Buffer.from(raw.json).toString("utf8")));
-        return { upgraded_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, value) }, diagnostics: [] };
+        const value = fromJson(type, JSON.parse(Buffer.from(raw.json).toString("utf8")));
+        return { upgraded_state: { msgpack: encodeMsgpack(type, value) }, diagnostics: [] };
       },
       ConfigureProvider: async (req) => {
         const { settings, diagnostics } = providerSettings(decodeDynamic(PROVIDER_TYPE, req.config), this.opts.env);
@@ -138,21 +150,24 @@ export class ProviderServer {
         return { diagnostics };
       },
       ReadResource: async (req) => {
-        this.checkType(req.type_name);
-        const current = asObject(decodeDynamic(CONTAINER_TYPE, req.current_state));
-        if (!current) return { new_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, null) }, diagnostics: [], private: req.private };
-        const out = await readContainer(this.ctx(undefined), current);
-        return { new_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, out.state) }, diagnostics: this.diags(out.diagnostics), private: req.private };
+        const { type } = this.kind(req.type_name);
+        const current = asObject(decodeDynamic(type, req.current_state));
+        if (!current) return { new_state: { msgpack: encodeMsgpack(type, null) }, diagnostics: [], private: req.private };
+        const out = req.type_name === FIREWALL_OPTIONS ? await readFirewallOptions(this.ctx(undefined), current) : await readContainer(this.ctx(undefined), current);
+        return { new_state: { msgpack: encodeMsgpack(type, out.state) }, diagnostics: this.diags(out.diagnostics), private: req.private };
       },
       PlanResourceChange: async (req) => {
-        this.checkType(req.type_name);
-        const prior = decodeDynamic(CONTAINER_TYPE, req.prior_state);
-        const proposed = decodeDynamic(CONTAINER_TYPE, req.proposed_new_state);
-        const config = decodeDynamic(CONTAINER_TYPE, req.config);
-        const { planned, requiresReplace } = planResourceChange(CONTAINER_SCHEMA, prior, proposed, config);
-        return { planned_state: { msgpack: encodeMsgpack(CONTAINER_TYPE, planned) }, requires_replace: requiresReplace.map((steps) => ({ steps })), planned_private: req.prior_private, diagnostics: [] };
+        const { schema, type } = this.kind(req.type_name);
+        const prior = decodeDynamic(type, req.prior_state);
+        const proposed = decodeDynamic(type, req.proposed_new_state);
+        const config = decodeDynamic(type, req.config);
+        const { planned, requiresReplace } = planResourceChange(schema, prior, proposed, config);
+        // bpg's firewall options have no ForceNew attribute: their changes are updates in place.
+        const replace = req.type_name === FIREWALL_OPTIONS ? [] : requiresReplace;
+        return { planned_state: { msgpack: encodeMsgpack(type, planned) }, requires_replace: replace.map((steps) => ({ steps })), planned_private: req.prior_private, diagnostics: [] };
       },
       ApplyResourceChange: async (req) => {
+        if (req.type_name === FIREWALL_OPTIONS) return this.applyFirewallOptions(req);
         this.checkType(req.type_name);
         const prior = asObject(decodeDynamic(CONTAINER_TYPE, req.prior_state));
         const planned = asObject(decodeDynamic(CONTAINER_TYPE, req.planned_state));
@@ -173,11 +188,12 @@ export class ProviderServer {
         return { new_state: encode(prior), diagnostics: [error("in-place update is not supported by the provider stand-in", "The stand-in plans every change as a replacement; this update should not have been planned.")] };
       },
       ImportResourceState: async (req) => {
-        this.checkType(req.type_name);
-        const skeleton = unknownsToNull(planBlock(CONTAINER_SCHEMA, {}, null)) as ObjectValue;
-        const out = await importContainer(this.ctx(undefined), String(req.id), skeleton);
+        const { schema, type } = this.kind(req.type_name);
+        const skeleton = unknownsToNull(planBlock(schema, {}, null)) as ObjectValue;
+        const importer = req.type_name === FIREWALL_OPTIONS ? importFirewallOptions : importContainer;
+        const out = await importer(this.ctx(undefined), String(req.id), skeleton);
         return {
-          imported_resources: out.state ? [{ type_name: CONTAINER, state: { msgpack: encodeMsgpack(CONTAINER_TYPE, out.state) }, private: Buffer.alloc(0) }] : [],
+          imported_resources: out.state ? [{ type_name: req.type_name, state: { msgpack: encodeMsgpack(type, out.state) }, private: Buffer.alloc(0) }] : [],
           diagnostics: this.diags(out.diagnostics),
         };
       },
@@ -214,6 +230,25 @@ export class ProviderServer {
 
   private checkType(typeName: string): void {
     if (typeName !== CONTAINER) throw new Error(`unknown resource type ${JSON.stringify(typeName)}`);
+  }
+
+  private kind(typeName: string): ResourceKind {
+    const kind = RESOURCES[typeName];
+    if (!kind) throw new Error(`unknown resource type ${JSON.stringify(typeName)}`);
+    return kind;
+  }
+
+  /** Create and update are optionsSet; delete only drops the resource from state (optionsDelete). */
+  private async applyFirewallOptions(req: Msg): Promise<Msg> {
+    const prior = asObject(decodeDynamic(FIREWALL_OPTIONS_TYPE, req.prior_state));
+    const planned = asObject(decodeDynamic(FIREWALL_OPTIONS_TYPE, req.planned_state));
+    const encode = (v: Value) => ({ msgpack: encodeMsgpack(FIREWALL_OPTIONS_TYPE, v) });
+    if (!planned) return { new_state: encode(null), diagnostics: [], private: req.planned_private };
+    const out = await setFirewallOptions(this.ctx(planned), planned);
+    const failed = out.diagnostics.some((d) => d.severity === "ERROR");
+    // A failed create leaves nothing (no id was set); a failed update keeps the prior state.
+    const state = failed ? prior : out.state;
+    return { new_state: encode(state), diagnostics: this.diags(out.diagnostics), private: req.planned_private };
   }
 
   /** Context for one operation: the stop signal, plus the resource's own timeout attribute if given. */

@@ -5,6 +5,7 @@ import express, { Router, type NextFunction, type Request, type Response } from 
 import { ClusterApi } from "./cluster.js";
 import { delay, type PveContext } from "./context.js";
 import { NodeUnreachable, PveError, notImplemented, paramError, proxyTimeout } from "./errors.js";
+import { FirewallApi } from "./firewall.js";
 import { LxcApi } from "./lxc.js";
 import { flatten, type RawParams } from "./params.js";
 import { callerOf, type Caller, type TokenDef } from "./privileges.js";
@@ -41,6 +42,7 @@ export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[]): R
   const r = Router();
   const lxc = new LxcApi(ctx);
   const cluster = new ClusterApi(ctx);
+  const firewall = new FirewallApi(ctx);
 
   r.use(async (req: Request, res: Response, next: NextFunction) => {
     const token = tokenFrom(req.get("authorization"), tokens());
@@ -93,6 +95,16 @@ export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[]): R
   route("post", "/nodes/:node/lxc/:vmid/status/stop", (c, p) => lxc.stop(c, p));
   route("post", "/nodes/:node/lxc/:vmid/status/shutdown", (c, p) => lxc.shutdown(c, p));
   route("get", "/nodes/:node/lxc/:vmid/interfaces", (c, p) => lxc.interfaces(c, p));
+  route("get", "/nodes/:node/lxc/:vmid/firewall/options", (c, p) => firewall.getOptions(c, p));
+  route("put", "/nodes/:node/lxc/:vmid/firewall/options", (c, p) => firewall.setOptions(c, p));
+  route("get", "/nodes/:node/lxc/:vmid/firewall/rules", (c, p) => firewall.getRules(c, p));
+  route("post", "/nodes/:node/lxc/:vmid/firewall/rules", (c, p) => firewall.createRule(c, p));
+  route("get", "/cluster/firewall/options", (c, p) => firewall.getClusterOptions(c, p));
+  route("put", "/cluster/firewall/options", (c, p) => firewall.setClusterOptions(c, p));
+  route("get", "/cluster/firewall/groups", (c, p) => firewall.listGroups(c, p));
+  route("post", "/cluster/firewall/groups", (c, p) => firewall.createGroup(c, p));
+  route("get", "/cluster/firewall/groups/:group", (c, p) => firewall.getGroupRules(c, p));
+  route("post", "/cluster/firewall/groups/:group", (c, p) => firewall.createGroupRule(c, p));
   route("get", "/nodes/:node/tasks", (c, p) => cluster.taskList(c, p));
   route("get", "/nodes/:node/tasks/:upid/status", (c, p) => cluster.taskStatus(c, p));
   route("get", "/nodes/:node/tasks/:upid/log", (c, p) => {

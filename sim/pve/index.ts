@@ -18,6 +18,7 @@ import { controlRouter } from "./control.js";
 import { PveError, configMissing, die } from "./errors.js";
 import { DEFAULT_LATENCY, FaultInjector, type FaultsBody, type Latency } from "./faults.js";
 import { DEFAULT_GUEST, type GuestTimings } from "./guest.js";
+import type { VmFirewall } from "./firewall.js";
 import { LxcApi } from "./lxc.js";
 import { Acl, SIM_TOKENS, type TokenDef } from "./privileges.js";
 import { StatsDaemon } from "./rrd.js";
@@ -33,6 +34,7 @@ export { DEFAULT_LATENCY, type Latency, type FaultsBody } from "./faults.js";
 export { cloneOverlaps, type CloneCounts, type CloneOverlap, type CloneRecord } from "./clone-log.js";
 export { decodeUpid, encodeUpid, type SimTask } from "./tasks.js";
 export type { ExecResult } from "./shell.js";
+export type { VmFirewall, FwRule } from "./firewall.js";
 
 export interface PveSimOptions {
   /** Multiplies every simulated duration (tasks, guest boot, lock and auth delays). Default 1. */
@@ -210,6 +212,11 @@ export class PveSim {
   container(vmid: number): SimContainer | undefined {
     const ct = this.ctx.state.get(vmid);
     return ct && this.view(ct);
+  }
+
+  /** /etc/pve/firewall/<vmid>.fw as tests see it: null when the file does not exist. */
+  firewall(vmid: number): VmFirewall | null {
+    return this.ctx.state.firewall.vms.has(vmid) ? this.ctx.state.firewall.vm(vmid) : null;
   }
 
   tasks(): SimTask[] {

@@ -323,6 +323,8 @@ export class LxcApi {
     }
 
     const full = p.full !== undefined ? bool(p.full) : src.conf.template !== "1";
+    // clone_vmfw_conf, before the storage checks: the clone starts with the source's firewall.
+    state.firewall.clone(vmid, newid);
     const mountpoints: Array<{ opt: string; mp: Record<string, string>; sid: string }> = [];
     try {
       let sharedvm = true;
@@ -358,6 +360,7 @@ export class LxcApi {
     } catch (err) {
       unlockSource();
       state.remove(newid);
+      state.firewall.remove(newid);
       throw err;
     }
 
@@ -385,7 +388,10 @@ export class LxcApi {
       } catch (err) {
         unlockSource();
         for (const volid of created) state.freeVolume(node.name, volid, newid, () => {});
-        if (state.get(newid) === target) state.remove(newid);
+        if (state.get(newid) === target) {
+          state.remove(newid);
+          state.firewall.remove(newid);
+        }
         throw die(`clone failed: ${errorText(err)}`);
       }
       unlockSource();
@@ -515,6 +521,7 @@ export class LxcApi {
         if (!state.quorate()) throw cfsReadOnly(node.name, vmid, this.daemonPid());
         ct.conf = { lock: "destroyed" }; // the replacement config until the end
         await nodeDelay(ctx, node, ctx.latency.destroy * 0.3);
+        state.firewall.remove(vmid); // remove_vmfw_conf
         if (bool(p.purge)) log.print(`purging CT ${vmid} from related configurations..`);
         state.remove(vmid);
         ctx.stats.forget(vmid);

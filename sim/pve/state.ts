@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import type { Rng } from "../github/rng.js";
 import { configFlockTimeout, configMissing, die } from "./errors.js";
+import { FirewallFiles } from "./firewall.js";
 import { GuestFs } from "./guest-fs.js";
 import { diskSizeBytes, parseMountpoint } from "./lxc-config.js";
 import type { PoolMembers } from "./privileges.js";
@@ -168,6 +169,8 @@ export class PveState {
   /** Every guest of the cluster (VMIDs are unique cluster-wide, like the vmlist in pmxcfs). */
   readonly containers = new Map<number, Container>();
   readonly pools = new Map<string, Pool>();
+  /** /etc/pve/firewall: the guests' <vmid>.fw and cluster.fw. */
+  readonly firewall = new FirewallFiles();
   private readonly flocks = new Map<number, Flock>();
   private nextPid = 41000;
 

@@ -19,6 +19,26 @@ describe("least privilege on Proxmox", { concurrency: 1 }, () => {
     assert.deepEqual(SIM_TOKENS.runners.acls, PVE_RUNNERS_ACLS());
   });
 
+  test("with exactly the role, every runner's NIC is behind PVE's firewall with the runner baseline, and its firewall file goes with it", async () => {
+    const e = await startE2E();
+    try {
+      await e.world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 250_000 });
+      const ct = await waitFor("a runner with its firewall options", () => {
+        const c = e.world.pve.containers().find((x) => !x.template && x.tags.includes("pve-runners") && e.world.pve.firewall(x.vmid)?.options.enable === "1");
+        return c ?? null;
+      }, 90_000, 20);
+      assert.match(ct.config.net0, /(^|,)firewall=1(,|$)/);
+      const fw = e.world.pve.firewall(ct.vmid);
+      assert.equal(fw?.options.policy_in, "DROP");
+      assert.equal(fw?.options.macfilter, "1");
+      assert.equal(fw?.options.radv, "0");
+      await waitFor("the runner destroyed", async () => ((await containersLeft(e)).length === 0 ? true : null), 90_000);
+      assert.equal(e.world.pve.firewall(ct.vmid), null);
+    } finally {
+      await e.stop();
+    }
+  });
+
   for (const [priv, path] of [["VM.PowerMgmt", /\/vms\/\d+, VM\.PowerMgmt/], ["VM.Config.Memory", /\/vms\/\d+, VM\.Config\.Memory/]] as const) {
     test(`without ${priv} no runner can be made, the error names it, and nothing is left`, async () => {
       const logged: Array<Record<string, unknown>> = [];

@@ -14,7 +14,7 @@ test("the runner container: unprivileged, one NIC on the CI bridge and VLAN, no 
     const { file } = synthRunnerStack(dir, { runnerName: "runner-abc", labelSet: "s", controllerId: "0123456789abcdef", endpoint: "https://pve:8006/", node: "pve", templateVmid: 9000, pool: "ci", bridge: "vmbr1", vlan: 30, linkedClone: true, cores: 2, memoryMb: 2048, swapMb: 0 });
     const ct = JSON.parse(readFileSync(file, "utf8")).resource.proxmox_virtual_environment_container.runner;
     assert.equal(ct.unprivileged, true);
-    assert.deepEqual(ct.network_interface, [{ name: "eth0", bridge: "vmbr1", vlan_id: 30, firewall: false }]);
+    assert.deepEqual(ct.network_interface, [{ name: "eth0", bridge: "vmbr1", vlan_id: 30, firewall: true }], "behind PVE's guest firewall");
     assert.deepEqual(ct.features, { nesting: true, keyctl: true }, "no fuse, no mknod, no mount types");
     for (const k of ["mount_point", "device_passthrough", "hook_script_file_id", "idmap", "environment_variables"]) assert.equal(ct[k], undefined, k);
     assert.equal(ct.pool_id, "ci", "in the pool the token's role is limited to");

@@ -17,6 +17,7 @@ import { generateServerCert } from "../../sim/provider/tls.js";
 import { decodeMsgpack, encodeMsgpack, fromJson } from "../../sim/provider/codec.js";
 import { isUnknown, type ObjectValue } from "../../sim/provider/values.js";
 import { CONTAINER, CONTAINER_TYPE } from "../../sim/provider/schema.js";
+import { FIREWALL_OPTIONS } from "../../sim/provider/firewall-options.js";
 import { synthRunnerStack } from "../../stacks/runner-stack.js";
 import { BPG_PROXMOX_VERSION } from "../../stacks/bpg-proxmox.js";
 
@@ -99,7 +100,13 @@ describe("provider stand-in as a go-plugin", () => {
     assert.equal(Number(nic.max_items), 10);
     assert.equal(schema.provider.block.attributes.find((a: { name: string }) => a.name === "api_token").sensitive, true);
     const meta = await call(c.provider, "GetMetadata");
-    assert.deepEqual(meta.resources, [{ type_name: CONTAINER }]);
+    assert.deepEqual(meta.resources, [{ type_name: CONTAINER }, { type_name: FIREWALL_OPTIONS }]);
+    // bpg's firewall options: exactly one of vm_id/container_id, bpg's defaults (DROP in, ACCEPT out).
+    const fw = schema.resource_schemas[FIREWALL_OPTIONS];
+    const fwAttr = (name: string) => fw.block.attributes.find((a: { name: string }) => a.name === name);
+    assert.equal(fwAttr("node_name").required, true);
+    assert.equal(fwAttr("container_id").optional && !fwAttr("container_id").computed, true);
+    assert.equal(fwAttr("input_policy").computed, true, "defaulted");
 
     // A planned create over the wire: defaults filled in, unknowns back as msgpack extensions.
     const config = { msgpack: encodeMsgpack(CONTAINER_TYPE, fromJson(CONTAINER_TYPE, { node_name: "pve", clone: [{ vm_id: 9000 }] })) };

@@ -145,6 +145,9 @@ describe("runner stack against the simulator", () => {
     assert.equal(ct.config.features, "keyctl=1,nesting=1");
     assert.match(ct.config.net0, /(^|,)bridge=vmbr1(,|$)/);
     assert.match(ct.config.net0, /(^|,)tag=30(,|$)/);
+    // The NIC is behind PVE's firewall, and the runner's firewall options are bpg's PUT of all ten.
+    assert.match(ct.config.net0, /(^|,)firewall=1(,|$)/);
+    assert.deepEqual(sim.firewall(vmid)?.options, { dhcp: "1", enable: "1", ipfilter: "0", log_level_in: "nolog", log_level_out: "nolog", macfilter: "1", ndp: "1", policy_in: "DROP", policy_out: "ACCEPT", radv: "0" });
     assert.match(ct.config.description ?? "", /pve-runners ephemeral runner runner-11/);
     assert.equal(ct.lock, null);
     // The MAC PVE generated is in state: computed, unknown at plan time.
@@ -155,6 +158,9 @@ describe("runner stack against the simulator", () => {
     assert.ok(tasks.some((t) => t.type === "vzclone"));
     assert.ok(tasks.some((t) => t.type === "vzstart" && String(t.id) === String(vmid)));
     assert.ok(Date.now() - t0 < 15_000);
+    const fw = (await stateResources(dir)).find((r) => r.address === "proxmox_virtual_environment_firewall_options.runner_firewall");
+    assert.equal(fw?.values.container_id, vmid);
+    assert.match(String(fw?.values.id), /^options-\d+$/);
 
     const plan = await terraform(dir, "plan", "-detailed-exitcode", "-input=false", "-no-color");
     assert.equal(plan.code, 0, `expected no changes:\n${plan.stdout}${plan.stderr}`);
@@ -162,6 +168,7 @@ describe("runner stack against the simulator", () => {
     const destroyed = await destroy(dir);
     assert.equal(destroyed.code, 0, destroyed.stdout + destroyed.stderr);
     assert.equal(sim.container(vmid), undefined, "the container is gone");
+    assert.equal(sim.firewall(vmid), null, "and its firewall file with it (pve-container's remove_vmfw_conf)");
     assert.deepEqual(await stateResources(dir), []);
     const tfstate = await readFile(join(dir, "terraform.tfstate"), "utf8");
     transcript.push(tfstate, await readFile(join(dir, "terraform.tfstate.backup"), "utf8"));

@@ -53,13 +53,16 @@ describe("PVE simulator: privileges", () => {
           cores: 2,
           memory: 2048,
           swap: 512,
-          net0: "name=eth0,bridge=vmbr1,firewall=0,ip=dhcp,tag=30",
+          net0: "name=eth0,bridge=vmbr1,firewall=1,ip=dhcp,tag=30",
           hostname: `runner-p${newid}`,
           description: "pve-runners ephemeral runner",
           tags: "pve-runners;pve-runners-x",
         }),
       );
       await step("read config", c.get(c.ct(newid, "/config")));
+      // bpg's firewall_options: one PUT with all ten options, then a read.
+      await step("firewall options", c.put(c.ct(newid, "/firewall/options"), { dhcp: 1, enable: 1, ipfilter: 0, log_level_in: "nolog", log_level_out: "nolog", macfilter: 1, ndp: 1, policy_in: "DROP", policy_out: "ACCEPT", radv: 0 }));
+      await step("read firewall options", c.get(c.ct(newid, "/firewall/options")));
       const start = await c.task("POST", c.ct(newid, "/status/start")).catch((e: Error) => `start: ${e.message}`);
       if (start !== "OK") throw new Error(start);
       const stop = await c.task("POST", c.ct(newid, "/status/stop")).catch((e: Error) => `stop: ${e.message}`);

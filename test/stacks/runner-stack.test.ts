@@ -35,7 +35,7 @@ test("runner stack clones the template as a linked clone onto the CI VLAN with r
     assert.equal(ct.vm_id, 100_042);
     assert.equal(ct.unprivileged, true);
     assert.equal(ct.pool_id, "ci");
-    assert.deepEqual(ct.network_interface, [{ name: "eth0", bridge: "vmbr1", vlan_id: 30, firewall: false }]);
+    assert.deepEqual(ct.network_interface, [{ name: "eth0", bridge: "vmbr1", vlan_id: 30, firewall: true }]);
     assert.equal(ct.initialization.hostname, "runner-abc123");
     // The controller tag marks it as this installation's: the sweeper destroys no container without it.
     assert.deepEqual(ct.tags, ["pve-runners", "pve-runners-ctl-0123456789abcdef", "pve-runners-runner-abc123"]);
@@ -74,6 +74,31 @@ test("timeout_delete: bpg's 60 s default replaced by the listener's destroy budg
       const t = deleteTimeoutFor(destroySec);
       assert.ok(t >= 1 && t < destroySec, `${destroySec} → ${t}`);
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the runner's NIC is behind PVE's firewall, with the guest baseline set on the container it made", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stack-"));
+  try {
+    const json = JSON.parse(readFileSync(synthRunnerStack(dir, spec).file, "utf8"));
+    assert.equal(json.resource.proxmox_virtual_environment_container.runner.network_interface[0].firewall, true);
+    const { "//": _meta, ...fw } = json.resource.proxmox_virtual_environment_firewall_options.runner_firewall;
+    assert.deepEqual(fw, {
+      node_name: "pve",
+      // A reference: terraform orders it after the container and targets the vmid it got.
+      container_id: "${proxmox_virtual_environment_container.runner.vm_id}",
+      enabled: true,
+      macfilter: true,
+      ipfilter: false,
+      dhcp: true,
+      ndp: true,
+      radv: false,
+      input_policy: "DROP",
+      output_policy: "ACCEPT",
+    });
+    assert.equal(JSON.parse(readFileSync(synthRunnerStack(join(dir, "ipf"), { ...spec, ipfilter: true }).file, "utf8")).resource.proxmox_virtual_environment_firewall_options.runner_firewall.ipfilter, true);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

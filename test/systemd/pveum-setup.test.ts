@@ -1,11 +1,12 @@
 // systemd/pveum-setup.sh: the least-privilege PVE identity, against a recording `pveum` stand-in.
 import { test, describe, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { PVE_RUNNERS_ROLE, PVE_RUNNERS_SDN_ROLE } from "../../sim/pve/index.js";
+import { PVE_RUNNERS_ROLE, PVE_RUNNERS_SDN_ROLE, PveSim, SIM_TEMPLATE_VMID, SIM_TOKENS } from "../../sim/pve/index.js";
+import { PveSimClient } from "../../sim/pve/client.js";
 
 const repo = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");
 const script = join(repo, "systemd", "pveum-setup.sh");
@@ -140,5 +141,85 @@ exit 0
     assert.match(r.stdout, /^pve-runners: the least-privilege Proxmox VE identity/);
     assert.match(r.stdout, /pveum-setup --bridge vmbr1/);
     for (const code of ["set -euo", "umask", "export LC_ALL", "PRIVS="]) assert.ok(!r.stdout.includes(code), `no '${code}' in --help`);
+  });
+
+  describe("--firewall, against the PVE simulator through a pvesh stand-in", () => {
+    let sim: PveSim;
+    let pvesh: string;
+    const runFw = (args: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
+        const child = spawn("bash", [script, "--bridge", "vmbr1", "--template-vmid", String(SIM_TEMPLATE_VMID), "--firewall", ...args], { env: { PATH: process.env.PATH, PVE_RUNNERS_PVEUM: pveum, PVE_RUNNERS_PVESH: pvesh } });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (b) => (stdout += b));
+        child.stderr.on("data", (b) => (stderr += b));
+        child.on("close", (status) => done({ status, stdout, stderr }));
+      });
+
+    beforeEach(async () => {
+      sim = new PveSim({ timeScale: 0.01 });
+      const url = await sim.start(0, "127.0.0.1");
+      pvesh = join(d, "pvesh");
+      // pvesh get|create|set PATH [--key value]... as root: GET, POST, PUT; errors on stderr, exit 255.
+      writeFileSync(
+        pvesh,
+        `#!/usr/bin/env node
+const [verb, path, ...rest] = process.argv.slice(2);
+const params = new URLSearchParams();
+for (let i = 0; i < rest.length; i += 2) if (rest[i] !== "--output-format") params.set(rest[i].replace(/^--/, ""), rest[i + 1]);
+const method = { get: "GET", create: "POST", set: "PUT" }[verb];
+const url = ${JSON.stringify(url)} + "/api2/json" + path.replace("/nodes/localhost/", "/nodes/pve/") + (method === "GET" && [...params].length ? "?" + params : "");
+fetch(url, { method, headers: { Authorization: "PVEAPIToken=${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}", "Content-Type": "application/x-www-form-urlencoded" }, body: method === "GET" ? undefined : params.toString() })
+  .then(async (r) => {
+    const body = await r.json().catch(() => null);
+    if (!r.ok) { process.stderr.write(r.status + " " + r.statusText + " " + JSON.stringify(body?.errors ?? {}) + "\\n"); process.exit(255); }
+    if (verb === "get") process.stdout.write(JSON.stringify(body.data) + "\\n");
+  });
+`,
+        { mode: 0o755 },
+      );
+    });
+    afterEach(() => sim.stop());
+
+    test("root makes the egress group and gives the template firewall options and the group: every clone has them", async () => {
+      const r = await runFw(["--dns", "10.1.0.53"]);
+      assert.equal(r.status, 0, r.stderr);
+      // The datacenter firewall is only checked, never switched on: that also filters the hosts.
+      assert.match(r.stderr, /WARNING: the datacenter firewall is off/);
+      const root = new PveSimClient(sim.url);
+      const rules = (await root.get<Array<Record<string, unknown>>>("/cluster/firewall/groups/pve-runners")).data.map((x) => [x.action, x.proto ?? "", x.dport ?? x.sport ?? "", x.dest ?? "", x.enable]);
+      assert.deepEqual(rules, [
+        ["ACCEPT", "udp", "53", "10.1.0.53", 1],
+        ["ACCEPT", "tcp", "53", "10.1.0.53", 1],
+        ["DROP", "udp", "67", "", 1],
+        ["DROP", "", "", "10.0.0.0/8", 1],
+        ["DROP", "", "", "172.16.0.0/12", 1],
+        ["DROP", "", "", "192.168.0.0/16", 1],
+        ["DROP", "", "", "169.254.0.0/16", 1],
+        ["DROP", "", "", "100.64.0.0/10", 1],
+        ["DROP", "", "", "fc00::/7", 1],
+      ]);
+      // A clone made with the runners token starts with the template's firewall.
+      const runners = root.as(SIM_TOKENS.runners);
+      assert.equal(await runners.task("POST", runners.ct(SIM_TEMPLATE_VMID, "/clone"), { newid: 700, pool: "ci", full: 0 }), "OK");
+      const fw = sim.firewall(700);
+      assert.equal(fw?.options.enable, "1");
+      assert.equal(fw?.options.policy_in, "DROP");
+      assert.equal(fw?.options.radv, "0");
+      assert.deepEqual(fw?.rules.map((x) => [x.type, x.action, x.iface, x.enable]), [["group", "pve-runners", "net0", "1"]]);
+
+      // A second run keeps the group as it is and adds no second reference to it.
+      const again = await runFw([]);
+      assert.equal(again.status, 0, again.stderr);
+      assert.match(again.stdout, /kept: security group pve-runners exists/);
+      assert.match(again.stdout, /kept: template 9000 already uses security group pve-runners/);
+      assert.equal((await root.get<unknown[]>("/cluster/firewall/groups/pve-runners")).data.length, 9);
+      assert.equal(sim.firewall(SIM_TEMPLATE_VMID)?.rules.length, 1);
+    });
+
+    test("--firewall needs the templates; --dns takes addresses only", async () => {
+      assert.equal(run(["--bridge", "vmbr1", "--firewall"]).status, 2);
+      assert.equal((await runFw(["--dns", "10.1.0.53;reboot"])).status, 2);
+    });
   });
 });

@@ -4,7 +4,7 @@
 //
 // A second, smaller run shows the known leak for contrast: an attribute token (`container
 // .getStringAttribute("id")` in a TerraformOutput) stays in cdktn's process-global token map for
-// good (research/cdktf.md §2: ~8.5 KB per synth). Our stack uses a literal reference instead.
+// good (~8.5 KB per synth, as this bench measures). Our stack uses a literal reference instead.
 //
 // Needs `node --expose-gc`; without it the result says so and nothing is measured.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -72,7 +72,7 @@ export type SynthMemoryResult =
         timeP95: number;
         /** Heap growth per synth, leaky / ours (ours floored at 1 byte). */
         leakyPerSynthOverOurs: number;
-        /** Heap growth per synth, leaky / the ~8.5 KB research/cdktf.md §2 measured. */
+        /** Heap growth per synth, leaky / the ~8.5 KB first measured. */
         leakyPerSynthOverResearch: number;
       };
       /** Ours' growth over the issue's target of 5 MB per 10,000 synths, scaled to n. */

@@ -12,6 +12,7 @@ import { templateCopies } from "../listener/placement.js";
 import { deleteTimeoutFor, runnerNameProblem, synthRunnerStack } from "../stacks/runner-stack.js";
 import { PortInUseError } from "../listener/port-check.js";
 import { UserError } from "./errors.js";
+import { plural } from "./text.js";
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -41,7 +42,7 @@ function printSweep(report: SweepReport, dryRun: boolean): void {
   const line = (s: string) => process.stdout.write(`${String(s).replace(/[\x00-\x1f\x7f]/g, " ")}\n`);
   for (const a of report.actions ?? []) line(`${dryRun ? "would " : ""}${a.kind} ${sweepActionTarget(a)}: ${a.reason}`);
   for (const e of report.errors ?? []) line(`error: ${e}`);
-  line(`sweep: ${report.containers} containers, ${report.registrations} registrations, ${report.stackDirs} stack dirs seen; ${report.actions?.length ?? 0} actions, ${report.errors?.length ?? 0} errors`);
+  line(`sweep: ${plural(report.containers, "container")}, ${plural(report.registrations, "registration")}, ${plural(report.stackDirs, "stack dir")} seen; ${plural(report.actions?.length ?? 0, "action")}, ${plural(report.errors?.length ?? 0, "error")}`);
   process.exitCode = report.errors?.length ? 1 : 0;
 }
 

@@ -114,7 +114,8 @@ export async function startAdmin(o: AdminOptions): Promise<{ url: string; close(
     else res.status(500).json({ error: "internal error" });
   });
   const { server, url } = await listenLimited(app, o.port, o.host, o.serverLimits);
-  o.logger.info({ url, token: "required", allowedHosts: o.allowedHosts ?? [] }, "admin listener up");
+  // A boolean, not "token": a field named token is redacted, which would hide what it says.
+  o.logger.info({ url, tokenRequired: true, allowedHosts: o.allowedHosts ?? [] }, "admin listener up");
   return {
     url,
     close: () =>

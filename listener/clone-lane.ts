@@ -1,5 +1,5 @@
 // The clone lane: clones of one template must never overlap. PVE takes a lock on the template for
-// a clone and fails a second clone at once with "CT is locked (disk)" (research/proxmox.md §1), so
+// a clone and fails a second clone at once with "CT is locked (disk)" (pve-container src/PVE/API2/LXC.pm clone_vm: the source's lock is held for the whole clone), so
 // applies (which clone) queue per template here. Destroys never pass through the lane: tearing a
 // runner down must not wait behind clones. A lane exists only while a clone runs or waits in it:
 // the last one out removes it, so the map never grows with keys that were used once.

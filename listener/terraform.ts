@@ -1,4 +1,4 @@
-// The terraform/tofu CLI adapter: the only code that runs the engine (research/cdktf.md §5).
+// The terraform/tofu CLI adapter: the only code that runs the engine.
 //
 // - No shell, a minimal environment (secrets only by env, never argv, never logged).
 // - `init` runs once into a shared dir; each runner's stack dir gets a copy of its .terraform and

@@ -76,7 +76,7 @@ export interface ContainerDisk {
 export interface ImageContainerConfig extends ContainerConfig {
   readonly operatingSystem: ContainerOperatingSystem;
   readonly disk?: ContainerDisk;
-  /** Create as a template right away. pve-runners never does: see research/proxmox.md §7. */
+  /** Create as a template right away. pve-runners never does: see stacks/template-stack.ts (only `pct template` makes the base volume linked clones need). */
   readonly template?: boolean;
   readonly timeoutUpdate?: number;
 }

@@ -111,7 +111,7 @@ export abstract class BpgResource extends cdktn.TerraformResource {
     });
   }
 
-  /** A literal reference: CDK tokens would be kept for ever in a process-global map (research/cdktf.md §3). */
+  /** A literal reference: CDK tokens would be kept for ever in a process-global map (measured by bench/synth-memory.ts). */
   public ref(attribute: string): string {
     return `\${${this.resourceType}.${this.friendlyUniqueId}.${attribute}}`;
   }

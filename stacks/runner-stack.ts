@@ -66,7 +66,7 @@ export class RunnerStack extends TerraformStack {
   constructor(scope: App, spec: RunnerStackSpec) {
     super(scope, RUNNER_STACK_NAME);
     // Relative path: the backend block is byte-identical across runners, so a pre-initialised
-    // .terraform can be reused without `terraform init` (research/cdktf.md §5).
+    // .terraform can be reused without `terraform init` (listener/terraform.ts copies it from the shared init).
     new LocalBackend(this, { path: "terraform.tfstate" });
     new ProxmoxProvider(this, "proxmox", { endpoint: spec.endpoint, insecure: spec.insecure });
     this.container = new Container(this, "runner", {
@@ -86,7 +86,7 @@ export class RunnerStack extends TerraformStack {
         full: !spec.linkedClone,
         datastoreId: spec.linkedClone ? undefined : spec.datastore,
       },
-      // Re-sent exactly as the template has them: a token may not change features (research §4).
+      // Re-sent exactly as the template has them: a token may not change features but nesting (pve-container src/PVE/LXC.pm check_ct_modify_config_perm).
       features: { nesting: true, keyctl: true },
       // firewall=1 puts the NIC behind PVE's firewall bridge: without it no guest rule applies.
       networkInterface: [{ name: "eth0", bridge: spec.bridge, vlanId: spec.vlan, firewall: true }],
@@ -114,7 +114,7 @@ export class RunnerStack extends TerraformStack {
       outputPolicy: "ACCEPT",
     });
     // A literal reference, not a token: attribute tokens stay in cdktn's process-global token map
-    // for good, ~8.5 KiB per synth (research/cdktf.md §2), and the listener synthesizes for months.
+    // for good, ~8.5 KiB per synth (bench/synth-memory.ts), and the listener synthesizes for months.
     new TerraformOutput(this, "vm_id", { value: `\${${Container.tfResourceType}.${this.container.friendlyUniqueId}.vm_id}` });
   }
 }

@@ -6,7 +6,7 @@
 //
 // The conversion is `pct template` (POST …/template), never `template = true` at creation: only the
 // conversion turns the root volume into a base volume, and LVM-thin and ZFS clone linked only from
-// base volumes (research/proxmox.md §7).
+// base volumes (pve-container src/PVE/API2/LXC.pm `template`, PVE::Storage vdisk_create_base).
 //
 // terraform runs this stack on the PVE host as root (the provisioners call `pct`). Credentials come
 // only from the environment: PROXMOX_VE_API_TOKEN, or — because PVE lets only root@pam set the keyctl
@@ -163,7 +163,7 @@ export class TemplateStack extends TerraformStack {
       unprivileged: true,
       started: true,
       startOnBoot: false,
-      // Docker inside an unprivileged CT (research §6); clones inherit them and re-send them unchanged.
+      // Docker inside an unprivileged CT (PVE admin guide, "Linux Container": nesting and keyctl); clones inherit them and re-send them unchanged.
       features: { nesting: true, keyctl: true },
       operatingSystem: { templateFileId: this.download.ref("id"), type: "ubuntu" },
       disk: { datastoreId: spec.datastore, size: spec.diskGb ?? 16 },

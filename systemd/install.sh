@@ -220,7 +220,7 @@ cat <<EOF
 
 pve-runners is installed. Next steps (README: "Install on a PVE host"):
 
-  1. PVE role, pool, user and API token (least privilege, research/proxmox.md §4):
+  1. PVE role, pool, user and API token (least privilege; README "Install on a PVE host", step 3):
        $LIBEXEC/pveum-setup --bridge vmbr1 --vlan 30 --storage local-lvm \\
          --token-file $ETC/credentials/pve-token
   2. GitHub App: create it from $SHARE/github-app-manifest.json (set name, url,

@@ -9,7 +9,7 @@
 #   zfs < 2.2, btrfs, other  -> fuse-overlayfs (installed here), which needs /dev/fuse in the container
 #                               (the CT feature fuse=1, settable by root@pam only). Without /dev/fuse
 #                               it prints vfs: slow and disk-hungry, but it works everywhere.
-# See ../shared/research/proxmox.md §6.
+# Sources: OpenZFS 2.2.0 release notes (overlayfs support); PVE admin guide, "Linux Container" (fuse).
 #
 # Test overrides: PVE_RUNNERS_FSTYPE (filesystem type), PVE_RUNNERS_ZFS_VERSION (e.g. 2.2.6-pve1),
 # PVE_RUNNERS_DOCKER_ROOT (/var/lib/docker), PVE_RUNNERS_ZFS_VERSION_FILE (/sys/module/zfs/version),

@@ -1,4 +1,4 @@
-// GitHub's job scheduler for self-hosted runners (research §5): a queued job goes to ANY
+// GitHub's job scheduler for self-hosted runners (docs.github.com, "Using self-hosted runners in a workflow"): a queued job goes to ANY
 // idle online runner in scope whose labels include all of the job's labels; jobs are
 // served FIFO; an ephemeral runner runs one job and is then removed.
 import { randomBytes } from "node:crypto";
@@ -55,7 +55,7 @@ export interface CreateJobInput {
   durationMs?: number;
   workflowName?: string;
   jobName?: string;
-  /** Job waits for an environment approval first (queued→waiting→queued, research §1). */
+  /** Job waits for an environment approval first (queued→waiting→queued: docs.github.com, "Managing environments for deployment", required reviewers). */
   environmentGated?: boolean;
   /** Environment-gated only: auto-approve after this long (default 3 s); `null` waits for POST …/approve. */
   approveAfterMs?: number | null;

@@ -1,7 +1,7 @@
 // Puts the provider stand-in into a terraform filesystem mirror (unpacked layout
 // HOST/NAMESPACE/TYPE/VERSION/OS_ARCH/terraform-provider-TYPE_vVERSION) and writes a CLI config that
 // installs registry.terraform.io/bpg/proxmox from there, so `terraform init` takes the same path
-// as in production (research/cdktf.md §5).
+// as in production (terraform docs: "CLI Configuration File", provider_installation filesystem_mirror).
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";

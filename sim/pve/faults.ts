@@ -7,7 +7,7 @@ export const OPS = ["clone", "start", "stop", "shutdown", "destroy", "config", "
 /** Operations whose failures are simulated (api: any /api2 request; guest: a booting guest). */
 export type Op = (typeof OPS)[number];
 
-/** Realistic defaults (research §7); tests scale them down with the time scale. */
+/** Realistic defaults (docs/sim.md, "latency"); tests scale them down with the time scale. */
 export const DEFAULT_LATENCY = {
   /** Any API request (pveproxy → pvedaemon round trip). */
   api: 15,

@@ -1,5 +1,5 @@
 // The Proxmox VE API simulator: a cluster (by default one node, "pve") with the runner template(s),
-// pool and storages, speaking /api2/json the way PVE 8/9 does (research/proxmox.md §3–§7) —
+// pool and storages, speaking /api2/json the way PVE 8/9 does (pve-manager, pve-container, pve-access-control sources) —
 // envelopes and errors, locks, tasks and UPIDs, token privileges, lagging /cluster/resources,
 // nodes going offline — plus simulated guests that run one GitHub Actions job each and power
 // themselves off.

@@ -1,4 +1,4 @@
-// API tokens and ACLs, evaluated the way PVE::RPCEnvironment does (research §4): ACLs on a path
+// API tokens and ACLs, evaluated the way PVE::RPCEnvironment does (pve-access-control src/PVE/RPCEnvironment.pm): ACLs on a path
 // apply there, and below it when they propagate; ACLs on /pool/<id> are inherited by the pool's
 // member guests (/vms/<vmid>) and storages (/storage/<sid>). Tokens get only their own ACLs.
 import { permError } from "./errors.js";

@@ -1,4 +1,4 @@
-// GitHub's job assignment as the fake reproduces it (research §5): any idle online runner
+// GitHub's job assignment as the fake reproduces it (docs.github.com, "Using self-hosted runners in a workflow": routing): any idle online runner
 // whose labels include all of the job's labels, FIFO, one job per JIT runner, then removal.
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";

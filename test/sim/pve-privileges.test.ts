@@ -1,4 +1,4 @@
-// Token privileges as PVE evaluates them (research §4): the documented least-privilege grants are
+// Token privileges as PVE evaluates them (pve-access-control src/PVE/RPCEnvironment.pm): the documented least-privilege grants are
 // enough for the whole runner lifecycle as the bpg provider drives it, every one of them is needed,
 // and anything outside pool ci, or root-only, is refused.
 import { after, before, describe, test } from "node:test";

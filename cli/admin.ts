@@ -4,7 +4,7 @@ import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { loadConfig, orExit } from "../listener/config.js";
 import type { StatusSnapshot } from "../listener/status.js";
-import type { JobRow, RunnerRow } from "../listener/store.js";
+import { RETIREMENT_REASONS, type JobRow, type RunnerRow } from "../listener/store.js";
 
 export interface Target {
   url: string;
@@ -26,9 +26,10 @@ export interface TargetOptions {
  * where install.sh writes admin-token, root-only).
  */
 export function targetOf(o: TargetOptions): Target {
-  const { config } = orExit(o.config, () => loadConfig(o.config, { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/etc/pve-runners/credentials", ...process.env } }));
-  const host = config.admin.host.includes(":") ? `[${config.admin.host}]` : config.admin.host;
-  const file = o.tokenFile ?? process.env[ADMIN_TOKEN_FILE_ENV] ?? config.admin.tokenFile;
+  // --url replaces the config: with it and a token file the config is never read (it may not exist).
+  const explicitFile = o.tokenFile ?? process.env[ADMIN_TOKEN_FILE_ENV];
+  const config = o.url && explicitFile ? undefined : orExit(o.config, () => loadConfig(o.config, { readSecrets: false, env: { CREDENTIALS_DIRECTORY: "/etc/pve-runners/credentials", ...process.env } })).config;
+  const file = explicitFile ?? config!.admin.tokenFile;
   let token = "";
   try {
     token = readFileSync(file, "utf8").trim();
@@ -40,7 +41,9 @@ export function targetOf(o: TargetOptions): Target {
     process.stderr.write(`pve-runners: the admin token file ${file} is empty\n`);
     process.exit(2);
   }
-  return { url: o.url ?? `http://${host}:${config.admin.port}`, token };
+  if (o.url) return { url: o.url.replace(/\/+$/, ""), token };
+  const host = config!.admin.host.includes(":") ? `[${config!.admin.host}]` : config!.admin.host;
+  return { url: `http://${host}:${config!.admin.port}`, token };
 }
 
 /**
@@ -88,9 +91,11 @@ export function table(header: string[], rows: string[][], max = 60): string {
 }
 
 export function runnersTable(s: Pick<StatusSnapshot, "now">, runners: RunnerRow[]): string {
+  // Why a healthy runner was retired (surplus, idle timeout) is not an error: a column of its own.
+  const retired = (r: RunnerRow) => (r.lastError && RETIREMENT_REASONS.includes(r.lastError) ? r.lastError : "");
   return table(
-    ["RUNNER", "SET", "STATE", "FOR", "RAN", "CT", "SINCE", "ERROR"],
-    runners.map((r) => [r.name, r.labelSet, r.state, String(r.madeForJob ?? "-"), String(r.jobId ?? "-"), String(r.vmid ?? "-"), ago(s.now, r.stateSince), r.lastError ?? ""]),
+    ["RUNNER", "SET", "STATE", "FOR", "RAN", "CT", "SINCE", "RETIRED", "ERROR"],
+    runners.map((r) => [r.name, r.labelSet, r.state, String(r.madeForJob ?? "-"), String(r.jobId ?? "-"), String(r.vmid ?? "-"), ago(s.now, r.stateSince), retired(r) || "-", retired(r) ? "" : (r.lastError ?? "")]),
   );
 }
 
@@ -119,7 +124,7 @@ export function registerAdminCommands(program: Command): void {
   const common = (c: Command) =>
     c
       .option("--config <path>", "config file (for the admin address and token)", "/etc/pve-runners/config.yaml")
-      .option("--url <url>", "admin API base URL (default: from the config)")
+      .option("--url <url>", "admin API base URL (default: from the config); with --token-file the config is not read")
       .option("--token-file <path>", `the admin token (default: $${ADMIN_TOKEN_FILE_ENV}, else admin.tokenFile of the config)`).option("--json", "print JSON", false);
   const out = (json: boolean, value: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(value, null, 2) + "\n" : text());
 

@@ -90,6 +90,10 @@ describe("pve-runners CLI", () => {
       assert.equal(missing.status, 2);
       assert.equal(missing.stderr, `pve-runners: cannot read the admin token ${join(dir, "nowhere", "admin-token")} (ENOENT): run as root, or point --token-file or PVE_RUNNERS_ADMIN_TOKEN_FILE at a copy you can read\n`);
       assert.equal(seen.length, 3, "no request without a token");
+      // --url with a token file replaces the config: a config that does not exist is never read.
+      const noConfig = await runAsync({}, "drain", "--url", `${url}/`, "--token-file", join(dir, "admin-token"), "--config", join(dir, "no-such-config.yaml"));
+      assert.equal(noConfig.status, 0, noConfig.stderr);
+      assert.deepEqual([seen[3].method, seen[3].url, seen[3].headers.authorization], ["POST", "/api/drain", `Bearer ${token}`]);
     } finally {
       server.close();
     }

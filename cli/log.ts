@@ -8,10 +8,12 @@ export const REDACT_PATHS = [
   "req.headers.authorization", "stdin", "*.stdin",
 ];
 
-export function createLogger(opts: { level?: string; name?: string } = {}): Logger {
-  return pino({
+/** `stderr`: for commands whose stdout is their answer to a person (one or the other, never mixed). */
+export function createLogger(opts: { level?: string; name?: string; stderr?: boolean } = {}): Logger {
+  const options = {
     name: opts.name ?? "pve-runners",
     level: opts.level ?? process.env.LOG_LEVEL ?? "info",
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
-  });
+  };
+  return opts.stderr ? pino(options, pino.destination(2)) : pino(options);
 }

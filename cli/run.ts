@@ -97,8 +97,9 @@ export function registerRunCommands(program: Command): void {
         return;
       }
       const { config, secrets } = loadOrExit(o.config);
-      const log = createLogger({ level: config.log?.level });
-      const { store, sweepDeps } = buildParts(config, secrets, log);
+      // stdout is the report; the log (warnings and worse unless LOG_LEVEL says more) goes to stderr.
+      const log = createLogger({ level: process.env.LOG_LEVEL ?? "warn", stderr: true });
+      const { store, sweepDeps } = buildParts(config, secrets, log, { dryRun: o.dryRun });
       try {
         printSweep(await sweep(sweepDeps(), { dryRun: o.dryRun }), o.dryRun);
       } finally {

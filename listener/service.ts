@@ -25,6 +25,7 @@ import { scheduleSweeps, type SweepSchedule } from "../sweeper/schedule.js";
 import { scheduleRetention } from "../sweeper/retention.js";
 import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
 import { assertPortsFree } from "./port-check.js";
+import { storeSnapshot } from "./store-snapshot.js";
 import { lockStateDir } from "./state-lock.js";
 
 export interface ServiceOverrides {
@@ -102,8 +103,10 @@ export function pipelineSettings(config: Config, o: ServiceOverrides = {}): Pipe
 }
 
 /** The adapters and the store, shared by `serve` and the one-shot `sweep`. */
-export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides = {}) {
-  const store = new Store(join(config.stateDir, "pve-runners.sqlite"));
+export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides & { dryRun?: boolean } = {}) {
+  // A dry run works on a copy: it must not create or change a file in the state dir.
+  const dbFile = join(config.stateDir, "pve-runners.sqlite");
+  const store = new Store(o.dryRun ? storeSnapshot(dbFile) : dbFile);
   const github = new GitHubAdapter({
     appId: config.github.appId,
     privateKey: secrets.githubAppPrivateKey,

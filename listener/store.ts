@@ -161,9 +161,10 @@ function toRunner(r: any): RunnerRow {
 
 export class Store {
   private readonly db: Database.Database;
-  constructor(path: string, private readonly now: () => number = Date.now) {
-    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
+  /** `path`: the SQLite file (its directory is made), ":memory:", or an open database (a snapshot). */
+  constructor(path: string | Database.Database, private readonly now: () => number = Date.now) {
+    if (typeof path === "string" && path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.db = typeof path === "string" ? new Database(path) : path;
     this.db.pragma("journal_mode = WAL");
     // FULL: a delivery acknowledged with 2xx must survive power loss, not just a process crash.
     this.db.pragma("synchronous = FULL");

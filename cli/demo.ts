@@ -4,10 +4,11 @@
 // no container, no GitHub registration, no stack directory.
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { Logger } from "pino";
+import { pino, type Logger } from "pino";
 import { startWorld, DEMO_LABEL_SETS } from "../sim/world.js";
 import { startService } from "../listener/service.js";
-import { LIVE_STATES } from "../listener/store.js";
+import { LIVE_STATES, type RunnerRow } from "../listener/store.js";
+import { REDACT_PATHS } from "./log.js";
 import { SIM_TOKENS, SIM_NODE } from "../sim/pve/index.js";
 import type { SimJob } from "../sim/github/index.js";
 import { plural } from "./text.js";
@@ -41,6 +42,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const t = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s`;
   o.out(`demo: starting the stand-in world (time scale ${o.timeScale})`);
   const world = await startWorld({ timeScale: o.timeScale, logger: o.logger });
+  let unwatch = () => {};
   const service = await startService(world.config, world.secrets, o.logger.child({ part: "listener" }), {
     helperEnv: world.helperEnv, terraformEnv: world.terraformEnv,
     onlinePollMs: 100,
@@ -58,16 +60,18 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       o.out(`${t()} job ${job.id} queued in ${spec.repo} runs-on [${spec.labels.join(", ")}]`);
     }
 
-    // Progress: print every change of a job's or a runner's state until all is settled.
-    const seen = new Map<string, string>();
+    // Progress: every change of a runner's state as it happens (the store tells), and of a job's as
+    // GitHub shows it (polled). A job's first line is the one printed when it was queued.
+    const seen = new Map<string, string>(created.map((j) => [`j:${j.id}`, "queued"]));
     const report = (key: string, state: string, line: string) => {
       if (seen.get(key) === state) return;
       seen.set(key, state);
       o.out(`${t()} ${line}`);
     };
+    for (const r of service.store.runners()) report(`r:${r.name}`, r.state, runnerLine(r));
+    unwatch = service.store.watchRunners((r) => report(`r:${r.name}`, r.state, runnerLine(r)));
     const deadline = Date.now() + o.timeoutMs;
     for (;;) {
-      for (const r of service.store.runners()) report(`r:${r.name}`, r.state, `${r.name} ${r.state}${r.vmid ? ` (CT ${r.vmid})` : ""}${r.jobId ? ` job ${r.jobId}` : ""}`);
       const jobs = world.github.jobs().filter((j) => created.some((c) => c.id === j.id));
       for (const j of jobs) report(`j:${j.id}`, j.status, `job ${j.id} ${j.status}${j.runnerName ? ` on ${j.runnerName}` : ""}${j.conclusion ? ` (${j.conclusion})` : ""}`);
       const allDone = jobs.every((j) => j.status === "completed");
@@ -106,7 +110,42 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     o.out(`demo: ${plural(result.jobs, "job")}, ${result.served} served, ${plural(containersLeft, "container")} left, ${plural(runnersLeft, "runner")} left`);
     return result;
   } finally {
+    unwatch();
     await service.stop();
     await world.stop();
   }
+}
+
+/** Why a runner went without a job, in words (the reasons the pipeline records). */
+const WHY: Record<string, string> = {
+  surplus: "not needed: its job ran on another runner and no queued job wants it",
+  "idle timeout": "idle for too long",
+  "not needed": "not needed: its job was served before it was made",
+};
+
+export function runnerLine(r: RunnerRow): string {
+  const why = r.lastError ? (WHY[r.lastError] ?? `error: ${r.lastError}`) : "";
+  const ends = r.state === "destroying" || r.state === "gone" || r.state === "failed";
+  return `${r.name} ${r.state}${r.vmid ? ` (CT ${r.vmid})` : ""}${r.jobId ? ` job ${r.jobId}` : r.madeForJob && r.state === "requested" ? ` for job ${r.madeForJob}` : ""}${ends && why ? ` — ${why}` : ""}`;
+}
+
+/**
+ * The listener's log in the demo: warnings and errors as lines for people (a label set that
+ * overlaps another, a missing privilege), not JSON in the middle of the progress. LOG_LEVEL set:
+ * the JSON log as usual.
+ */
+export function demoLogger(out: (line: string) => void): Logger {
+  return pino(
+    { level: "warn", redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
+    {
+      write(line: string) {
+        try {
+          const e = JSON.parse(line) as { level: number; msg: string; runner?: string };
+          out(`       ${e.level >= 50 ? "error" : "note"}: ${e.msg}${e.runner ? ` (${e.runner})` : ""}`);
+        } catch {
+          out(line.trimEnd());
+        }
+      },
+    },
+  );
 }

@@ -114,13 +114,15 @@ export function registerRunCommands(program: Command): void {
     .option("--time-scale <x>", "scale of simulated latencies (1 = realistic)", positive, 0.05)
     .option("--timeout <s>", "give up after this many seconds", positive, 240)
     .action(async (o: { jobs: number; timeScale: number; timeout: number }) => {
-      const { runDemo } = await import("./demo.js");
+      const { runDemo, demoLogger } = await import("./demo.js");
+      const out = (l: string) => process.stdout.write(l + "\n");
       const r = await runDemo({
         jobs: o.jobs,
         timeScale: o.timeScale,
         timeoutMs: o.timeout * 1000,
-        logger: createLogger({ level: process.env.LOG_LEVEL ?? "warn" }),
-        out: (l) => process.stdout.write(l + "\n"),
+        // Warnings as lines for people; with LOG_LEVEL set, the JSON log.
+        logger: process.env.LOG_LEVEL ? createLogger({ level: process.env.LOG_LEVEL }) : demoLogger(out),
+        out,
       });
       process.exit(r.ok ? 0 : 1);
     });

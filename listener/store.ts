@@ -413,11 +413,26 @@ export class Store {
 
   // ---- runners ----
 
+  private readonly runnerWatchers = new Set<(r: RunnerRow) => void>();
+
+  /** Calls `fn` with the row after every runner insert and state change (the demo shows each one). Returns an unsubscribe. */
+  watchRunners(fn: (r: RunnerRow) => void): () => void {
+    this.runnerWatchers.add(fn);
+    return () => this.runnerWatchers.delete(fn);
+  }
+
+  private runnerChanged(name: string): void {
+    if (this.runnerWatchers.size === 0) return;
+    const r = this.getRunner(name);
+    if (r) for (const fn of this.runnerWatchers) fn(r);
+  }
+
   insertRunner(r: { name: string; labelSet: string; scope: string; madeForJob: number | null }): RunnerRow {
     const now = this.now();
     this
       .sql(`INSERT INTO runners (name, label_set, scope, state, made_for_job, created_at, state_since) VALUES (?, ?, ?, 'requested', ?, ?, ?)`)
       .run(r.name, r.labelSet, r.scope, r.madeForJob, now, now);
+    this.runnerChanged(r.name);
     return this.getRunner(r.name)!;
   }
 
@@ -435,6 +450,7 @@ export class Store {
     this
       .sql(`UPDATE runners SET state = ?, vmid = ?, github_runner_id = ?, stack_dir = ?, job_id = ?, last_error = ?, attempts = ?, state_since = ? WHERE name = ?`)
       .run(state, next.vmid, next.githubRunnerId, next.stackDir, next.jobId, next.lastError, next.attempts, since, name);
+    if (state !== cur.state) this.runnerChanged(name);
     return true;
   }
 
@@ -530,7 +546,9 @@ export class Store {
         .run(scope, jobId, r.state === "warm" ? "booting" : r.state, this.now(), r.name);
       return this.getRunner(r.name);
     });
-    return tx();
+    const claimed = tx();
+    if (claimed) this.runnerChanged(claimed.name);
+    return claimed;
   }
 
   /** Runners per state, counted in SQL. */

@@ -1,11 +1,12 @@
-// `pve-runners sim …`: run one stand-in of the outside world on its own (tests and demo use them
-// in-process; `serve` never does).
+// `pve-runners sim …`: the stand-ins of the outside world from the CLI: one on its own, or the whole
+// world with a config that a real `serve` runs against (tests and demo use them in-process).
 import { Command, InvalidArgumentError } from "commander";
 import type { Logger } from "pino";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createLogger } from "./log.js";
 import { GitHubSim } from "../sim/github/index.js";
 import { PveSim, SIM_TOKENS } from "../sim/pve/index.js";
+import { startWorld } from "../sim/world.js";
 
 
 const port = (v: string) => {
@@ -32,7 +33,7 @@ function untilSignal(stop: () => Promise<void>, log: Logger): void {
 export function registerSimCommands(program: Command): void {
   const sim = program
     .command("sim")
-    .description("run a stand-in of the outside world (Proxmox VE, GitHub, the terraform provider) for tests and demos");
+    .description("run the stand-ins of the outside world (Proxmox VE, GitHub; `world`: both plus the provider mirror) for tests and demos");
 
   sim
     .command("github")
@@ -53,6 +54,46 @@ export function registerSimCommands(program: Command): void {
       if (o.appKeyOut) writeFileSync(o.appKeyOut, s.appPrivateKeyPem, { mode: 0o600 });
       log.info({ url, appId: s.appId, webhookUrl: o.webhookUrl ?? null, appKey: o.appKeyOut ?? null }, "fake GitHub listening");
       untilSignal(() => s.stop(), log);
+    });
+
+  sim
+    .command("world")
+    .description("the whole stand-in world (PVE, GitHub, the provider mirror, a pct stand-in) and a config: prints the `serve` command to run against it")
+    .option("--port <n>", "the listener's webhook port (where the fake GitHub delivers)", port, 8790)
+    .option("--admin-port <n>", "the listener's admin port", port, 8791)
+    .option("--time-scale <x>", "multiply simulated latencies by x (1 = realistic)", scale, 0.05)
+    .action(async (o: { port: number; adminPort: number; timeScale: number }) => {
+      const log = createLogger({ name: "sim-world", level: process.env.LOG_LEVEL ?? "warn" });
+      const world = await startWorld({
+        timeScale: o.timeScale,
+        logger: log,
+        configPatch: (c) => {
+          c.listener = { host: "127.0.0.1", port: o.port };
+          c.admin = { ...(c.admin as object), host: "127.0.0.1", port: o.adminPort };
+        },
+      });
+      const webhook = `http://127.0.0.1:${o.port}${world.config.github.webhookPath}`;
+      world.github.setWebhook(webhook, world.secrets.webhookSecret);
+      // Only what serve needs beyond this shell's own environment.
+      const env = Object.entries(world.serveEnv).filter(([k, v]) => v !== undefined && process.env[k] !== v);
+      const q = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, "'\\''")}'`);
+      const lines = [
+        "pve-runners sim world: the stand-ins are up (Ctrl-C stops them and removes their files).",
+        `  PVE (simulator)   ${world.pve.url}`,
+        `  GitHub (fake)     ${world.github.url}   App id ${world.config.github.appId}`,
+        `  config            ${world.configFile}   (secrets in ${world.serveEnv.CREDENTIALS_DIRECTORY})`,
+        `  webhooks go to    ${webhook}`,
+        "",
+        "Run the listener against it, in another shell:",
+        `  env ${env.map(([k, v]) => `${k}=${q(v!)}`).join(" ")} \\`,
+        `    node ${q(process.argv[1])} serve --config ${q(world.configFile)}`,
+        "",
+        "Queue a job:",
+        `  curl -s -X POST ${world.github.url}/_sim/jobs -H 'content-type: application/json' -d '{"repo":"acme/app","labels":["self-hosted","linux"]}'`,
+        `Watch it: pve-runners status --url http://127.0.0.1:${o.adminPort} --token-file ${q(world.serveEnv.CREDENTIALS_DIRECTORY + "/admin-token")}`,
+      ];
+      process.stdout.write(lines.join("\n") + "\n");
+      untilSignal(() => world.stop(), log);
     });
 
   sim

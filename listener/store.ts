@@ -98,6 +98,7 @@ CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
 CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS runners_github_id ON runners(github_runner_id) WHERE github_runner_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS sightings (key TEXT PRIMARY KEY, first_seen INTEGER NOT NULL);
 `;
 
 /**
@@ -521,6 +522,27 @@ export class Store {
     return this.controller;
   }
   private controller: string | null = null;
+
+  // ---- sweeper sightings ----
+
+  /**
+   * When the sweeper first saw something of ours that has no record (a container, a registration):
+   * PVE and GitHub tell no creation time, so its age for the grace counts from the first sighting.
+   * Recorded at the first call (at `now`), kept until forgotten.
+   */
+  firstSeen(key: string, now: number): number {
+    this.sql(`INSERT OR IGNORE INTO sightings (key, first_seen) VALUES (?, ?)`).run(key, now);
+    return (this.sql(`SELECT first_seen FROM sightings WHERE key = ?`).get(key) as { first_seen: number }).first_seen;
+  }
+
+  /** Forgets every sighting not in `seen` whose key starts with `prefix` (it was not there this pass). */
+  forgetSightings(prefix: string, seen: ReadonlySet<string>): void {
+    const rows = this.sql(`SELECT key FROM sightings WHERE substr(key, 1, length(?)) = ?`).all(prefix, prefix) as Array<{ key: string }>;
+    const del = this.sql(`DELETE FROM sightings WHERE key = ?`);
+    this.db.transaction(() => {
+      for (const r of rows) if (!seen.has(r.key)) del.run(r.key);
+    })();
+  }
 
   /** Whether a GitHub runner id is one we minted and recorded (for any runner, in any state). */
   mintedGithubRunnerId(id: number): boolean {

@@ -118,6 +118,12 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
     }
   };
   const live = (r?: RunnerRow) => !!r && (LIVE_STATES as string[]).includes(r.state);
+  // Sightings of unrecorded things of ours, kept across passes (and restarts) in the store.
+  const seen = new Set<string>();
+  const young = (key: string) => {
+    seen.add(key);
+    return now - d.store.firstSeen(key, now) < s.graceMs;
+  };
 
   // 1. Containers.
   // Node by node: one node down must not stop the sweep of the others.
@@ -133,6 +139,8 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
     }
   }
   report.containers = containers.length;
+  // A node that did not answer keeps its sightings: its containers' clocks run on.
+  const reachable = s.nodes().filter((n) => !unreachable.has(n));
   const containerNames = new Set(containers.map((c) => c.name!));
   for (const c of containers) {
     const name = c.name!;
@@ -166,8 +174,14 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
       continue;
     }
     if (!live(r)) {
-      // A record in progress of creation is younger than the grace; an unknown container is an orphan.
+      // A record that just left its live states is younger than the grace. A container of ours
+      // with no record may be mid-creation by a listener that just restarted: it too gets the
+      // grace, counted from the first sweep that saw it (PVE tells no creation time).
       if (r && now - r.stateSince < s.graceMs) continue;
+      if (!r && young(`container:${c.node}:${c.vmid}:${name}`)) {
+        log.info({ runner: name, vmid: c.vmid, node: c.node }, "container of ours with no record: left alone until it is older than sweeper.grace");
+        continue;
+      }
       await destroy(r ? `runner record is ${r.state}` : "no record of this container");
       continue;
     }
@@ -186,6 +200,8 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
       });
     }
   }
+
+  for (const node of reachable) d.store.forgetSightings(`container:${node}:`, seen);
 
   // 2. GitHub registrations we made: our controller label, or an id we minted and recorded.
   for (const key of s.scopes()) {
@@ -207,11 +223,17 @@ export async function sweep(d: SweepDeps, opts: { dryRun?: boolean } = {}): Prom
       // Its node did not answer: its container may well be there.
       if (live(r) && r!.node && unreachable.has(r!.node)) continue;
       if (r && live(r) && now - r.stateSince < s.graceMs) continue;
+      // Ours by our label with no record at all: it may be one a listener minted just before a restart.
+      if (!r && young(`registration:${key}:${g.id}`)) {
+        log.info({ runner: g.name, scope: key }, "registration of ours with no record: left alone until it is older than sweeper.grace");
+        continue;
+      }
       await act({ kind: "delete-registration", scope: key, id: g.id, name: g.name, reason: live(r) ? "its container is gone" : "no live runner of ours has this name" }, async () => {
         const outcome = await d.github.deleteRunner(parseScopeKey(key), g.id);
         if (outcome === "busy") log.warn({ runner: g.name }, "registration is running a job: kept");
       });
     }
+    d.store.forgetSightings(`registration:${key}:`, seen);
   }
 
   // 3. Stack dirs with neither a live record nor a container.

@@ -6,6 +6,7 @@ import { registerSimCommands } from "./sim.js";
 import { registerRunCommands } from "./run.js";
 import { registerTemplateCommands } from "./template.js";
 import { registerAdminCommands } from "./admin.js";
+import { registerCheckCommand } from "./check.js";
 import { describeCliError } from "./errors.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -16,6 +17,7 @@ const program = new Command("pve-runners")
   .exitOverride();
 
 registerRunCommands(program);
+registerCheckCommand(program);
 registerTemplateCommands(program);
 registerAdminCommands(program);
 registerSimCommands(program);

@@ -2,6 +2,7 @@
 // with its path, so an operator fixes the file in one go. Secrets never live in the file: it names
 // files (systemd credentials, `${CREDENTIALS_DIRECTORY}/…`) and they are read here, once.
 import { readFileSync } from "node:fs";
+import { createPrivateKey } from "node:crypto";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import cron from "node-cron";
@@ -332,6 +333,16 @@ function expandPath(p: string, o: ParseOptions, problems: string[], where: strin
   return isAbsolute(expanded) ? expanded : resolve(o.baseDir, expanded);
 }
 
+/** A PEM that looks right but does not parse (truncated, edited): named here, not at the first JWT. */
+function pemProblem(pem: string): string | null {
+  try {
+    const key = createPrivateKey(pem);
+    return key.asymmetricKeyType === "rsa" ? null : `holds an ${key.asymmetricKeyType?.toUpperCase()} key, not RSA: GitHub Apps sign with RSA (download the key from the App's settings)`;
+  } catch {
+    return "is not a readable PEM private key (truncated or edited?): download a new one from the App's settings";
+  }
+}
+
 function readSecret(path: string, where: string, problems: string[], check: (v: string) => string | null): string {
   let v = "";
   try {
@@ -371,7 +382,7 @@ export function parseConfig(text: string, o: ParseOptions): { config: Config; se
   if (o.readSecrets !== false && problems.length === 0) {
     secrets = {
       githubAppPrivateKey: readSecret(c.github.privateKeyFile, "github.privateKeyFile", problems, (v) =>
-        /^-----BEGIN (RSA )?PRIVATE KEY-----/.test(v) ? null : "is not a PEM private key (download it from the App's settings)",
+        /^-----BEGIN (RSA )?PRIVATE KEY-----/.test(v) ? pemProblem(v) : "is not a PEM private key (download it from the App's settings)",
       ),
       webhookSecret: readSecret(c.github.webhookSecretFile, "github.webhookSecretFile", problems, (v) =>
         v.length >= 16 ? null : "holds a secret shorter than 16 characters: use a random one",

@@ -120,6 +120,29 @@ export class GitHubAdapter {
     return gh;
   }
 
+  /** GET /app with the App's JWT: answers only if the private key is this App's (`pve-runners check`). */
+  async appIdentity(): Promise<{ id: number; slug: string; name: string }> {
+    const r = await this.app.rest.apps.getAuthenticated();
+    const d = r.data as { id: number; slug?: string; name: string };
+    return { id: d.id, slug: d.slug ?? "", name: d.name };
+  }
+
+  /** The installation covering a scope and the permissions it grants (`pve-runners check`). */
+  async installationGrant(scope: Scope): Promise<{ id: number; account: string; permissions: Record<string, string> }> {
+    const r =
+      scope.kind === "repo"
+        ? await this.app.rest.apps.getRepoInstallation({ owner: scope.owner, repo: scope.repo })
+        : await this.app.rest.apps.getOrgInstallation({ org: scope.org });
+    const account = (r.data.account as { login?: string } | null)?.login ?? "";
+    return { id: r.data.id, account, permissions: { ...(r.data.permissions as Record<string, string>) } };
+  }
+
+  /** Every installation of the App with its permissions (`pve-runners check` with allow.any). */
+  async installationGrants(): Promise<Array<{ id: number; account: string; permissions: Record<string, string> }>> {
+    const all = await this.app.paginate(this.app.rest.apps.listInstallations, { per_page: 100 });
+    return all.map((i) => ({ id: i.id, account: (i.account as { login?: string } | null)?.login ?? "", permissions: { ...(i.permissions as Record<string, string>) } }));
+  }
+
   /** The installation that covers a scope; payloads carry it, otherwise it is looked up once and cached. */
   async installationFor(scope: Scope, hint?: number | null): Promise<number> {
     const key = scopeKey(scope);

@@ -31,6 +31,7 @@ export function generateAppKey(): string {
 }
 
 export function installationPermissions(inst: Installation): Record<string, string> {
+  if (inst.permissions) return { ...inst.permissions };
   const perms: Record<string, string> = { actions: "read", administration: "write", checks: "write", metadata: "read" };
   if (inst.account.type === "Organization") perms.organization_self_hosted_runners = "write";
   return perms;

@@ -5,6 +5,11 @@ export interface WorldInstallationSpec {
   account: string;
   type: "Organization" | "User";
   repos: string[];
+  /**
+   * What the installation grants, when it differs from what the App asks for (an owner who has not
+   * accepted a permission the App added later, say). Default: the App's permissions.
+   */
+  permissions?: Record<string, string>;
 }
 
 export interface Account {
@@ -28,6 +33,7 @@ export interface Installation {
   account: Account;
   repos: Repo[];
   createdAt: string;
+  permissions?: Record<string, string>;
 }
 
 export interface RunnerGroup {
@@ -70,7 +76,7 @@ export class SimWorld {
         this.repos.set(repo.fullName.toLowerCase(), repo);
         return repo;
       });
-      this.installations.set(spec.id, { id: spec.id, account, repos, createdAt });
+      this.installations.set(spec.id, { id: spec.id, account, repos, createdAt, ...(spec.permissions ? { permissions: { ...spec.permissions } } : {}) });
     }
   }
 

@@ -7,7 +7,7 @@ import { delay, type PveContext } from "./context.js";
 import { NodeUnreachable, PveError, notImplemented, paramError, proxyTimeout } from "./errors.js";
 import { FirewallApi } from "./firewall.js";
 import { LxcApi } from "./lxc.js";
-import { flatten, type RawParams } from "./params.js";
+import { flatten, verify, type RawParams } from "./params.js";
 import { callerOf, type Caller, type TokenDef } from "./privileges.js";
 
 /** A response with PVE's `total` attribute next to `data` (task logs). */
@@ -82,6 +82,16 @@ export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[]): R
   };
 
   route("get", "/version", (_c, p) => cluster.version(p));
+  route("get", "/access/permissions", (c, p) => {
+    const q = verify(p, { path: { type: "string", optional: true }, userid: { type: "string", optional: true } });
+    // Every user/token may dump its own permissions; anyone else's needs Sys.Audit on /access.
+    if (q.userid !== undefined && q.userid !== c.userid) {
+      ctx.acl.check(c, "/access", ["Sys.Audit"]);
+      throw new PveError(500, `no such user ('${q.userid}')\n`);
+    }
+    if (q.path === undefined) throw new PveError(501, "the whole permission tree is not simulated: give path\n");
+    return { [q.path]: ctx.acl.effective(c, q.path) };
+  });
   route("get", "/nodes", (c, p) => cluster.nodes(c, p));
   route("get", "/nodes/:node/storage", (c, p) => cluster.storage(c, p));
   route("get", "/nodes/:node/lxc", (c, p) => lxc.list(c, p));

@@ -112,6 +112,22 @@ export class Acl {
     return privs;
   }
 
+  /**
+   * GET /access/permissions?path=: privilege → propagate (1/0) on one path, as
+   * RPCEnvironment::permissions gives it (pve-access-control src/PVE/API2/AccessControl.pm
+   * `permissions`). A privilege inherited from a pool propagates no further.
+   */
+  effective(caller: Caller, path: string): Record<string, 0 | 1> {
+    const out: Record<string, 0 | 1> = {};
+    if (caller.token.superuser) {
+      for (const p of ALL_PRIVILEGES) out[p] = 1;
+      return out;
+    }
+    for (const p of this.privileges(caller, path)) out[p] = 0;
+    for (const a of caller.token.acls) if (a.path === path && a.propagate) for (const p of a.privs) out[p] = 1;
+    return out;
+  }
+
   has(caller: Caller, path: string, privs: readonly string[]): boolean {
     const have = this.privileges(caller, path);
     return privs.every((p) => have.has(p));

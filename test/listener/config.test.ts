@@ -3,12 +3,14 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
 import { ConfigError, loadConfig, parseConfig } from "../../listener/config.js";
 
-const PEM = "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAq\n-----END PRIVATE KEY-----\n";
+// A real key: the config parses the PEM, so a truncated one is caught at load.
+const PEM = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ type: "pkcs8", format: "pem" }) as string;
 const TOKEN = "pve-runners@pve!listener=8a3b5c1e-2d4f-4e6a-9b7c-0d1e2f3a4b5c";
 const WEBHOOK = "s3cr3t-webhook-value-0123456789";
 const ADMIN = "admin-token-value-0123456789abcdef";
@@ -201,6 +203,20 @@ describe("config", () => {
     assert.ok(problems.some((p) => p.includes("proxmox.tokenFile") && p.includes("USER@REALM!TOKENID=SECRET")), problems.join("\n"));
     assert.ok(problems.some((p) => p.includes("github.webhookSecretFile") && p.includes("ENOENT")), problems.join("\n"));
     assert.ok(!problems.join("\n").includes("not-a-token-but-a-secret-value"), "the secret is not echoed");
+  });
+
+  test("a private key that looks like PEM but does not parse (truncated), or is not RSA, is a problem at load", async () => {
+    const lines = PEM.trim().split("\n");
+    await writeFile(join(dir, "creds", "truncated.pem"), [...lines.slice(0, 4), lines[lines.length - 1]].join("\n"));
+    const ec = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }) as string;
+    await writeFile(join(dir, "creds", "ec.pem"), ec);
+    const withKey = (file: string) => {
+      const cfg = minimal() as Record<string, any>;
+      cfg.github.privateKeyFile = `\${CREDENTIALS_DIRECTORY}/${file}`;
+      return problemsOf(() => parseConfig(stringify(cfg), { baseDir: dir, env: env() }));
+    };
+    assert.deepEqual(withKey("truncated.pem"), [`github.privateKeyFile: ${join(dir, "creds", "truncated.pem")} is not a readable PEM private key (truncated or edited?): download a new one from the App's settings`]);
+    assert.match(withKey("ec.pem")[0], /holds an EC key, not RSA: GitHub Apps sign with RSA/);
   });
 
   test("an unset ${VAR} in a path is a problem, not an empty string", () => {

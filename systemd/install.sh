@@ -232,6 +232,8 @@ pve-runners is installed. Next steps (README: "Install on a PVE host"):
      it works in /var/lib/pve-runners-template, never in the listener's state dir):
        read -rs PROXMOX_VE_PASSWORD && export PROXMOX_VE_PASSWORD PROXMOX_VE_USERNAME=root@pam
        pve-runners template deploy --config $ETC/config.yaml
+     Then check everything serve needs (one line each, with the fix for any that fails):
+       pve-runners check --config $ETC/config.yaml
   5. Start: systemctl enable --now pve-runners && journalctl -u pve-runners -f
      Point the TLS reverse proxy at 127.0.0.1:8790 (listener.trustProxy: loopback believes its
      X-Forwarded-For; a proxy on another host: set its address instead, never true).

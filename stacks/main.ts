@@ -53,7 +53,8 @@ function main(): void {
   const configPath = process.env.PVE_RUNNERS_CONFIG ?? "/etc/pve-runners/config.yaml";
   const spec = orExit(configPath, () => templateSpecFromConfig(configPath));
   const out = synthTemplateStack(process.env.CDKTF_OUTDIR ?? "cdktf.out", spec);
-  process.stderr.write(`pve-runners: template stack (build ${out.fingerprint.slice(0, 12)}) in ${out.workingDir}\n`);
+  // stdout: the cdktn CLI shows the app's stderr as [ERROR].
+  process.stdout.write(`pve-runners: template stack (build ${out.fingerprint.slice(0, 12)}) in ${out.workingDir}\n`);
 }
 
 // Only when run as the program, not when a test imports templateSpecFromConfig.

@@ -138,6 +138,7 @@ export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[], au
   route("post", "/cluster/firewall/groups/:group", (c, p) => firewall.createGroupRule(c, p));
   route("get", "/nodes/:node/tasks", (c, p) => cluster.taskList(c, p));
   route("get", "/nodes/:node/tasks/:upid/status", (c, p) => cluster.taskStatus(c, p));
+  route("delete", "/nodes/:node/tasks/:upid", (c, p) => cluster.taskStop(c, p));
   route("get", "/nodes/:node/tasks/:upid/log", (c, p) => {
     const { data, total } = cluster.taskLog(c, p);
     return new WithTotal(data, total);

@@ -313,6 +313,13 @@ export class PveSim {
     this.log.info({ vmid, dest, bytes: content.length, perms: perms?.toString(8) }, "pct push");
   }
 
+  /** A file inside a container, running or not (the host mounts it), or undefined: for tests and the demo. */
+  guestFile(vmid: number, path: string): string | undefined {
+    const ct = this.ctx.state.get(vmid);
+    if (!ct?.fs.isFile(path)) return undefined;
+    return ct.fs.read(path);
+  }
+
   /** The guest powers itself off (`systemctl poweroff` inside): stopped, no task. */
   powerOff(vmid: number, node = this.defaultNode(vmid)): void {
     const ct = this.ctx.state.on(node, vmid);

@@ -98,6 +98,7 @@ describe("template build on the stand-ins", { skip: hasTerraform ? false : "terr
     });
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /template ready/);
+    assert.ok(!(r.stdout + r.stderr).includes(SIM_ROOT_PASSWORD), "the password is in no log line");
 
     const ct = sim.container(9000);
     assert.ok(ct, "container 9000 exists");

@@ -15,6 +15,8 @@ import { plural } from "./text.js";
 
 export interface DemoOptions {
   jobs: number;
+  /** Start without a template and build it through the template stack first. */
+  buildTemplate?: boolean;
   timeScale: number;
   timeoutMs: number;
   logger: Logger;
@@ -41,7 +43,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const started = Date.now();
   const t = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s`;
   o.out(`demo: starting the stand-in world (time scale ${o.timeScale})`);
-  const world = await startWorld({ timeScale: o.timeScale, logger: o.logger });
+  const world = await startWorld({ timeScale: o.timeScale, logger: o.logger, ...(o.buildTemplate ? { templates: [] } : {}) });
+  if (o.buildTemplate) {
+    try {
+      o.out(`demo: building the template with the template stack (terraform, root@pam, pct)`);
+      const { buildDemoTemplate } = await import("./demo-template.js");
+      const built = await buildDemoTemplate(world, o.logger.child({ part: "template" }));
+      o.out(`template: built ${built.node}/${built.vmid}, runner ${built.runnerVersion}`);
+    } catch (err) {
+      o.out(`demo: ${(err as Error).message}`);
+      await world.stop();
+      return { jobs: 0, served: 0, containersLeft: 0, runnersLeft: 0, stackDirsLeft: 0, ok: false };
+    }
+  }
   let unwatch = () => {};
   const service = await startService(world.config, world.secrets, o.logger.child({ part: "listener" }), {
     helperEnv: world.helperEnv, terraformEnv: world.terraformEnv,

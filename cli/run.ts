@@ -113,11 +113,13 @@ export function registerRunCommands(program: Command): void {
     .option("--jobs <n>", "how many jobs to queue (an integer)", positiveInteger, 8)
     .option("--time-scale <x>", "scale of simulated latencies (1 = realistic)", positive, 0.05)
     .option("--timeout <s>", "give up after this many seconds", positive, 240)
-    .action(async (o: { jobs: number; timeScale: number; timeout: number }) => {
+    .option("--build-template", "start without a template and build it first with the template stack (terraform, root@pam, pct stand-in)")
+    .action(async (o: { jobs: number; timeScale: number; timeout: number; buildTemplate?: boolean }) => {
       const { runDemo, demoLogger } = await import("./demo.js");
       const out = (l: string) => process.stdout.write(l + "\n");
       const r = await runDemo({
         jobs: o.jobs,
+        buildTemplate: o.buildTemplate === true,
         timeScale: o.timeScale,
         timeoutMs: o.timeout * 1000,
         // Warnings as lines for people; with LOG_LEVEL set, the JSON log.

@@ -4,7 +4,7 @@ import { Command } from "commander";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createLogger } from "./log.js";
-import { loadConfig, orExit } from "../listener/config.js";
+import { SIMULATOR_PVE_ENV, loadConfig, orExit } from "../listener/config.js";
 import { Terraform, TerraformError } from "../listener/terraform.js";
 import { UntrustedPathError, assertRootOwned, assertRootOwnedParent, assertRootOwnedPath, runningAsRoot } from "../listener/trusted-path.js";
 import { templateSpec, templateSpecFromConfig } from "../stacks/main.js";
@@ -57,7 +57,8 @@ export function registerTemplateCommands(program: Command): void {
     .option("--dir <dir>", "where the template stack and its state live; as root, only root may write it and its parents", DEFAULT_TEMPLATE_DIR)
     .action(async (o: { config: string; dir: string }) => {
       const { config, spec } = orExit(o.config, () => {
-        const { config } = loadConfig(o.config, { readSecrets: false });
+        // The simulator world's plain-http PVE is the one endpoint exempt from the https rule (as for serve).
+        const { config } = loadConfig(o.config, { readSecrets: false, simulatorPveEndpoint: process.env[SIMULATOR_PVE_ENV] || undefined });
         return { config, spec: templateSpec(config) };
       });
       const log = createLogger({ level: config.log.level }).child({ part: "template" });

@@ -13,6 +13,7 @@ import {
   startContainer,
   updateContainer,
   cloneContainer,
+  createContainerTask,
   waitForInterfaces,
   waitForStatus,
   waitForUnlock,
@@ -52,15 +53,10 @@ const warningDiags = (summary: string, r: TaskResult): Diagnostic[] => r.warning
 
 // ---------------------------------------------------------------- create
 
-/** containerCreate: clone-based only (bpg's custom create from an OS template is not simulated). */
+/** containerCreate: by clone when there is a clone block, else from operating_system.template_file_id. */
 export async function createContainer(ctx: OpContext, planned: ObjectValue): Promise<Outcome> {
   const clone = first(planned, "clone");
-  if (!clone) {
-    return {
-      state: null,
-      diagnostics: [errorDiag("Container create", new Error("the provider stand-in only creates containers by cloning: add a clone block (bpg's create from operating_system.template_file_id is not simulated)"))],
-    };
-  }
+  if (!clone) return createContainerCustom(ctx, planned);
   const nodeName = str(planned, "node_name");
   const cloneVmid = num(clone, "vm_id");
   const cloneNode = str(clone, "node_name");
@@ -115,6 +111,134 @@ export async function createContainer(ctx: OpContext, planned: ObjectValue): Pro
   }
 
   // containerRead fills what only the API knows (MACs, IPs, cpu units); every value the plan knew stays.
+  const read = await readContainer(ctx, { ...partial() });
+  diagnostics.push(...read.diagnostics);
+  if (!read.state) return { state: partial(), diagnostics: [...diagnostics, fromErr(new Error(`container ${vmid} vanished right after it was created`))] };
+  return { state: unknownsToNull(fillUnknowns({ ...planned, id: String(vmid), vm_id: vmid }, read.state)) as ObjectValue, diagnostics };
+}
+
+/**
+ * containerCreateCustom (bpg proxmoxtf/resource/container/container.go): one POST /nodes/{node}/lxc
+ * with the whole config (containers.CreateRequestBody; `start` = started, so PVE starts it in the
+ * create task), wait for the config lock to go, then containerCreateStart (start unless running or
+ * a template) and containerRead. Blocks bpg has and the stand-in leaves out (console, startup,
+ * mount_point, device_passthrough, idmap) are sent with bpg's defaults or not at all.
+ */
+async function createContainerCustom(ctx: OpContext, planned: ObjectValue): Promise<Outcome> {
+  const os = first(planned, "operating_system");
+  if (!os) return { state: null, diagnostics: [fromErr(new Error(`"operating_system": required field is not set`))] };
+  const nodeName = str(planned, "node_name");
+  let vmid: number;
+  if (typeof planned.vm_id === "number" && planned.vm_id !== -1) vmid = planned.vm_id;
+  else {
+    try {
+      vmid = await nextVmid(ctx);
+    } catch (err) {
+      return { state: null, diagnostics: [fromErr(err)] };
+    }
+  }
+  const cpu = first(planned, "cpu");
+  const memory = first(planned, "memory");
+  const disk = first(planned, "disk");
+  const init = first(planned, "initialization");
+  const body: Params = {
+    // console { enabled = true, type = "tty", tty_count = 2 }: bpg's defaults (the block is not simulated).
+    console: true,
+    cmode: "tty",
+    tty: 2,
+    arch: cpu ? str(cpu, "architecture") : "amd64",
+    cores: cpu ? num(cpu, "cores") : 1,
+    cpulimit: cpu ? num(cpu, "limit") : 0,
+    storage: disk ? str(disk, "datastore_id") : "local",
+    memory: memory ? num(memory, "dedicated") : 512,
+    swap: memory ? num(memory, "swap") : 0,
+    ostemplate: str(os, "template_file_id"),
+    ostype: str(os, "type"),
+    protection: bool(planned, "protection"),
+    start: bool(planned, "started"),
+    onboot: bool(planned, "start_on_boot"),
+    template: bool(planned, "template"),
+    unprivileged: bool(planned, "unprivileged"),
+    vmid,
+  };
+  if (cpu && num(cpu, "units") > 0) body.cpuunits = num(cpu, "units");
+  const features = featuresString(first(planned, "features"));
+  if (features) body.features = features;
+  // A non-default size (or any disk option) makes bpg send rootfs "<datastore>:<GiB>" (CustomRootFS.EncodeValues).
+  if (disk && str(disk, "datastore_id") !== "") {
+    const size = num(disk, "size");
+    const mountOptions = strings(disk.mount_options);
+    if (size !== 4 || mountOptions.length > 0 || bool(disk, "acl") || bool(disk, "quota") || bool(disk, "replicate")) {
+      const v: string[] = [];
+      if (bool(disk, "acl")) v.push("acl=1");
+      if (mountOptions.length > 0) v.push(`mountoptions=${mountOptions.join(";")}`);
+      if (bool(disk, "quota")) v.push("quota=1");
+      if (bool(disk, "replicate")) v.push("replicate=1");
+      v.push(`volume=${str(disk, "datastore_id")}:${size}`);
+      body.rootfs = v.join(",");
+    }
+  }
+  const ipv4: Array<{ address: string; gateway: string }> = [];
+  const ipv6: Array<{ address: string; gateway: string }> = [];
+  if (init) {
+    const dns = first(init, "dns");
+    if (dns) {
+      if (str(dns, "domain") !== "") body.searchdomain = str(dns, "domain");
+      const servers = strings(dns.servers);
+      const server = servers.length > 0 ? servers.join(" ") : str(dns, "server");
+      if (server !== "") body.nameserver = server;
+    }
+    if (str(init, "hostname") !== "") body.hostname = str(init, "hostname");
+    if (str(init, "entrypoint") !== "") body.entrypoint = str(init, "entrypoint");
+    for (const c of asList(init.ip_config ?? null)) {
+      const cfg = asObject(c);
+      if (!cfg) continue;
+      const v4 = first(cfg, "ipv4");
+      const v6 = first(cfg, "ipv6");
+      ipv4.push({ address: str(v4, "address"), gateway: str(v4, "gateway") });
+      ipv6.push({ address: str(v6, "address"), gateway: str(v6, "gateway") });
+    }
+    const user = first(init, "user_account");
+    if (user) {
+      const keys = strings(user.keys);
+      if (keys.length > 0) body["ssh-public-keys"] = keys.join("\n");
+      if (str(user, "password") !== "") body.password = str(user, "password");
+    }
+  }
+  const hostManaged = await supportsHostManaged(ctx);
+  asList(planned.network_interface ?? null)
+    .map(asObject)
+    .forEach((nic, i) => {
+      if (nic) body[`net${i}`] = netString(nic, ipv4[i], ipv6[i], hostManaged);
+    });
+  if (str(planned, "description") !== "") body.description = str(planned, "description");
+  if (str(planned, "hook_script_file_id") !== "") body.hookscript = str(planned, "hook_script_file_id");
+  if (str(planned, "pool_id") !== "") body.pool = str(planned, "pool_id");
+  const tags = [...new Set(strings(planned.tags).map((t) => t.trim()).filter((t) => t !== ""))].sort();
+  if (tags.length > 0) body.tags = tags.join(";");
+  const env = asObject(planned.environment_variables ?? null);
+  if (env && Object.keys(env).length > 0) body.env = Object.keys(env).sort().map((k) => `${k}=${String(env[k])}`).join("\0");
+
+  const diagnostics: Diagnostic[] = [];
+  try {
+    diagnostics.push(...warningDiags("Container create", await createContainerTask(ctx, nodeName, body)));
+  } catch (err) {
+    return { state: null, diagnostics: [errorDiag("Container create", err)] };
+  }
+  ctx.log("info", "container created", { vmid, node: nodeName, ostemplate: body.ostemplate });
+  const partial = (): ObjectValue => unknownsToNull({ ...planned, id: String(vmid), vm_id: vmid }) as ObjectValue;
+  try {
+    await waitForUnlock(ctx, nodeName, vmid);
+  } catch (err) {
+    return { state: partial(), diagnostics: [...diagnostics, fromErr(err)] };
+  }
+  if (bool(planned, "started") && !bool(planned, "template")) {
+    try {
+      diagnostics.push(...warningDiags("Container start", await startContainer(ctx, nodeName, vmid)));
+    } catch (err) {
+      return { state: partial(), diagnostics: [...diagnostics, errorDiag("Container start", err)] };
+    }
+  }
   const read = await readContainer(ctx, { ...partial() });
   diagnostics.push(...read.diagnostics);
   if (!read.state) return { state: partial(), diagnostics: [...diagnostics, fromErr(new Error(`container ${vmid} vanished right after it was created`))] };

@@ -225,6 +225,19 @@ export function cloneContainer(ctx: OpContext, node: string, sourceVmid: number,
   });
 }
 
+/** containers.CreateContainer: POST /nodes/{node}/lxc (5xx retried; "already exists" on a retry counts as done), then its task. */
+export function createContainerTask(ctx: OpContext, node: string, body: Params): Promise<TaskResult> {
+  return doTask(ctx, { name: "container create", retryIf: isTransient, alreadyDone: (e) => e.message.includes("already exists") }, async () => {
+    try {
+      const upid = await ctx.client.request<string | null>("POST", `nodes/${encodeURIComponent(node)}/lxc`, body, ctx.signal);
+      if (!upid) throw new Error("the server did not include a data object in the response");
+      return upid;
+    } catch (err) {
+      throw wrap("error creating container", err);
+    }
+  });
+}
+
 /** containers.UpdateContainer: one PUT /config, retried only on "got timeout". */
 export function updateContainer(ctx: OpContext, node: string, vmid: number, body: Params): Promise<void> {
   return doApiCall(ctx, "container config update", (e) => e.message.includes("got timeout"), () =>

@@ -130,6 +130,33 @@ export const CONTAINER_SCHEMA: BlockSchema = {
   },
 };
 
+export const DOWNLOAD_FILE = "proxmox_virtual_environment_download_file";
+
+/**
+ * `proxmox_virtual_environment_download_file` (a plugin-framework resource, bpg
+ * fwprovider/nodes/resource_download_file.go): RequiresReplace on everything that names or checks
+ * the file (forceNew here); upload_timeout, verify, overwrite and overwrite_unmanaged change in place.
+ */
+export const DOWNLOAD_FILE_SCHEMA: BlockSchema = {
+  attributes: {
+    id: { type: str, computed: true, description: "The unique identifier of this resource." },
+    content_type: { type: str, required: true, forceNew: true },
+    file_name: { type: str, optional: true, computed: true, forceNew: true },
+    datastore_id: { type: str, required: true, forceNew: true },
+    node_name: { type: str, required: true, forceNew: true },
+    size: { type: num, computed: true },
+    upload_timeout: def(num, 600),
+    url: { type: str, required: true, forceNew: true },
+    checksum: opt(str, { forceNew: true }),
+    decompression_algorithm: opt(str, { forceNew: true }),
+    checksum_algorithm: opt(str, { forceNew: true }),
+    verify: def(bool, true),
+    overwrite: def(bool, true),
+    overwrite_unmanaged: def(bool, false),
+  },
+};
+
+export const DOWNLOAD_FILE_TYPE = impliedType(DOWNLOAD_FILE_SCHEMA);
 export const CONTAINER_TYPE = impliedType(CONTAINER_SCHEMA);
 export const PROVIDER_TYPE = impliedType(PROVIDER_SCHEMA);
 

@@ -10,8 +10,9 @@ import { planBlock, planResourceChange, type PathStep } from "./plan.js";
 import { providerSettings, type ProviderSettings } from "./provider-config.js";
 import { PveClient } from "./pve-client.js";
 import type { OpContext } from "./pve-ops.js";
-import { CONTAINER, CONTAINER_SCHEMA, CONTAINER_TYPE, PROVIDER_SCHEMA, PROVIDER_TYPE, schemaToProto } from "./schema.js";
-import { validateContainer } from "./validate.js";
+import { CONTAINER, CONTAINER_SCHEMA, CONTAINER_TYPE, DOWNLOAD_FILE, DOWNLOAD_FILE_SCHEMA, DOWNLOAD_FILE_TYPE, PROVIDER_SCHEMA, PROVIDER_TYPE, schemaToProto } from "./schema.js";
+import { createDownloadFile, deleteDownloadFile, readDownloadFile, updateDownloadFile } from "./download-file.js";
+import { validateContainer, validateDownloadFile } from "./validate.js";
 import { asObject, unknownsToNull, valuesEqual, type BlockSchema, type CtyType, type ObjectValue, type Value } from "./values.js";
 import type { Protos } from "./protos.js";
 
@@ -47,6 +48,7 @@ interface ResourceKind {
 const RESOURCES: Record<string, ResourceKind> = {
   [CONTAINER]: { schema: CONTAINER_SCHEMA, type: CONTAINER_TYPE, validate: validateContainer },
   [FIREWALL_OPTIONS]: { schema: FIREWALL_OPTIONS_SCHEMA, type: FIREWALL_OPTIONS_TYPE, validate: validateFirewallOptions },
+  [DOWNLOAD_FILE]: { schema: DOWNLOAD_FILE_SCHEMA, type: DOWNLOAD_FILE_TYPE, validate: validateDownloadFile },
 };
 
 export class ProviderServer {
@@ -153,7 +155,8 @@ export class ProviderServer {
         const { type } = this.kind(req.type_name);
         const current = asObject(decodeDynamic(type, req.current_state));
         if (!current) return { new_state: { msgpack: encodeMsgpack(type, null) }, diagnostics: [], private: req.private };
-        const out = req.type_name === FIREWALL_OPTIONS ? await readFirewallOptions(this.ctx(undefined), current) : await readContainer(this.ctx(undefined), current);
+        const read = { [FIREWALL_OPTIONS]: readFirewallOptions, [DOWNLOAD_FILE]: readDownloadFile }[req.type_name as string] ?? readContainer;
+        const out = await read(this.ctx(undefined), current);
         return { new_state: { msgpack: encodeMsgpack(type, out.state) }, diagnostics: this.diags(out.diagnostics), private: req.private };
       },
       PlanResourceChange: async (req) => {
@@ -163,11 +166,18 @@ export class ProviderServer {
         const config = decodeDynamic(type, req.config);
         const { planned, requiresReplace } = planResourceChange(schema, prior, proposed, config);
         // bpg's firewall options have no ForceNew attribute: their changes are updates in place.
-        const replace = req.type_name === FIREWALL_OPTIONS ? [] : requiresReplace;
+        // download_file replaces only for its RequiresReplace attributes; the container for any change.
+        const replace =
+          req.type_name === FIREWALL_OPTIONS
+            ? []
+            : req.type_name === DOWNLOAD_FILE
+              ? requiresReplace.filter((steps) => "attribute_name" in steps[0] && schema.attributes[steps[0].attribute_name]?.forceNew === true)
+              : requiresReplace;
         return { planned_state: { msgpack: encodeMsgpack(type, planned) }, requires_replace: replace.map((steps) => ({ steps })), planned_private: req.prior_private, diagnostics: [] };
       },
       ApplyResourceChange: async (req) => {
         if (req.type_name === FIREWALL_OPTIONS) return this.applyFirewallOptions(req);
+        if (req.type_name === DOWNLOAD_FILE) return this.applyDownloadFile(req);
         this.checkType(req.type_name);
         const prior = asObject(decodeDynamic(CONTAINER_TYPE, req.prior_state));
         const planned = asObject(decodeDynamic(CONTAINER_TYPE, req.planned_state));
@@ -190,6 +200,7 @@ export class ProviderServer {
       ImportResourceState: async (req) => {
         const { schema, type } = this.kind(req.type_name);
         const skeleton = unknownsToNull(planBlock(schema, {}, null)) as ObjectValue;
+        if (req.type_name === DOWNLOAD_FILE) return { imported_resources: [], diagnostics: [error("Resource Import Not Implemented", "This resource does not support import.")] };
         const importer = req.type_name === FIREWALL_OPTIONS ? importFirewallOptions : importContainer;
         const out = await importer(this.ctx(undefined), String(req.id), skeleton);
         return {
@@ -249,6 +260,23 @@ export class ProviderServer {
     // A failed create leaves nothing (no id was set); a failed update keeps the prior state.
     const state = failed ? prior : out.state;
     return { new_state: encode(state), diagnostics: this.diags(out.diagnostics), private: req.planned_private };
+  }
+
+  /** Create (bounded by upload_timeout), in-place update, delete. A failed create leaves nothing. */
+  private async applyDownloadFile(req: Msg): Promise<Msg> {
+    const prior = asObject(decodeDynamic(DOWNLOAD_FILE_TYPE, req.prior_state));
+    const planned = asObject(decodeDynamic(DOWNLOAD_FILE_TYPE, req.planned_state));
+    const encode = (v: Value) => ({ msgpack: encodeMsgpack(DOWNLOAD_FILE_TYPE, v) });
+    if (!planned) {
+      if (!prior) return { new_state: encode(null), diagnostics: [] };
+      const diags = await deleteDownloadFile(this.ctx(prior), prior);
+      const failed = diags.some((d) => d.severity === "ERROR");
+      return { new_state: encode(failed ? prior : null), diagnostics: this.diags(diags) };
+    }
+    const out = prior ? await updateDownloadFile(this.ctx(planned), planned) : await createDownloadFile(this.ctx(planned, "upload_timeout", 600), planned);
+    const failed = out.diagnostics.some((d) => d.severity === "ERROR");
+    const state = failed ? (prior ?? out.state) : out.state;
+    return { new_state: encode(state ? unknownsToNull(state) : null), diagnostics: this.diags(out.diagnostics), private: req.planned_private };
   }
 
   /** Context for one operation: the stop signal, plus the resource's own timeout attribute if given. */

@@ -48,3 +48,24 @@ export function validateContainer(config: Value): ValidationDiag[] {
   });
   return out;
 }
+
+/** The download_file resource's framework validators (OneOf, RegexMatches, AlsoRequires). */
+export function validateDownloadFile(config: Value): ValidationDiag[] {
+  const c = asObject(config);
+  if (!c) return [];
+  const out: ValidationDiag[] = [];
+  const oneOf = (key: string, values: string[]) => {
+    const v = c[key];
+    if (typeof v === "string" && !values.includes(v)) out.push({ summary: `Attribute ${key} value must be one of: [${values.map((x) => JSON.stringify(x)).join(" ")}], got: ${JSON.stringify(v)}`, path: [{ attribute_name: key }] });
+  };
+  oneOf("content_type", ["iso", "vztmpl", "import"]);
+  oneOf("decompression_algorithm", ["gz", "lzo", "zst", "bz2"]);
+  oneOf("checksum_algorithm", ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]);
+  if (typeof c.url === "string" && !/https?:\/\/.*/.test(c.url)) out.push({ summary: `Attribute url must match HTTP URL regex \`https?://.*\`, got: ${c.url}`, path: [{ attribute_name: "url" }] });
+  const pair = (a: string, b: string) => {
+    if (typeof c[a] === "string" && c[b] === null) out.push({ summary: `Attribute "${b}" must be specified when "${a}" is specified`, path: [{ attribute_name: a }] });
+  };
+  pair("checksum", "checksum_algorithm");
+  pair("checksum_algorithm", "checksum");
+  return out;
+}

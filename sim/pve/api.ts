@@ -9,6 +9,9 @@ import { FirewallApi } from "./firewall.js";
 import { LxcApi } from "./lxc.js";
 import { flatten, verify, type RawParams } from "./params.js";
 import { callerOf, type Caller, type TokenDef } from "./privileges.js";
+import type { Downloads } from "./downloads.js";
+import { StorageContentApi } from "./storage-content.js";
+import type { Tickets } from "./tickets.js";
 
 /** A response with PVE's `total` attribute next to `data` (task logs). */
 export class WithTotal {
@@ -38,20 +41,42 @@ export function sendError(res: Response, err: PveError): void {
   else res.json(err.body());
 }
 
-export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[]): Router {
+export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[], auth: { tickets: Tickets; downloads: Downloads }): Router {
   const r = Router();
   const lxc = new LxcApi(ctx);
   const cluster = new ClusterApi(ctx);
   const firewall = new FirewallApi(ctx);
+  const storage = new StorageContentApi(ctx, auth.downloads);
+
+  // POST /access/ticket needs no authentication (create_ticket, pve-access-control).
+  r.post("/access/ticket", async (req: Request, res: Response) => {
+    const p = flatten(req.body);
+    const ok = auth.tickets.login(p.username, p.password);
+    if (!ok) {
+      await ctx.clock.sleep(ctx.latency.authFailure);
+      throw new PveError(401, "authentication failure", undefined, true);
+    }
+    res.json({ data: { ...ok, cap: {} } });
+  });
 
   r.use(async (req: Request, res: Response, next: NextFunction) => {
-    const token = tokenFrom(req.get("authorization"), tokens());
-    if (!token) {
-      // pveproxy delays every failed login by 3 s; the answer is a bare status line.
-      await ctx.clock.sleep(ctx.latency.authFailure);
-      throw new PveError(401, token === undefined ? "No ticket" : "Authentication failed!", undefined, true);
+    const header = req.get("authorization");
+    const ticket = header === undefined ? auth.tickets.verify(req.get("cookie")) : null;
+    if (ticket) {
+      // pve-http-server: every write with a ticket must carry the matching CSRF token.
+      if (req.method !== "GET" && !auth.tickets.csrfOk(req.get("csrfpreventiontoken"), ticket.caller.userid)) {
+        throw new PveError(401, "Permission denied - invalid csrf token", undefined, true);
+      }
+      res.locals.caller = ticket.caller;
+    } else {
+      const token = tokenFrom(header, tokens());
+      if (!token) {
+        // pveproxy delays every failed login by 3 s; the answer is a bare status line.
+        await ctx.clock.sleep(ctx.latency.authFailure);
+        throw new PveError(401, token === undefined ? "No ticket" : "Authentication failed!", undefined, true);
+      }
+      res.locals.caller = callerOf(token);
     }
-    res.locals.caller = callerOf(token);
     if (["GET", "DELETE"].includes(req.method) && Number(req.get("content-length") ?? 0) > 0) {
       throw new PveError(501, `Unexpected content for method '${req.method}'`, undefined, true);
     }
@@ -95,6 +120,12 @@ export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[]): R
   route("get", "/nodes", (c, p) => cluster.nodes(c, p));
   route("get", "/nodes/:node/storage", (c, p) => cluster.storage(c, p));
   route("get", "/nodes/:node/lxc", (c, p) => lxc.list(c, p));
+  route("post", "/nodes/:node/lxc", (c, p) => lxc.create(c, p));
+  route("post", "/nodes/:node/lxc/:vmid/template", (c, p) => lxc.template(c, p));
+  route("get", "/nodes/:node/query-url-metadata", (c, p) => storage.queryUrlMetadata(c, p));
+  route("get", "/nodes/:node/storage/:storage/content", (c, p) => storage.list(c, p));
+  route("delete", "/nodes/:node/storage/:storage/content/:volume", (c, p) => storage.delete(c, p));
+  route("post", "/nodes/:node/storage/:storage/download-url", (c, p) => storage.downloadUrl(c, p));
   route("get", "/nodes/:node/lxc/:vmid", (c, p) => lxc.index(c, p));
   route("delete", "/nodes/:node/lxc/:vmid", (c, p) => lxc.destroy(c, p));
   route("get", "/nodes/:node/lxc/:vmid/config", (c, p) => lxc.getConfig(c, p));
@@ -117,6 +148,7 @@ export function apiRouter(ctx: PveContext, tokens: () => readonly TokenDef[]): R
   route("post", "/cluster/firewall/groups/:group", (c, p) => firewall.createGroupRule(c, p));
   route("get", "/nodes/:node/tasks", (c, p) => cluster.taskList(c, p));
   route("get", "/nodes/:node/tasks/:upid/status", (c, p) => cluster.taskStatus(c, p));
+  route("delete", "/nodes/:node/tasks/:upid", (c, p) => cluster.taskStop(c, p));
   route("get", "/nodes/:node/tasks/:upid/log", (c, p) => {
     const { data, total } = cluster.taskLog(c, p);
     return new WithTotal(data, total);

@@ -159,6 +159,16 @@ export class ClusterApi {
     return out;
   }
 
+  /**
+   * DELETE /nodes/{node}/tasks/{upid} (stop_task, pve-manager PVE/API2/Tasks.pm): stops a running
+   * worker; a finished one is left as it is. The simulator's workers cannot be killed: running or
+   * not, the answer is null (bpg calls it after a failed download-url wait).
+   */
+  taskStop(caller: Caller, raw: RawParams): null {
+    this.task(caller, raw);
+    return null;
+  }
+
   taskLog(caller: Caller, raw: RawParams): { data: unknown[]; total: number } {
     const task = this.task(caller, raw, { start: { type: "integer", optional: true, min: 0 }, limit: { type: "integer", optional: true, min: 0 }, download: { type: "boolean", optional: true } });
     const start = Number(raw.start ?? 0);

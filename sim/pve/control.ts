@@ -26,6 +26,7 @@ export interface ControlHooks {
   setTimeScale(scale: number): void;
   exec(node: string, vmid: number, command: string[], stdin: string): Promise<ExecResult>;
   powerOff(node: string, vmid: number): void;
+  push(node: string, vmid: number, dest: string, content: string, perms: number | undefined): void;
   nodes(): unknown[];
   setNodeOnline(node: string, online: boolean): void;
 }
@@ -37,6 +38,8 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 }
 
 const execSchema = z.object({ command: z.array(z.string()).min(1), stdin: z.string().default("") });
+/** pct push: the file's bytes base64-encoded, its octal mode. */
+const pushSchema = z.object({ dest: z.string().min(1), content: z.string(), perms: z.string().regex(/^[0-7]{3,4}$/).optional() });
 
 export function controlRouter(h: ControlHooks): Router {
   const r = Router();
@@ -89,6 +92,11 @@ export function controlRouter(h: ControlHooks): Router {
   r.post("/nodes/:node/lxc/:vmid/exec", async (req, res) => {
     const { command, stdin } = parse(execSchema, req.body);
     ok(res, await h.exec(String(req.params.node), Number(req.params.vmid), command, stdin));
+  });
+  r.post("/nodes/:node/lxc/:vmid/push", (req, res) => {
+    const { dest, content, perms } = parse(pushSchema, req.body);
+    h.push(String(req.params.node), Number(req.params.vmid), dest, Buffer.from(content, "base64").toString("utf8"), perms === undefined ? undefined : Number.parseInt(perms, 8));
+    ok(res, null);
   });
   r.post("/nodes/:node/lxc/:vmid/poweroff", (req, res) => {
     h.powerOff(String(req.params.node), Number(req.params.vmid));

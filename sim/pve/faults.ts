@@ -19,6 +19,10 @@ export const DEFAULT_LATENCY = {
   stop: 1_000,
   shutdown: 3_000,
   destroy: 1_500,
+  /** download-url: fetching a CT image to the node's storage. */
+  download: 20_000,
+  /** POST /lxc with ostemplate: allocate the root volume, unpack the image. */
+  createCt: 15_000,
   /** PUT /config (synchronous). */
   config: 200,
   /** pct exec (lxc-attach). */

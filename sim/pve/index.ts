@@ -24,6 +24,9 @@ import { Acl, SIM_TOKENS, type TokenDef } from "./privileges.js";
 import { StatsDaemon } from "./rrd.js";
 import { execInGuest, type ExecResult } from "./shell.js";
 import { PveState, type Container, type SimNodeSpec, type SimTemplateSpec } from "./state.js";
+import { Downloads, type DownloadFixture } from "./downloads.js";
+import { PlainOsGuest, execInPlainOs } from "./provision.js";
+import { SIM_ROOT_PASSWORD, Tickets } from "./tickets.js";
 import { TaskRegistry, type SimTask } from "./tasks.js";
 import { listen } from "../../listener/http-listen.js";
 
@@ -34,6 +37,9 @@ export { DEFAULT_LATENCY, type Latency, type FaultsBody } from "./faults.js";
 export { cloneOverlaps, type CloneCounts, type CloneOverlap, type CloneRecord } from "./clone-log.js";
 export { decodeUpid, encodeUpid, type SimTask } from "./tasks.js";
 export type { ExecResult } from "./shell.js";
+export { SIM_ROOT_PASSWORD } from "./tickets.js";
+export { UPSTREAM_FILES, type DownloadFixture, type DigestAlgorithm } from "./downloads.js";
+export { TEMPLATE_BUILD_MARKER } from "./provision.js";
 export type { VmFirewall, FwRule } from "./firewall.js";
 
 export interface PveSimOptions {
@@ -54,6 +60,10 @@ export interface PveSimOptions {
   templates?: SimTemplateSpec[];
   /** Serve https with this certificate (pveproxy's self-signed one, say) instead of plain http. */
   tls?: { certPem: string; keyPem: string };
+  /** root@pam's password for POST /access/ticket (default SIM_ROOT_PASSWORD). */
+  rootPassword?: string;
+  /** Files the nodes can download (download-url, provision.sh's runner), over UPSTREAM_FILES. */
+  downloads?: DownloadFixture[];
 }
 
 /** A node as tests see it. */
@@ -91,9 +101,13 @@ export class PveSim {
   private server?: Server;
   private baseUrl = "";
   private readonly tls?: { certPem: string; keyPem: string };
+  private readonly tickets: Tickets;
+  private readonly downloads: Downloads;
 
   constructor(opts: PveSimOptions = {}) {
     this.tls = opts.tls;
+    this.tickets = new Tickets(opts.rootPassword ?? SIM_ROOT_PASSWORD);
+    this.downloads = new Downloads(opts.downloads);
     this.log = opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? "silent" });
     this.clock = new SimClock(opts.timeScale ?? 1);
     this.tokens = [...Object.values(SIM_TOKENS), ...(opts.tokens ?? [])];
@@ -274,10 +288,36 @@ export class PveSim {
     if (!ct.running) return { exitcode: 255, stdout: "", stderr: `CT ${vmid} not running\n` };
     await this.clock.sleep(this.ctx.latency.exec);
     if (!ct.running) return { exitcode: 255, stdout: "", stderr: `CT ${vmid} not running\n` };
-    const r = execInGuest(ct.fs, command, stdin, vmid);
+    const plain = ct.guest instanceof PlainOsGuest ? await execInPlainOs(ct.guest, ct.fs, command, this.downloads, ct.conf.arch === "arm64" ? "arm64" : "x64") : undefined;
+    const r = plain ?? execInGuest(ct.fs, command, stdin, vmid);
     // Log what ran, never what went in on stdin (a JIT config).
     this.log.info({ vmid, command: command.map((a) => (a.length > 200 ? `${a.slice(0, 200)}…` : a)), exitcode: r.exitcode }, "pct exec");
     return r;
+  }
+
+  /**
+   * `pct push <vmid> <file> <dest> [--perms]` (src/PVE/CLI/pct.pm push: the CT must run on this
+   * node; the destination's directory must exist; perms default 0644 as pct's). Root's files.
+   */
+  push(vmid: number, dest: string, content: string, perms: number | undefined, node = this.defaultNode(vmid)): void {
+    const ct = this.ctx.state.on(node, vmid);
+    if (!ct) throw configMissing(node, vmid);
+    if (!ct.running) throw die(`CT ${vmid} not running`);
+    if (!dest.startsWith("/")) throw die(`destination path must be absolute: '${dest}'`);
+    try {
+      ct.fs.write(dest, content, perms ?? 0o644);
+      if (perms !== undefined) ct.fs.chmod(dest, perms);
+    } catch (err) {
+      throw die(`failed to open ${dest} for writing: ${(err as Error).message.startsWith("ENOENT") ? "No such file or directory" : (err as Error).message}`);
+    }
+    this.log.info({ vmid, dest, bytes: content.length, perms: perms?.toString(8) }, "pct push");
+  }
+
+  /** A file inside a container, running or not (the host mounts it), or undefined: for tests and the demo. */
+  guestFile(vmid: number, path: string): string | undefined {
+    const ct = this.ctx.state.get(vmid);
+    if (!ct?.fs.isFile(path)) return undefined;
+    return ct.fs.read(path);
   }
 
   /** The guest powers itself off (`systemctl poweroff` inside): stopped, no task. */
@@ -360,12 +400,13 @@ export class PveSim {
         setLatency: (l) => this.setLatency(l),
         setTimeScale: (s) => this.setTimeScale(s),
         exec: (node, vmid, command, stdin) => this.exec(vmid, command, stdin, node),
+        push: (node, vmid, dest, content, perms) => this.push(vmid, dest, content, perms, node),
         powerOff: (node, vmid) => this.powerOff(vmid, node),
         nodes: () => this.nodes(),
         setNodeOnline: (node, online) => this.setNodeOnline(node, online),
       }),
     );
-    app.use("/api2/json", ...bodyParsers(), apiRouter(this.ctx, () => this.tokens));
+    app.use("/api2/json", ...bodyParsers(), apiRouter(this.ctx, () => this.tokens, { tickets: this.tickets, downloads: this.downloads }));
     app.use(() => {
       throw new PveError(501, "no such uri", undefined, true);
     });

@@ -6,6 +6,7 @@ import { checkNode, checkQuorum, nodeDelay, nodeSleep, simSecondsSince, type Pve
 import { PveError, cfsReadOnly, configFlockTimeout, die, errorText, locked, paramError, permError, storageLockTimeout } from "./errors.js";
 import type { Fault } from "./faults.js";
 import { SimGuest } from "./guest.js";
+import { PlainOsGuest } from "./provision.js";
 import { CONFIG_KEYS, dynamicKey, isConfigKey, normalizeTags, parseEnv, parseFeatures, parseMountpoint, parseNet, printMountpoint, printNet, splitTags, typedConfig } from "./lxc-config.js";
 import { BOOL_OPT, DNS_NAME, NODE, POOL_ID, STORAGE_ID, VMID, bool, verify, type RawParams, type Schema } from "./params.js";
 import { isRootPam, type Caller } from "./privileges.js";
@@ -165,10 +166,10 @@ export class LxcApi {
   }
 
   /** check_ct_modify_config_perm (src/PVE/LXC.pm), one option. */
-  private checkModifyPerm(caller: Caller, ct: Container, opt: string, value: string | undefined, isDelete: boolean, unprivileged: boolean): void {
+  private checkModifyPerm(caller: Caller, ct: Container, opt: string, value: string | undefined, isDelete: boolean, unprivileged: boolean, pool?: string): void {
     if (isRootPam(caller)) return;
     const { acl } = this.ctx;
-    const vm = (privs: string[]) => acl.checkVm(caller, ct.vmid, undefined, privs);
+    const vm = (privs: string[]) => acl.checkVm(caller, ct.vmid, pool, privs);
     if (["cores", "cpuunits", "cpulimit"].includes(opt)) vm(["VM.Config.CPU"]);
     else if (isVolumeKey(opt)) {
       vm(["VM.Config.Disk"]);
@@ -183,7 +184,7 @@ export class LxcApi {
       if (!isDelete && value) this.checkBridge(caller, value, opt);
     } else if (/^dev\d+$/.test(opt)) throw permError("configuring device passthrough is only allowed for root@pam");
     else if (["nameserver", "searchdomain", "hostname"].includes(opt)) vm(["VM.Config.Network"]);
-    else if (opt === "features") this.checkFeatures(caller, ct, value, isDelete, unprivileged);
+    else if (opt === "features") this.checkFeatures(caller, ct, value, isDelete, unprivileged, pool);
     else if (opt === "hookscript") throw permError("changing the hookscript is only allowed for root@pam");
     else if (opt === "tags") {
       vm(["VM.Config.Options"]);
@@ -192,7 +193,7 @@ export class LxcApi {
   }
 
   /** Only nesting may change without root@pam; re-sending identical features is no change. */
-  private checkFeatures(caller: Caller, ct: Container, value: string | undefined, isDelete: boolean, unprivileged: boolean): void {
+  private checkFeatures(caller: Caller, ct: Container, value: string | undefined, isDelete: boolean, unprivileged: boolean, pool?: string): void {
     if (!unprivileged) throw permError("changing feature flags for privileged container is only allowed for root@pam");
     let nesting = false;
     let other = false;
@@ -219,7 +220,7 @@ export class LxcApi {
       else if (keys.length) other = true;
     }
     if (other) throw permError("changing feature flags (except nesting) is only allowed for root@pam");
-    if (nesting) this.ctx.acl.checkVm(caller, ct.vmid, undefined, ["VM.Allocate"]);
+    if (nesting) this.ctx.acl.checkVm(caller, ct.vmid, pool, ["VM.Allocate"]);
   }
 
   /** check_bridge_access → SDN.Use on /sdn/zones/localnetwork/<bridge>[/<tag>]. */
@@ -401,6 +402,150 @@ export class LxcApi {
     return upid;
   }
 
+  // --- create from a CT image, convert to template ---------------------------
+
+  /**
+   * POST /nodes/{node}/lxc (create_vm, src/PVE/API2/LXC.pm) from a `vztmpl` volume: permissions
+   * checked inside (VM.Allocate on the vmid or the pool; Sys.Modify on / for a privileged CT;
+   * check_ct_modify_config_perm on every option — so `features: keyctl=1` is root@pam's alone, a
+   * token of root@pam's included), the config created locked, then a `vzcreate` task allocates the
+   * root volume, "unpacks" the image, writes the config and, with `start`, starts the container.
+   * Restore (`restore`, `force`) is not simulated.
+   */
+  create(caller: Caller, raw: RawParams): string {
+    const { ctx } = this;
+    const { acl, state } = ctx;
+    const node = checkNode(ctx, raw.node);
+    const p = verify(
+      raw,
+      {
+        ...BASE,
+        ...CONFIG_KEYS,
+        ostemplate: { type: "string", maxLength: 255 },
+        storage: { ...STORAGE_ID, optional: true },
+        password: { type: "string", optional: true },
+        "ssh-public-keys": { type: "string", optional: true },
+        pool: { ...POOL_ID, optional: true },
+        start: BOOL_OPT,
+        restore: BOOL_OPT,
+        force: BOOL_OPT,
+        unique: BOOL_OPT,
+        "ignore-unpack-errors": BOOL_OPT,
+        bwlimit: { type: "number", optional: true, min: 0 },
+        "ha-managed": BOOL_OPT,
+      },
+      dynamicKey,
+    );
+    checkQuorum(ctx);
+    const vmid = Number(p.vmid);
+    const { node: _n, vmid: _v, ostemplate, storage: storageParam, password: _pw, "ssh-public-keys": _keys, pool, start, restore, force: _f, unique: _u, "ignore-unpack-errors": _i, bwlimit: _b, "ha-managed": ha, unprivileged: unprivParam, ...param } = p;
+    if (restore !== undefined && bool(restore)) throw die("pve-sim: restoring a backup is not simulated");
+    const unprivileged = unprivParam === undefined ? true : bool(unprivParam);
+    if (!unprivileged) acl.check(caller, "/", ["Sys.Modify"]);
+    if (ha !== undefined && bool(ha)) acl.check(caller, "/", ["Sys.Console"]);
+    state.assertUnused(vmid);
+    if (pool !== undefined && !state.pools.has(pool)) throw die(`pool '${pool}' does not exist`);
+    if (!acl.has(caller, `/vms/${vmid}`, ["VM.Allocate"]) && !(pool !== undefined && acl.has(caller, `/pool/${pool}`, ["VM.Allocate"]))) throw permError();
+    const storage = storageParam ?? "local";
+    const blank: Container = { vmid, node: node.name, conf: {}, running: false, startedAt: null, pid: null, fs: null as never, guest: null };
+    for (const [opt, value] of Object.entries(param)) this.checkModifyPerm(caller, blank, opt, value, false, unprivileged, pool);
+    // check_volume_access for the image: a vztmpl volume the caller may read.
+    const [tplSid, tplVolname] = splitVolid(ostemplate);
+    if (!tplSid || !tplVolname.startsWith("vztmpl/")) throw die(`unable to parse volume ID '${ostemplate}'`);
+    acl.checkAny(caller, `/storage/${tplSid}`, ["Datastore.AllocateSpace", "Datastore.Audit"]);
+
+    // The root volume: rootfs (a size on a storage, "<sid>:<GiB>"), else 4 GiB on `storage`.
+    const rootfsSpec = param.rootfs ? parseMountpoint(param.rootfs) : { volume: `${storage}:4` };
+    const sizeMatch = /^([^:]+):(\d+(?:\.\d+)?)$/.exec(rootfsSpec.volume ?? "");
+    if (!sizeMatch) throw die(`pve-sim: rootfs must be a new volume '<storage>:<GiB>', got '${rootfsSpec.volume}'`);
+    const rootSid = sizeMatch[1];
+    const sizeGiB = Number(sizeMatch[2]);
+    if (!state.storage(node.name, rootSid).content.includes("rootdir")) throw paramError({ storage: `storage '${rootSid}' does not support container directories` });
+    acl.check(caller, `/storage/${rootSid}`, ["Datastore.AllocateSpace"]);
+
+    const conf: Record<string, string> = {};
+    for (const [opt, value] of Object.entries(param)) if (opt !== "rootfs") conf[opt] = this.normalizeValue(opt, value);
+    if (unprivileged) conf.unprivileged = "1";
+    // create_and_lock_config
+    const ct = state.create(node.name, vmid, { lock: "create" });
+    return ctx.tasks.spawn(node, "vzcreate", vmid, caller.userid, (log) =>
+      this.withFlock(vmid, async () => {
+        let volid: string | undefined;
+        try {
+          await nodeDelay(ctx, node, ctx.latency.createCt);
+          const tplStorage = state.storage(node.name, tplSid);
+          if (!tplStorage.volumes.has(tplVolname)) throw die(`volume '${ostemplate}' does not exist`);
+          volid = state.allocVolume(node.name, rootSid, vmid, sizeGiB * 1024 ** 3);
+          log.print(`  Logical volume "${splitVolid(volid)[1]}" created.`);
+          log.print(`extracting archive '/var/lib/vz/template/cache/${tplVolname.slice("vztmpl/".length)}'`);
+          log.print(`Total bytes read: ${tplStorage.volumes.get(tplVolname)!.size}`);
+          conf.rootfs = printMountpoint({ ...rootfsSpec, volume: volid, size: `${sizeGiB}G` });
+          conf.hostname ||= `CT${vmid}`;
+          conf.memory ||= "512";
+          conf.swap ??= "512";
+          if (!state.quorate()) throw cfsReadOnly(node.name, vmid, this.daemonPid());
+          ct.conf = conf;
+          ct.plainOs = true;
+          if (pool !== undefined) state.pools.get(pool)?.vms.add(vmid);
+        } catch (err) {
+          if (volid) state.freeVolume(node.name, volid, vmid, () => {});
+          if (state.get(vmid) === ct) state.remove(vmid);
+          throw die(`unable to create CT ${vmid} - ${errorText(err)}`);
+        }
+        if (start !== undefined && bool(start)) {
+          await nodeDelay(ctx, node, ctx.latency.start);
+          this.boot(ct, log);
+        }
+      }),
+    );
+  }
+
+  /**
+   * POST /nodes/{node}/lxc/{vmid}/template (src/PVE/API2/LXC.pm `template`, VM.Allocate on the
+   * CT): refused while locked, running or already a template; template_create turns every volume
+   * into a base volume (vdisk_create_base: vm-<vmid>-disk-N → base-<vmid>-disk-N), which is what
+   * linked clones need, and sets `template: 1`. PVE forks a `vztemplate` worker and answers null;
+   * the simulator converts before it answers (the answer is the same null).
+   */
+  async template(caller: Caller, raw: RawParams): Promise<null> {
+    const { ctx } = this;
+    const { state } = ctx;
+    ctx.acl.check(caller, `/vms/${raw.vmid}`, ["VM.Allocate"]);
+    const node = checkNode(ctx, raw.node);
+    const p = verify(raw, BASE);
+    const vmid = Number(p.vmid);
+    await this.withFlock(vmid, async () => {
+      const ct = state.load(node.name, vmid);
+      if (ct.conf.lock) throw locked(ct.conf.lock);
+      if (ct.conf.template === "1") throw die("you can't convert a template to a template");
+      if (ct.running) throw die("you can't convert a CT to template if the CT is running");
+      const mounts = Object.keys(ct.conf).filter(isVolumeKey);
+      const next = { ...ct.conf };
+      const renames: Array<{ sid: string; from: string; to: string }> = [];
+      for (const key of mounts) {
+        const mp = parseMountpoint(ct.conf[key], key);
+        const [sid, volname] = splitVolid(mp.volume);
+        const m = /^(?:(\d+)\/)?vm-(\d+)-disk-(\d+)(\.raw)?$/.exec(volname);
+        if (!m) throw die(`Template feature is not available for '${mp.volume}'`);
+        const to = m[1] ? `${m[1]}/base-${m[2]}-disk-${m[3]}${m[4] ?? ""}` : `base-${m[2]}-disk-${m[3]}`;
+        renames.push({ sid, from: volname, to });
+        next[key] = printMountpoint({ ...mp, volume: `${sid}:${to}` });
+      }
+      await nodeDelay(ctx, node, ctx.latency.config);
+      if (!state.quorate()) throw cfsReadOnly(node.name, vmid, this.daemonPid());
+      for (const r of renames) {
+        const s = state.storage(node.name, r.sid);
+        const v = s.volumes.get(r.from);
+        if (!v) continue;
+        s.volumes.delete(r.from);
+        s.volumes.set(r.to, { ...v, volname: r.to });
+      }
+      next.template = "1";
+      ct.conf = next;
+    });
+    return null;
+  }
+
   // --- power -----------------------------------------------------------------
 
   start(caller: Caller, raw: RawParams): string {
@@ -566,6 +711,11 @@ export class LxcApi {
     ct.running = true;
     ct.startedAt = Date.now();
     ct.pid = ctx.state.newPid();
+    if (ct.plainOs) {
+      // A CT made from an image: it boots and idles; there is no runner unit in it (yet).
+      ct.guest = new PlainOsGuest(ctx.clock, ctx.guestTimings.bootMs);
+      return;
+    }
     const env = parseEnv(ct.conf.env);
     const guest: SimGuest = new SimGuest({
       vmid: ct.vmid,

@@ -40,6 +40,8 @@ export interface Volume {
   /** Linked clones: the base volume they depend on. */
   base?: string;
   size: number;
+  /** Creation time (epoch seconds), for content listings. */
+  ctime?: number;
 }
 
 export interface Storage {
@@ -75,6 +77,11 @@ export interface Container {
   pid: number | null;
   fs: GuestFs;
   guest: GuestHandle | null;
+  /**
+   * Created from a CT image (POST /lxc with ostemplate) rather than cloned from a runner template:
+   * a plain OS with no runner unit until provision.sh has run in it (sim/pve/provision.ts).
+   */
+  plainOs?: boolean;
 }
 
 /**

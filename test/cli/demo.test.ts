@@ -2,6 +2,7 @@
 // happens (with why a runner went without a job), warnings as lines, never JSON.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { demoLogger, runDemo, runnerLine } from "../../cli/demo.js";
 import type { RunnerRow } from "../../listener/store.js";
 
@@ -23,6 +24,18 @@ test("demo: every job served, each queued line once, runner changes as they happ
     assert.ok(states.includes("provisioning") && states.includes("booting") && states.includes("destroying"), `${name}: every change shown: ${states.join(" → ")}`);
   }
   assert.match(lines.at(-1)!, /^demo: 3 jobs, 3 served, 0 containers left, 0 runners left$/);
+});
+
+test("demo --build-template: the template is built by its stack first, then the jobs run on clones of it", { timeout: 300_000 }, async () => {
+  const lines: string[] = [];
+  const out = (l: string) => lines.push(l);
+  const r = await runDemo({ jobs: 1, buildTemplate: true, timeScale: 0.05, timeoutMs: 200_000, logger: demoLogger(out), out });
+  assert.ok(r.ok, lines.join("\n"));
+  const version = /^RUNNER_VERSION="\$\{RUNNER_VERSION:-([^}]*)\}"/m.exec(readFileSync(new URL("../../../template/provision.sh", import.meta.url), "utf8"))?.[1];
+  const built = lines.findIndex((l) => l === `template: built pve/9000, runner ${version}`);
+  assert.ok(built >= 0, lines.join("\n"));
+  assert.ok(built < lines.findIndex((l) => / job \d+ queued/.test(l)), "built before any job is queued");
+  assert.equal(lines.at(-1), "demo: 1 job, 1 served, 0 containers left, 0 runners left");
 });
 
 test("a runner retired without a job says why", () => {

@@ -16,7 +16,7 @@ import { loadProtos } from "../../sim/provider/protos.js";
 import { generateServerCert } from "../../sim/provider/tls.js";
 import { decodeMsgpack, encodeMsgpack, fromJson } from "../../sim/provider/codec.js";
 import { isUnknown, type ObjectValue } from "../../sim/provider/values.js";
-import { CONTAINER, CONTAINER_TYPE } from "../../sim/provider/schema.js";
+import { CONTAINER, CONTAINER_TYPE, DOWNLOAD_FILE } from "../../sim/provider/schema.js";
 import { FIREWALL_OPTIONS } from "../../sim/provider/firewall-options.js";
 import { synthRunnerStack } from "../../stacks/runner-stack.js";
 import { BPG_PROXMOX_VERSION } from "../../stacks/bpg-proxmox.js";
@@ -100,7 +100,14 @@ describe("provider stand-in as a go-plugin", () => {
     assert.equal(Number(nic.max_items), 10);
     assert.equal(schema.provider.block.attributes.find((a: { name: string }) => a.name === "api_token").sensitive, true);
     const meta = await call(c.provider, "GetMetadata");
-    assert.deepEqual(meta.resources, [{ type_name: CONTAINER }, { type_name: FIREWALL_OPTIONS }]);
+    assert.deepEqual(meta.resources, [{ type_name: CONTAINER }, { type_name: FIREWALL_OPTIONS }, { type_name: DOWNLOAD_FILE }]);
+    // bpg's download_file (plugin framework): size and id computed, upload_timeout defaulted.
+    const dl = schema.resource_schemas[DOWNLOAD_FILE];
+    const dlAttr = (name: string) => dl.block.attributes.find((a: { name: string }) => a.name === name);
+    assert.equal(dlAttr("url").required, true);
+    assert.equal(dlAttr("size").computed && !dlAttr("size").optional, true);
+    assert.equal(dlAttr("file_name").optional && dlAttr("file_name").computed, true);
+    assert.equal(dlAttr("upload_timeout").computed, true, "defaulted");
     // bpg's firewall options: exactly one of vm_id/container_id, bpg's defaults (DROP in, ACCEPT out).
     const fw = schema.resource_schemas[FIREWALL_OPTIONS];
     const fwAttr = (name: string) => fw.block.attributes.find((a: { name: string }) => a.name === name);

@@ -1,9 +1,10 @@
 // How fresh the runner baked into a template is, against GitHub's releases of actions/runner.
 //
 // GitHub's rule (docs "Self-hosted runners reference" → "Runner software updates on self-hosted
-// runners", github/docs content/actions/reference/runners/self-hosted-runners.md): "you will be
+// runners", github/docs content/actions/reference/runners/self-hosted-runners.md and its warning
+// data/reusables/actions/self-hosted-runner-update-warning.md): "you will be
 // required to update your runner version within 30 days of a new version being made available";
-// "Any updates released for the software, including major, minor or patch releases, are considered
+// "Any updates released for the software, including major, minor, or patch releases, are considered
 // as an available update. If you do not perform a software update within 30 days, the GitHub
 // Actions service will not queue jobs to your runner." So the 30 days run from the publication of
 // the first release newer than the template's runner (the one that superseded it), not from the

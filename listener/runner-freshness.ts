@@ -157,7 +157,8 @@ export class RunnerFreshness {
       this.nextReleaseCheck = this.now() + this.intervalMs;
     } catch (err) {
       const status = typeof err === "object" && err !== null && "status" in err ? ` (HTTP ${(err as { status: unknown }).status})` : "";
-      const message = `${err instanceof Error ? err.message : String(err)}${status}`;
+      // Shown in the CLI and on the page: one line, no control characters, bounded.
+      const message = `${err instanceof Error ? err.message : String(err)}${status}`.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").slice(0, 300);
       if (!this.lastError)
         this.d.logger.warn(
           { err: message, keeping: this.latest?.version ?? null },

@@ -228,7 +228,7 @@ describe("the monitor", () => {
     });
     await m.tick();
     const good = m.snapshot();
-    fail = Object.assign(new Error("Service Unavailable"), { status: 503 });
+    fail = Object.assign(new Error("Service Unavailable\u001b[2J\r\nforged line"), { status: 503 });
     now += DAY_MS;
     await m.tick();
     now += 3_600_000; // the retry after an hour
@@ -236,12 +236,12 @@ describe("the monitor", () => {
     assert.equal(asked.latest, 3);
     const failed = lines.filter((l) => /could not ask GitHub for the latest actions\/runner release/.test(l.msg));
     assert.equal(failed.length, 1, "logged once, not per attempt");
-    assert.equal(failed[0].err, "Service Unavailable (HTTP 503)");
+    assert.equal(failed[0].err, "Service Unavailable [2J forged line (HTTP 503)", "one line, no control characters");
     assert.match(failed[0].msg, /keeping the answer from 2026-03-01T00:00:00\.000Z/);
     const s = m.snapshot();
     assert.deepEqual(s.latest, good.latest);
     assert.equal(s.checkedAt, good.checkedAt);
-    assert.equal(s.lastError, "Service Unavailable (HTTP 503)");
+    assert.equal(s.lastError, "Service Unavailable [2J forged line (HTTP 503)");
     assert.equal(s.templates[0].supersededBy?.version, "2.337.0", "still judged by the last answer");
     fail = null;
     now += 3_600_000;

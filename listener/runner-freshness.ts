@@ -61,6 +61,17 @@ export interface RunnerFreshnessSnapshot {
 
 const MAX_PAGES = 10;
 
+/** Control characters (C0, DEL, C1) runs become one space; at most 300 characters. */
+function oneLine(s: string): string {
+  return Array.from(s, (c) => {
+    const code = c.codePointAt(0)!;
+    return code < 0x20 || (code >= 0x7f && code <= 0x9f) ? "\n" : c;
+  })
+    .join("")
+    .replace(/\n+/g, " ")
+    .slice(0, 300);
+}
+
 export class RunnerFreshness {
   private releases: RunnerRelease[] = [];
   private latest: RunnerRelease | null = null;
@@ -158,7 +169,7 @@ export class RunnerFreshness {
     } catch (err) {
       const status = typeof err === "object" && err !== null && "status" in err ? ` (HTTP ${(err as { status: unknown }).status})` : "";
       // Shown in the CLI and on the page: one line, no control characters, bounded.
-      const message = `${err instanceof Error ? err.message : String(err)}${status}`.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").slice(0, 300);
+      const message = oneLine(`${err instanceof Error ? err.message : String(err)}${status}`);
       if (!this.lastError)
         this.d.logger.warn(
           { err: message, keeping: this.latest?.version ?? null },

@@ -102,10 +102,13 @@ export class RunnerFreshness {
     void loop();
   }
 
+  /** Stops the schedule; a round under way gets 2 s to finish (a hanging GitHub must not hold up a shutdown). */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise((r) => (timer = setTimeout(r, 2_000)))]);
+    clearTimeout(timer);
   }
 
   /** One round: the templates' tags always; GitHub's releases when due (or `force`). Never throws for GitHub or PVE. */

@@ -106,6 +106,23 @@ export function jobsTable(jobs: JobRow[]): string {
   );
 }
 
+/** The templates' runners: version, the release that superseded it and when, days left before GitHub's 30-day cutoff. */
+export function templatesTable(s: StatusSnapshot): string {
+  const f = s.runnerFreshness;
+  if (!f) return "";
+  const head = `runner releases: ${f.latest ? `latest ${f.latest.version} (${new Date(f.latest.publishedAt).toISOString().slice(0, 10)})` : "latest not known yet"}${f.checkedAt ? `, asked ${ago(s.now, f.checkedAt)} ago` : ""}${f.lastError ? `; last check failed: ${f.lastError}` : ""}`;
+  const days = (t: NonNullable<StatusSnapshot["runnerFreshness"]>["templates"][number]) =>
+    t.level === "unknown" ? "-" : t.level === "current" ? "current" : t.leftMs < 0 ? `PAST (${Math.trunc(-t.leftMs / 86_400_000)}d ago)` : `${t.leftDays}${t.level === "warning" ? " !" : ""}`;
+  const rows = f.templates.map((t) => [
+    t.template,
+    t.version ?? (t.readError ? "unknown (unreadable)" : "unknown (no tag)"),
+    t.supersededBy ? `${t.supersededBy.version} ${t.behindDays}d ago` : "-",
+    t.cutoffAt === null ? "-" : new Date(t.cutoffAt).toISOString().slice(0, 10),
+    days(t),
+  ]);
+  return `${head}\n${table(["TEMPLATE", "RUNNER", "SUPERSEDED BY", "CUTOFF", "DAYS LEFT"], rows)}`;
+}
+
 export function statusText(s: StatusSnapshot): string {
   const states = Object.entries(s.counts.runnersByState).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
   const lanes = Object.entries(s.lanes).map(([k, l]) => `${k}: ${l.running} cloning, ${l.waiting} waiting`).join("; ") || "idle";
@@ -113,6 +130,7 @@ export function statusText(s: StatusSnapshot): string {
     `pve-runners ${s.version}, up ${ago(s.now, s.startedAt)}${s.draining ? ", DRAINING (no new runners)" : ""}`,
     `jobs queued: ${s.counts.queuedJobs}   live runners: ${s.counts.liveRunners}   all runners since start: ${states}`,
     `clone lanes: ${lanes}`,
+    ...(s.runnerFreshness ? ["", templatesTable(s).trimEnd()] : []),
     "",
     runnersTable(s, s.runners.slice(0, 20)).trimEnd(),
   ];

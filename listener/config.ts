@@ -226,6 +226,16 @@ const Schema = z
       })
       .strict()
       .default({ days: 14 }),
+    /** The templates' runner against actions/runner's releases (listener/runner-freshness.ts). */
+    runnerFreshness: z
+      .object({
+        /** Ask GitHub (github.baseUrl, without credentials) for actions/runner's releases; turn off on GHES, which does not host that repo. */
+        enabled: z.boolean().default(true),
+        /** Seconds between release checks (default a day; a failed check is retried after at most an hour). */
+        checkInterval: z.number().min(60).max(86_400 * 7).default(86_400),
+      })
+      .strict()
+      .default({ enabled: true, checkInterval: 86_400 }),
     log: z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })
       .strict()

@@ -74,8 +74,17 @@ function status(err: unknown): number | undefined {
   return typeof err === "object" && err !== null && "status" in err ? Number((err as { status: unknown }).status) : undefined;
 }
 
+/** A release as GET /repos/{owner}/{repo}/releases[/latest] returns it (the fields we read). */
+export interface ReleaseJson {
+  tag_name?: unknown;
+  published_at?: unknown;
+  draft?: unknown;
+  prerelease?: unknown;
+}
+
 export class GitHubAdapter {
   private readonly clients = new Map<number, GHClient>();
+  private anonymousClient?: Octokit;
   private readonly installationIds = new Map<string, number>();
   private readonly app: GHClient;
   /** x-ratelimit-remaining of the latest answer (metrics). */
@@ -141,6 +150,34 @@ export class GitHubAdapter {
   async installationGrants(): Promise<Array<{ id: number; account: string; permissions: Record<string, string> }>> {
     const all = await this.app.paginate(this.app.rest.apps.listInstallations, { per_page: 100 });
     return all.map((i) => ({ id: i.id, account: (i.account as { login?: string } | null)?.login ?? "", permissions: { ...(i.permissions as Record<string, string>) } }));
+  }
+
+  /**
+   * actions/runner's releases are public: asked without credentials (no App token is spent or sent;
+   * 60 requests an hour per address is plenty for a daily check), without retries (the caller asks
+   * again on its next round) and with a timeout, so a hanging GitHub cannot stall the check.
+   */
+  private anonymous(): Octokit {
+    if (!this.anonymousClient) {
+      const gh = new Octokit({ baseUrl: this.opts.baseUrl, userAgent: "pve-runners", log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} } });
+      gh.hook.before("request", (o) => {
+        o.headers["x-github-api-version"] = this.opts.apiVersion;
+      });
+      this.anonymousClient = gh;
+    }
+    return this.anonymousClient;
+  }
+
+  /** GET /repos/actions/runner/releases/latest: the newest full release (no draft, no prerelease). */
+  async latestRunnerRelease(timeoutMs = 30_000): Promise<ReleaseJson> {
+    const r = await this.anonymous().rest.repos.getLatestRelease({ owner: "actions", repo: "runner", request: { signal: AbortSignal.timeout(timeoutMs) } });
+    return r.data;
+  }
+
+  /** One page (newest first) of GET /repos/actions/runner/releases. */
+  async runnerReleases(page: number, timeoutMs = 30_000): Promise<ReleaseJson[]> {
+    const r = await this.anonymous().rest.repos.listReleases({ owner: "actions", repo: "runner", per_page: 100, page, request: { signal: AbortSignal.timeout(timeoutMs) } });
+    return r.data;
   }
 
   /** The installation that covers a scope; payloads carry it, otherwise it is looked up once and cached. */

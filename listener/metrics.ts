@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client, our own registry). Every phase of a runner's life is a histogram,
 // so an operator sees where the time between "job queued" and "job started" goes.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { RunnerFreshnessSnapshot } from "./runner-freshness.js";
 
 export const PHASES = [
   "lane_wait", // apply requested → clone lane entered
@@ -21,6 +22,8 @@ export interface MetricsSources {
   queuedJobs(): number;
   githubRateLimitRemaining(): number | null;
   draining(): boolean;
+  /** The templates' runners against actions/runner's releases; null when not watched. */
+  runnerFreshness?(): RunnerFreshnessSnapshot | null;
 }
 
 export class Metrics {
@@ -82,6 +85,49 @@ export class Metrics {
       collect() {
         const v = sources.githubRateLimitRemaining();
         if (v !== null) this.set(v);
+      },
+    });
+    // Runner freshness (listener/runner-freshness.ts), per template copy. Seconds, as Prometheus
+    // wants; a template without a known runner version has no behind/cutoff sample.
+    const freshness = () => sources.runnerFreshness?.() ?? null;
+    new Gauge({
+      name: "pve_runners_template_runner_info",
+      help: "1 per template copy, labelled with the runner version it baked in (unknown without its runner-<version> tag) and the latest actions/runner release",
+      labelNames: ["template", "version", "latest"],
+      registers,
+      collect() {
+        this.reset();
+        const f = freshness();
+        for (const t of f?.templates ?? []) this.set({ template: t.template, version: t.version ?? "unknown", latest: f?.latest?.version ?? "unknown" }, 1);
+      },
+    });
+    new Gauge({
+      name: "pve_runners_template_runner_behind_seconds",
+      help: "Seconds since the actions/runner release that superseded the template's runner came out (0 while current)",
+      labelNames: ["template"],
+      registers,
+      collect() {
+        this.reset();
+        for (const t of freshness()?.templates ?? []) if (t.level !== "unknown") this.set({ template: t.template }, Math.round(t.behindMs / 1000));
+      },
+    });
+    new Gauge({
+      name: "pve_runners_template_runner_cutoff_seconds",
+      help: "Seconds left before GitHub stops queueing jobs to the template's runner (30 days after the release that superseded it; the whole 30 days while current; negative past it)",
+      labelNames: ["template"],
+      registers,
+      collect() {
+        this.reset();
+        for (const t of freshness()?.templates ?? []) if (t.level !== "unknown") this.set({ template: t.template }, Math.round(t.leftMs / 1000));
+      },
+    });
+    new Gauge({
+      name: "pve_runners_runner_release_checked_timestamp_seconds",
+      help: "When GitHub last answered the actions/runner release check (unix time)",
+      registers,
+      collect() {
+        const at = freshness()?.checkedAt;
+        if (at) this.set(Math.floor(at / 1000));
       },
     });
     new Gauge({ name: "pve_runners_draining", help: "1 while draining (no new runners)", registers, collect() { this.set(sources.draining() ? 1 : 0); } });

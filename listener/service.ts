@@ -27,6 +27,7 @@ import { Recovery, type RecoveryReport } from "../sweeper/recovery.js";
 import { assertPortsFree } from "./port-check.js";
 import { storeSnapshot } from "./store-snapshot.js";
 import { lockStateDir } from "./state-lock.js";
+import { RunnerFreshness } from "./runner-freshness.js";
 
 export interface ServiceOverrides {
   /** Environment of the JIT delivery helper (tests: a `pct` stand-in first on PATH). */
@@ -65,6 +66,8 @@ export interface Service {
    * level take effect at once; what needs a restart is named in the result and left as it was.
    */
   reload(next: Config): { applied: string[]; needRestart: string[]; refused?: string };
+  /** Reads the templates' runner versions and asks GitHub for actions/runner's releases now (null when runnerFreshness is off). */
+  checkRunnerFreshness(): Promise<void> | null;
   stop(): Promise<void>;
 }
 
@@ -226,6 +229,17 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     inUse: async () => new Set((await pve.clusterResources("vm")).map((c) => Number(c.vmid)).filter(Number.isInteger)),
     isFree: (vmid: number) => pve.vmidFree(vmid),
   };
+  // The templates' runner against GitHub's releases: read, shown and warned about; never a gate.
+  const freshness = config.runnerFreshness.enabled
+    ? new RunnerFreshness({
+        templates: () => templateCopies(config.proxmox),
+        templateConfig: (node, vmid) => pve.containerConfig(node, vmid),
+        latestRelease: () => github.latestRunnerRelease(),
+        releasesPage: (page) => github.runnerReleases(page),
+        intervalMs: config.runnerFreshness.checkInterval * 1000,
+        logger: logger.child({ part: "runner-freshness" }),
+      })
+    : null;
   const countByState = () => store.countByState();
   const metrics: Metrics = new Metrics({
     runnersByState: countByState,
@@ -234,6 +248,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     githubRateLimitRemaining: () => github.rateLimitRemaining,
     // Read at scrape time, after the pipeline below exists.
     draining: (): boolean => pipeline.isDraining(),
+    runnerFreshness: () => freshness?.snapshot() ?? null,
   });
   const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, vmidProbe, metrics, settings: pipelineSettings(config, o), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
@@ -284,6 +299,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       jobs: store.recentJobs(50),
       sweeps: sweepLog.list(),
       errors: [...runnerErrors, ...sweepErrors.list()].sort((a, b) => b.at - a.at).slice(0, 30),
+      runnerFreshness: freshness?.snapshot() ?? null,
     };
   };
   const recovery = new Recovery(
@@ -327,6 +343,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     });
   }
   await pipeline.resume();
+  freshness?.start();
   let schedule: SweepSchedule | undefined;
   const startSchedule = (c: Config) => {
     if (!c.sweeper.enabled) return;
@@ -344,7 +361,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       logger.error(refused);
       return { applied: [], needRestart: [], refused };
     }
-    const restartOnly = ["github", "proxmox", "listener", "admin", "stateDir", "terraform", "delivery"] as const;
+    const restartOnly = ["github", "proxmox", "listener", "admin", "stateDir", "terraform", "delivery", "runnerFreshness"] as const;
     const needRestart = restartOnly.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
     // runners (the name prefix) is live: the sweeper never goes by names, so a new prefix strands nothing.
     const live = ["labelSets", "runners", "allow", "limits", "timeouts", "sweeper", "retention", "log"] as const;
@@ -384,8 +401,10 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     sweep: runSweep,
     recover: () => recovery.run(),
     reload,
+    checkRunnerFreshness: () => freshness?.tick({ force: true }) ?? null,
     async stop() {
       retention.stop();
+      await freshness?.stop();
       await schedule?.stop();
       await admin?.close();
       const closed = new Promise<void>((r) => server.close(() => r()));

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { LIVE_STATES, type JobRow, type RunnerRow } from "./store.js";
 import { jobUrl, type ErrorRecord, type StatusSnapshot, type SweepActionRecord } from "./status.js";
+import type { TemplateRunnerState } from "./runner-freshness.js";
 
 /** Seconds between reloads of the page (a `<meta http-equiv="refresh">`). */
 export const STATUS_PAGE_REFRESH_SECONDS = 5;
@@ -159,6 +160,39 @@ function lanesSection(s: StatusSnapshot): string {
     return `<tr><td class="mono">${esc(key)}</td><td>${state}</td><td class="num">${n(l.running)}</td><td class="num">${n(l.waiting)}</td></tr>`;
   });
   return section("lanes", "Clone lanes", "one clone at a time per template (node/vmid)", table("lanes", ["Template", "Lane", "Cloning", "Waiting"], rows));
+}
+
+/** "12 days left", "cutoff passed 3 days ago", "current". */
+export function freshnessText(t: Pick<TemplateRunnerState, "level" | "leftDays" | "leftMs">): string {
+  if (t.level === "unknown") return "unknown";
+  if (t.level === "current") return "current";
+  if (t.leftMs < 0) return `cutoff passed ${Math.trunc(-t.leftMs / 86_400_000)} d ago`;
+  return `${t.leftDays} d left`;
+}
+
+const FRESHNESS_TONE: Record<string, string> = { current: "ok", behind: "quiet", warning: "wait", expired: "bad", unknown: "unknown" };
+
+/** Each template copy's runner: its version, how long since a newer release came out, the days left before GitHub's 30-day cutoff. */
+function templatesSection(s: StatusSnapshot): string {
+  const f = s.runnerFreshness;
+  if (!f) return "";
+  const latest = f.latest ? `latest actions/runner ${f.latest.version}` : "latest actions/runner release not known yet";
+  const checked = f.checkedAt ? `, asked ${formatAgo(f.checkedAt, s.now)}` : "";
+  const failing = f.lastError ? `; the last check failed: ${truncate(f.lastError, 120)}` : "";
+  const templates = Array.isArray(f.templates) ? f.templates : [];
+  const rows = templates.map((t) => {
+    const by = t.supersededBy;
+    const cutoff = t.cutoffAt === null ? dash : time(t.cutoffAt, s.now, isoOf(t.cutoffAt)?.slice(0, 10) ?? "—");
+    return (
+      `<tr><td class="mono">${esc(t.template)}</td>` +
+      `<td class="mono">${t.version ? esc(t.version) : `<span class="muted" title="${esc(t.readError ?? "no runner-<version> tag")}">unknown</span>`}</td>` +
+      `<td>${by ? `<span class="mono">${esc(by.version)}</span> <span class="muted small">${esc(t.behindDays)} d ago</span>` : dash}</td>` +
+      `<td class="nowrap">${cutoff}</td>` +
+      `<td>${badge(freshnessText(t), FRESHNESS_TONE[t.level] ?? "unknown")}</td></tr>`
+    );
+  });
+  const body = rows.length ? table("templates", ["Template", "Runner", "Superseded by", "Cutoff", "Days left"], rows) : empty("No templates.", "");
+  return section("templates", "Templates", `${latest}${checked}${failing}; GitHub stops queueing jobs to a runner 30 days after a newer release`, body);
 }
 
 function jobsSection(s: StatusSnapshot): string {
@@ -322,6 +356,10 @@ export function renderStatusPage(s: StatusSnapshot): string {
   const banner = s.draining
     ? `<div class="banner" role="status"><div class="bar"><strong>Draining.</strong> No new runners are made; running ones finish their jobs. <span class="muted">Resume with <span class="mono">pve-runners resume</span>.</span></div></div>`
     : "";
+  const stale = (s.runnerFreshness?.templates ?? []).filter((t) => t.level === "warning" || t.level === "expired");
+  const staleBanner = stale.length
+    ? `<div class="banner" role="status"><div class="bar"><strong>Rebuild the template.</strong> ${stale.map((t) => `${esc(t.template)}: runner ${esc(t.version)}, ${esc(freshnessText(t))}`).join("; ")} before GitHub stops queueing jobs to it. <span class="muted">See Templates below; <span class="mono">pve-runners template deploy</span>.</span></div></div>`
+    : "";
   let github = "";
   try {
     github = new URL(s.githubBaseUrl).host;
@@ -351,11 +389,12 @@ export function renderStatusPage(s: StatusSnapshot): string {
 <span>${s.draining ? badge("draining", "wait") : badge("accepting jobs", "ok")}</span>
 </div>
 </div></header>
-${banner}
+${banner}${staleBanner}
 <main>
 ${countsSection(s)}
 ${runnersSection(s, byId)}
 ${lanesSection(s)}
+${templatesSection(s)}
 ${jobsSection(s)}
 ${sweepsSection(s)}
 ${errorsSection(s, byId)}

@@ -1,5 +1,6 @@
 // What the admin API and the status page show: one snapshot of the listener's state.
 import type { JobRow, RunnerRow } from "./store.js";
+import type { RunnerFreshnessSnapshot } from "./runner-freshness.js";
 
 export interface SweepActionRecord {
   at: number;
@@ -35,6 +36,8 @@ export interface StatusSnapshot {
   jobs: JobRow[];
   sweeps: SweepActionRecord[];
   errors: ErrorRecord[];
+  /** Each template copy's runner against actions/runner's releases; null when runnerFreshness is off. */
+  runnerFreshness?: RunnerFreshnessSnapshot | null;
 }
 
 /** Where a job's page is on GitHub's web UI, from the API base URL (github.com or GHES). */

@@ -23,6 +23,8 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ProxmoxProvider } from "./bpg-proxmox.js";
 import { DownloadFile, ImageContainer, type ChecksumAlgorithm } from "./bpg-proxmox-template.js";
+import { runnerVersionTag } from "../listener/runner-release.js";
+import { pinnedRunnerVersion } from "./runner-pin.js";
 
 export const TEMPLATE_STACK_NAME = "template";
 export const TEMPLATE_TAG = "pve-runners-template";
@@ -134,6 +136,10 @@ export class TemplateStack extends TerraformStack {
     super(scope, TEMPLATE_STACK_NAME);
     const image = spec.image ?? UBUNTU_2404_STANDARD;
     const fingerprint = templateFingerprint(spec);
+    // The runner provision.sh installs: tagged on the template so the listener can tell how far
+    // behind GitHub's releases it is (listener/runner-freshness.ts). provision.sh is in the
+    // fingerprint, so a new pin rebuilds the template and the tag with it.
+    const runnerVersion = pinnedRunnerVersion(spec.templateDir);
     new LocalBackend(this, { path: "terraform.tfstate" });
     new ProxmoxProvider(this, "proxmox", { endpoint: spec.endpoint, insecure: spec.insecure });
 
@@ -157,9 +163,9 @@ export class TemplateStack extends TerraformStack {
     this.container = new ImageContainer(this, "template", {
       nodeName: spec.node,
       vmId: spec.vmid,
-      description: `pve-runners runner template (build ${fingerprint.slice(0, 12)}); built by the template stack, do not start`,
+      description: `pve-runners runner template (build ${fingerprint.slice(0, 12)}, GitHub Actions runner ${runnerVersion}); built by the template stack, do not start`,
       poolId: spec.pool,
-      tags: [TEMPLATE_TAG],
+      tags: [TEMPLATE_TAG, runnerVersionTag(runnerVersion)],
       unprivileged: true,
       started: true,
       startOnBoot: false,

@@ -5,6 +5,7 @@ import type { SimClock } from "./clock.js";
 import type { FaultInjector } from "./faults.js";
 import type { Shapes } from "./payloads.js";
 import type { RateLimiter } from "./ratelimit.js";
+import type { RunnerReleases } from "./releases.js";
 import type { RunnerRegistry } from "./runners.js";
 import type { Scheduler } from "./scheduler.js";
 import type { WebhookDispatcher } from "./webhooks.js";
@@ -20,6 +21,8 @@ export interface SimContext {
   scheduler: Scheduler;
   webhooks: WebhookDispatcher;
   shapes: Shapes;
+  /** actions/runner's public releases. */
+  releases: RunnerReleases;
   clock: SimClock;
   log: Logger;
   /** The sim's base URL (known once listening). */

@@ -14,6 +14,8 @@ import { Shapes } from "./payloads.js";
 import { RateLimiter, primaryLimitExceeded } from "./ratelimit.js";
 import { createRng } from "./rng.js";
 import { actionsRoutes } from "./routes/actions.js";
+import { releaseRoutes } from "./routes/releases.js";
+import { RunnerReleases, type SimReleaseSpec } from "./releases.js";
 import { checkRoutes, type SimCheckRun } from "./routes/checks.js";
 import { appRoutes, deliverySummary } from "./routes/app.js";
 import { controlRoutes } from "./routes/control.js";
@@ -26,7 +28,7 @@ import { WebhookDispatcher, type HeldDelivery, type HoldMatch, type HoldRule, ty
 import { SimWorld, type WorldInstallationSpec } from "./world.js";
 import { listen } from "../../listener/http-listen.js";
 
-export type { SimJob, SimRun, SimRunner, SimDelivery, CreateJobInput, FaultsBody, SimCheckRun, HoldMatch, HoldRule, HeldDelivery };
+export type { SimJob, SimRun, SimRunner, SimDelivery, CreateJobInput, FaultsBody, SimCheckRun, HoldMatch, HoldRule, HeldDelivery, SimReleaseSpec };
 export { encodeJitConfig, decodeJitConfig } from "./jit.js";
 
 export interface GitHubSimOptions {
@@ -101,6 +103,7 @@ export class GitHubSim {
       scheduler,
       webhooks,
       shapes,
+      releases: new RunnerReleases(),
       clock: this.clock,
       log: this.log,
       url: () => this.baseUrl,
@@ -137,6 +140,11 @@ export class GitHubSim {
 
   setWebhook(url: string, secret: string): void {
     this.ctx.webhooks.setTarget(url, secret);
+  }
+
+  /** Replaces actions/runner's releases (default: one, the version template/provision.sh pins, a day old). */
+  setRunnerReleases(releases: readonly SimReleaseSpec[]): void {
+    this.ctx.releases.set(releases);
   }
 
   setTimeScale(scale: number): void {
@@ -297,6 +305,7 @@ export class GitHubSim {
     app.use(runnerRoutes(ctx));
     app.use(actionsRoutes(ctx));
     app.use(checkRoutes(ctx, this.checkRunStore));
+    app.use(releaseRoutes(ctx));
     app.use(() => {
       throw notFound();
     });

@@ -6,7 +6,9 @@ import type { Rng } from "../github/rng.js";
 import { configFlockTimeout, configMissing, die } from "./errors.js";
 import { FirewallFiles } from "./firewall.js";
 import { GuestFs } from "./guest-fs.js";
-import { diskSizeBytes, parseMountpoint } from "./lxc-config.js";
+import { diskSizeBytes, normalizeTags, parseMountpoint } from "./lxc-config.js";
+import { runnerVersionTag } from "../../listener/runner-release.js";
+import { pinnedRunnerVersion } from "../../stacks/runner-pin.js";
 import type { PoolMembers } from "./privileges.js";
 
 export const SIM_NODE = "pve";
@@ -31,6 +33,12 @@ export interface SimNodeSpec {
 export interface SimTemplateSpec {
   node: string;
   vmid: number;
+  /**
+   * The GitHub Actions runner it was built with, as the template stack tags it (`runner-<version>`):
+   * default the version template/provision.sh pins; null for a template without the tag (built
+   * before templates were tagged, or by hand).
+   */
+  runnerVersion?: string | null;
 }
 
 export interface Volume {
@@ -201,12 +209,12 @@ export class PveState {
       if (!this.nodes.has(t.node)) throw new Error(`PveSim: template ${t.vmid} on unknown node '${t.node}'`);
       if (!Number.isInteger(t.vmid) || t.vmid < 100 || t.vmid > 999_999_999) throw new Error(`PveSim: bad template vmid ${t.vmid}`);
       if (this.containers.has(t.vmid)) throw new Error(`PveSim: template vmid ${t.vmid} configured twice`);
-      this.createTemplate(t.node, t.vmid);
+      this.createTemplate(t.node, t.vmid, t.runnerVersion === undefined ? pinnedRunnerVersion() : t.runnerVersion);
     }
   }
 
   /** The runner template as the docs set it up: pool member, base volume on the node's local-lvm. */
-  private createTemplate(node: string, vmid: number): void {
+  private createTemplate(node: string, vmid: number, runnerVersion: string | null): void {
     const base = `base-${vmid}-disk-0`;
     this.pools.get(SIM_POOL)!.vms.add(vmid);
     this.storage(node, "local-lvm").volumes.set(base, { volname: base, owner: vmid, size: 8 * 1024 ** 3 });
@@ -221,7 +229,7 @@ export class PveState {
       ostype: "ubuntu",
       rootfs: `local-lvm:${base},size=8G`,
       swap: "512",
-      tags: "pve-runners-template",
+      tags: normalizeTags(["pve-runners-template", ...(runnerVersion ? [runnerVersionTag(runnerVersion)] : [])].join(";")),
       template: "1",
       unprivileged: "1",
     });

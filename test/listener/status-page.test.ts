@@ -201,3 +201,29 @@ test("durations and relative times", () => {
   // A garbage timestamp does not throw (toISOString on an invalid date would).
   assert.doesNotThrow(() => renderStatusPage(snap({ errors: [{ at: NaN, message: "m" }], sweeps: [{ at: 1e20, kind: "k", target: "t", reason: "r", dryRun: false }] })));
 });
+
+test("templates: each copy's runner, what superseded it, the cutoff and days left; a banner only from the warning on; error text escaped", () => {
+  const DAY = 86_400_000;
+  const t = (template: string, over: Record<string, unknown>) => ({ template, version: "2.336.0", readError: null, level: "current", supersededBy: null, behindDays: 0, leftDays: 30, behindMs: 0, leftMs: 30 * DAY, cutoffAt: null, ...over });
+  const fresh = {
+    latest: { version: "2.337.0", publishedAt: NOW - 20 * DAY },
+    checkedAt: NOW - 3600_000,
+    lastError: "<b>503</b>",
+    templates: [
+      t("pve/9000", { version: "2.337.0" }),
+      t("pve2/9001", { level: "warning", supersededBy: { version: "2.337.0", publishedAt: NOW - 20 * DAY }, behindDays: 20, leftDays: 9, behindMs: 20 * DAY + 5, leftMs: 10 * DAY - 5, cutoffAt: NOW + 10 * DAY }),
+      t("pve2/9002", { version: null, level: "unknown", readError: "<no tag>" }),
+    ],
+  } as unknown as StatusSnapshot["runnerFreshness"];
+  const html = renderStatusPage(snap({ runnerFreshness: fresh }));
+  assert.match(html, /<section id="templates"><h2>Templates <span class="note">latest actions\/runner 2\.337\.0, asked 1 h ago; the last check failed: &lt;b&gt;503&lt;\/b&gt;;/);
+  assert.match(html, /<td class="mono">pve\/9000<\/td><td class="mono">2\.337\.0<\/td><td><span class="muted">—<\/span><\/td><td class="nowrap"><span class="muted">—<\/span><\/td><td><span class="badge tone-ok">current<\/span>/);
+  assert.match(html, /<td class="mono">pve2\/9001<\/td>.*2\.337\.0<\/span> <span class="muted small">20 d ago<\/span>.*2025-06-11.*<span class="badge tone-wait">9 d left<\/span>/);
+  assert.match(html, /<td class="mono">pve2\/9002<\/td><td class="mono"><span class="muted" title="&lt;no tag&gt;">unknown<\/span>/);
+  assert.match(html, /Rebuild the template\.<\/strong> pve2\/9001: runner 2\.336\.0, 9 d left/);
+  assert.doesNotMatch(html, /<b>503/);
+  // Current everywhere: the section, no banner; freshness off: no section.
+  const calm = renderStatusPage(snap({ runnerFreshness: { ...fresh!, templates: [fresh!.templates[0]] } }));
+  assert.doesNotMatch(calm, /Rebuild the template/);
+  assert.doesNotMatch(renderStatusPage(snap()), /id="templates"/);
+});

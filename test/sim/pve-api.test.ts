@@ -5,6 +5,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { PveSim, SIM_TEMPLATE_VMID, SIM_TOKENS } from "../../sim/pve/index.js";
 import { PveSimClient } from "../../sim/pve/client.js";
+import { pinnedRunnerVersion } from "../../stacks/runner-pin.js";
 
 const SCALE = 0.01;
 
@@ -210,7 +211,7 @@ describe("PVE simulator API", () => {
       const vmid = await cloneCt();
       const entry = async () => (await root.get<Array<Record<string, unknown>>>("/cluster/resources", { type: "vm" })).data.find((e) => e.vmid === vmid);
       const fresh = await entry();
-      assert.deepEqual(fresh, { id: `lxc/${vmid}`, vmid, node: "pve", type: "lxc", status: "unknown", tags: "pve-runners-template", pool: "ci" });
+      assert.deepEqual(fresh, { id: `lxc/${vmid}`, vmid, node: "pve", type: "lxc", status: "unknown", tags: `pve-runners-template;runner-${pinnedRunnerVersion()}`, pool: "ci" });
       sim.sampleStats();
       assert.equal((await entry())?.status, "stopped");
       assert.equal(await root.task("POST", root.ct(vmid, "/status/start")), "OK");

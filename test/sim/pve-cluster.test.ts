@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PveSim, SIM_TOKENS, DEFAULT_LATENCY, type SimContainer } from "../../sim/pve/index.js";
 import { PveSimClient } from "../../sim/pve/client.js";
+import { pinnedRunnerVersion } from "../../stacks/runner-pin.js";
 import { installPctShim } from "../../sim/pct/install.js";
 import { installProviderMirror } from "../../sim/provider/install.js";
 import { synthRunnerStack } from "../../stacks/runner-stack.js";
@@ -30,7 +31,7 @@ describe("PVE simulator: cluster", () => {
     templates: [
       { node: "pve", vmid: 9000 },
       { node: "pve2", vmid: 9001 },
-      { node: "pve2", vmid: 9002 },
+      { node: "pve2", vmid: 9002, runnerVersion: "2.330.0" },
     ],
   });
   let root: PveSimClient;
@@ -70,7 +71,8 @@ describe("PVE simulator: cluster", () => {
       assert.equal(t.node, node);
       assert.equal(t.template, true);
       assert.equal(t.pool, "ci");
-      assert.deepEqual(t.tags, ["pve-runners-template"]);
+      // Tagged with the runner it was built with: the pinned one unless the spec names another.
+      assert.deepEqual(t.tags, ["pve-runners-template", `runner-${vmid === 9002 ? "2.330.0" : pinnedRunnerVersion()}`]);
       assert.equal(t.config.rootfs, `local-lvm:base-${vmid}-disk-0,size=8G`);
       for (const k of ["features", "hostname", "memory", "cores", "swap", "unprivileged", "ostype", "arch", "description"]) assert.equal(t.config[k], t0.config[k], `${vmid} ${k}`);
       assert.equal(t.config.net0.replace(/hwaddr=[^,]+/, ""), t0.config.net0.replace(/hwaddr=[^,]+/, ""));
@@ -214,7 +216,7 @@ describe("PVE simulator: cluster", () => {
     try {
       await new Promise((res) => setTimeout(res, 30_000 * SCALE));
       const vm = await row("vm", (e) => e.vmid === vmid);
-      assert.deepEqual(vm, { id: `lxc/${vmid}`, vmid, node: "pve2", type: "lxc", status: "unknown", tags: "pve-runners-template", pool: "ci" });
+      assert.deepEqual(vm, { id: `lxc/${vmid}`, vmid, node: "pve2", type: "lxc", status: "unknown", tags: `pve-runners-template;runner-${pinnedRunnerVersion()}`, pool: "ci" });
       assert.deepEqual(await row("node", (n) => n.node === "pve2"), { id: "node/pve2", node: "pve2", type: "node", status: "offline" });
       const st = await row("storage", (s) => s.id === "storage/pve2/local-lvm");
       assert.deepEqual([st.status, st.disk], ["unknown", undefined]);

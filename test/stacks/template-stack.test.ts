@@ -10,6 +10,8 @@ import { join, resolve } from "node:path";
 import { synthTemplateStack, templateFingerprint, TEMPLATE_FILES, UBUNTU_2404_STANDARD, type TemplateStackSpec } from "../../stacks/template-stack.js";
 import { templateSpecFromConfig } from "../../stacks/main.js";
 import { installProviderMirror } from "../../sim/provider/install.js";
+import { pinnedRunnerVersion } from "../../stacks/runner-pin.js";
+import { runnerVersionOfTags } from "../../listener/runner-release.js";
 
 const root = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");
 const templateDir = join(root, "template");
@@ -75,6 +77,30 @@ describe("template stack", () => {
       assert.equal(json.terraform.required_providers.proxmox.source, "registry.terraform.io/bpg/proxmox");
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("tags the template with the runner version provision.sh pins (and names it in the description)", () => {
+    const copy = mkdtempSync(join(tmpdir(), "tpl-pin-"));
+    try {
+      cpSync(templateDir, copy, { recursive: true });
+      const pinned = /RUNNER_VERSION="\$\{RUNNER_VERSION:-([0-9.]+)\}"/.exec(readFileSync(join(templateDir, "provision.sh"), "utf8"))![1];
+      assert.equal(pinnedRunnerVersion(templateDir), pinned);
+      // Another pin in the script is another tag: the stack reads the script, not a copy of the number.
+      const file = join(copy, "provision.sh");
+      writeFileSync(file, readFileSync(file, "utf8").replace(`RUNNER_VERSION:-${pinned}}`, "RUNNER_VERSION:-2.999.1}"));
+      for (const [dirOf, want] of [[templateDir, pinned], [copy, "2.999.1"]] as const) {
+        const { json, dir } = synth({ ...spec, templateDir: dirOf });
+        rmSync(dir, { recursive: true, force: true });
+        const ct = json.resource.proxmox_virtual_environment_container.template;
+        assert.deepEqual(ct.tags, ["pve-runners-template", `runner-${want}`]);
+        assert.equal(runnerVersionOfTags(ct.tags.join(";")), want);
+        assert.match(ct.description, new RegExp(`GitHub Actions runner ${want.replace(/\./g, "\\.")}\\)`));
+      }
+      writeFileSync(file, "#!/bin/bash\nRUNNER_VERSION=latest\n");
+      assert.throws(() => pinnedRunnerVersion(copy), /no RUNNER_VERSION=.* pin found/);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
     }
   });
 

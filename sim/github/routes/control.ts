@@ -86,6 +86,12 @@ export function controlRoutes(ctx: SimContext, hooks: ControlHooks): Router {
     ctx.limiter.reset();
     res.json({ limit });
   });
+  // actions/runner's releases: replaced as a whole (GitHubSim.setRunnerReleases).
+  r.post("/releases", (req, res) => {
+    const release = z.object({ version: z.string().regex(/^v?\d+\.\d+\.\d+$/), publishedAt: z.union([z.iso.datetime({ offset: true }), z.number()]), prerelease: z.boolean().optional(), draft: z.boolean().optional() });
+    ctx.releases.set(parseOr400(z.object({ releases: z.array(release) }), body(req)).releases);
+    res.json(ctx.releases.published().map((x) => ({ tag_name: x.tagName, published_at: x.publishedAt, prerelease: x.prerelease })));
+  });
   r.get("/state", (_req, res) => {
     res.json(hooks.state());
   });

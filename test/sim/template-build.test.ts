@@ -17,6 +17,7 @@ import { PveSim, SIM_ROOT_PASSWORD, SIM_TOKENS, TEMPLATE_BUILD_MARKER, UPSTREAM_
 import { installPctShim } from "../../sim/pct/install.js";
 import { installProviderMirror, type ProviderMirror } from "../../sim/provider/install.js";
 import { synthTemplateStack, UBUNTU_2404_STANDARD, type TemplateStackSpec } from "../../stacks/template-stack.js";
+import { pinnedRunnerVersion } from "../../stacks/runner-pin.js";
 
 const repo = fileURLToPath(new URL("../../../", import.meta.url));
 const cli = join(repo, "dist", "cli", "main.js");
@@ -105,7 +106,8 @@ describe("template build on the stand-ins", { skip: hasTerraform ? false : "terr
     assert.equal(ct.template, true);
     assert.equal(ct.status, "stopped");
     assert.equal(ct.pool, "ci");
-    assert.deepEqual(ct.tags, ["pve-runners-template"]);
+    // The runner version it baked in, as a tag the listener reads (runner freshness).
+    assert.deepEqual(ct.tags, ["pve-runners-template", `runner-${pinnedRunnerVersion()}`]);
     assert.equal(ct.config.features, "keyctl=1,nesting=1");
     assert.equal(ct.config.unprivileged, "1");
     assert.equal(ct.config.ostype, "ubuntu");

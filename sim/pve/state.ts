@@ -198,10 +198,16 @@ export class PveState {
     }
   }
 
-  /** The runner template as the docs set it up: pool member, base volume on the node's local-lvm. */
-  private createTemplate(node: string, vmid: number): void {
+  /**
+   * The runner template as the docs set it up: pool member, base volume on the node's local-lvm.
+   * `pool: null` or other `tags` make one that is not ours (tests of what the listener refuses).
+   */
+  createTemplate(node: string, vmid: number, o: { pool?: string | null; tags?: string } = {}): void {
+    if (!this.nodes.has(node)) throw new Error(`PveSim: no node '${node}'`);
+    if (this.containers.has(vmid)) throw new Error(`PveSim: CT ${vmid} already exists`);
     const base = `base-${vmid}-disk-0`;
-    this.pools.get(SIM_POOL)!.vms.add(vmid);
+    const pool = o.pool === undefined ? SIM_POOL : o.pool;
+    if (pool !== null) this.pools.get(pool)?.vms.add(vmid);
     this.storage(node, "local-lvm").volumes.set(base, { volname: base, owner: vmid, size: 8 * 1024 ** 3 });
     this.create(node, vmid, {
       arch: "amd64",
@@ -214,7 +220,7 @@ export class PveState {
       ostype: "ubuntu",
       rootfs: `local-lvm:${base},size=8G`,
       swap: "512",
-      tags: "pve-runners-template",
+      tags: o.tags ?? "pve-runners-template",
       template: "1",
       unprivileged: "1",
     });

@@ -451,6 +451,7 @@ function pveCalls(pve: ProxmoxApi) {
     clusterResources: (type: "vm") => pve.clusterResources(type),
     vmidFree: (vmid: number) => pve.vmidFree(vmid),
     destroy: (node: string, vmid: number) => pve.destroy(node, vmid),
+    firewallRules: (node: string, vmid: number) => pve.request<Array<Record<string, unknown>>>("GET", `/nodes/${node}/lxc/${vmid}/firewall/rules`),
   };
 }
 

@@ -27,6 +27,8 @@ export interface TemplatePve {
   /** GET /pools?poolid=X&type=lxc: the pool's containers (PVE answers it without Pool.Audit). */
   poolMembers(pool: string): Promise<Array<Record<string, unknown>>>;
   vmidFree(vmid: number): Promise<boolean>;
+  /** GET /nodes/{node}/lxc/{vmid}/firewall/rules (VM.Audit). */
+  firewallRules(node: string, vmid: number): Promise<Array<Record<string, unknown>>>;
   destroy(node: string, vmid: number): Promise<void>;
 }
 
@@ -119,6 +121,7 @@ export class TemplateRotation {
     if (this.knownKeys().some((k) => Number(k.split("/")[1]) === vmid)) throw new TemplateRefused(`vmid ${vmid} is a template copy already recorded`);
     if (this.o.store.heldVmids().has(vmid)) throw new TemplateRefused(`vmid ${vmid} is a runner's`);
     await this.assertOurTemplate(old.sourceNode, vmid);
+    await this.assertSameGroups(old, vmid);
     this.o.store.recordTemplateReplacement(from, old.sourceNode, vmid);
     const now = this.effective().find((c) => c.sourceNode === old.sourceNode && c.vmid === vmid)!;
     this.log.info({ from, to: now.key }, "template replaced: new runners are cloned from the new one; the old one goes once no runner depends on it");
@@ -166,6 +169,20 @@ export class TemplateRotation {
       }
     }
     return done;
+  }
+
+  /**
+   * Clones take their template's firewall file (pve-container clone_vm → clone_vmfw_conf): a new
+   * template without the security groups of the old one (pveum-setup --firewall) would let its
+   * runners out to the private ranges. Refused until it has them.
+   */
+  private async assertSameGroups(old: TemplateCopy, vmid: number): Promise<void> {
+    const groups = async (v: number) =>
+      new Set((await this.o.pve.firewallRules(old.sourceNode, v)).filter((r) => r.type === "group" && Number(r.enable ?? 1) === 1).map((r) => `${String(r.action)} ${String(r.iface ?? "")}`.trim()));
+    const want = await groups(old.vmid);
+    const have = await groups(vmid);
+    const missing = [...want].filter((g) => !have.has(g));
+    if (missing.length) throw new TemplateRefused(`CT ${vmid} lacks the firewall security group(s) ${missing.join(", ")} of ${old.key}: run pveum-setup --firewall --template-vmid ${vmid} first`);
   }
 
   /** Throws TemplateRefused unless node/vmid is a template with our tag, on that node, in our pool. */

@@ -11,7 +11,7 @@ import { Store } from "../../listener/store.js";
 import { templateCopies } from "../../listener/placement.js";
 import { TemplateRefused, TemplateRotation, type TemplatePve } from "../../listener/template-rotation.js";
 
-interface FakeCt { node: string; vmid: number; template: boolean; tags: string; pool: string | null }
+interface FakeCt { node: string; vmid: number; template: boolean; tags: string; pool: string | null; groups?: string[] }
 
 function fakePve(cts: FakeCt[]): TemplatePve & { destroyed: number[] } {
   const destroyed: number[] = [];
@@ -26,6 +26,7 @@ function fakePve(cts: FakeCt[]): TemplatePve & { destroyed: number[] } {
     clusterResources: async () => cts.map(row),
     poolMembers: async (pool) => cts.filter((c) => c.pool === pool).map(row),
     vmidFree: async (vmid) => !cts.some((c) => c.vmid === vmid),
+    firewallRules: async (node, vmid) => (cts.find((c) => c.vmid === vmid && c.node === node)?.groups ?? []).map((g, pos) => ({ pos, type: "group", action: g, iface: "net0", enable: 1 })),
     destroy: async (node, vmid) => {
       const i = cts.findIndex((c) => c.vmid === vmid && c.node === node);
       cts.splice(i, 1);
@@ -94,7 +95,7 @@ describe("TemplateRotation", () => {
 
   test("refusals name what is wrong and record nothing", async () => {
     const store = new Store(":memory:");
-    const pve = fakePve([ours("pve", 9000), ours("pve2", 9010), { ...ours("pve", 9001), template: false }, { ...ours("pve", 9002), pool: null }, ours("pve", 9003)]);
+    const pve = fakePve([{ ...ours("pve", 9000), groups: ["pve-runners"] }, ours("pve2", 9010), { ...ours("pve", 9001), template: false }, { ...ours("pve", 9002), pool: null }, ours("pve", 9003), ours("pve", 9004)]);
     const r = rotation(store, pve);
     store.insertRunner({ name: "r", labelSet: "s", scope: "", madeForJob: null });
     for (const [from, vmid, why] of [
@@ -104,6 +105,7 @@ describe("TemplateRotation", () => {
       ["pve2/9010", 9003, /is on pve, not on pve2/],
       ["pve/9000", 150_000, /runners' range/],
       ["pve/9000", 12.5, /integer/],
+      ["pve/9000", 9004, /lacks the firewall security group\(s\) pve-runners net0 of pve\/9000: run pveum-setup --firewall --template-vmid 9004/],
     ] as const) {
       await assert.rejects(r.replace(from, vmid), (err: Error) => err instanceof TemplateRefused && why.test(err.message), `${from} -> ${vmid}`);
     }

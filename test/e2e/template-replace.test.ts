@@ -23,9 +23,6 @@ const burst = (e: E2E, n: number, durationMs: number) =>
 
 const template = (e: E2E, vmid: number) => e.world.pve.containers().find((c) => c.vmid === vmid && c.template);
 
-const t0 = Date.now();
-const mark = (what: string) => process.env.TR_DEBUG && console.log(`${Date.now() - t0} ms: ${what}`);
-
 async function withE2E(o: E2EOptions, fn: (e: E2E) => Promise<void>): Promise<void> {
   // 0.1: GitHub's 10 s webhook deadline scales too, and must hold on a loaded machine.
   const e = await startE2E({ timeScale: 0.1, ...o, overrides: { templateRetireMs: 200, ...o.overrides } });
@@ -76,6 +73,8 @@ describe("blue/green template replacement", { concurrency: 1 }, () => {
       {
         configPatch: (c) => {
           c.limits = { maxRunners: 12, maxRunnersPerRepo: 12 };
+          // A copy: the world's label sets are one module-level object shared by every test in this file.
+          c.labelSets = (c.labelSets as object[]).map((x) => ({ ...x }));
           c.labelSets[0].maxRunners = 12;
           c.labelSets[0].warm = 1;
         },
@@ -164,14 +163,14 @@ describe("blue/green template replacement", { concurrency: 1 }, () => {
           c.proxmox.templates = [{ node: "pve", vmid: 9000 }, { node: "pve2", vmid: 9010 }];
           c.delivery = { mode: "env" };
           c.limits = { maxRunners: 12, maxRunnersPerRepo: 12 };
+          // A copy: the world's label sets are one module-level object shared by every test in this file.
+          c.labelSets = (c.labelSets as object[]).map((x) => ({ ...x }));
           c.labelSets[0].maxRunners = 12;
         },
       },
       async (e) => {
-        mark("start");
         const before = await burst(e, 3, 60_000);
         await waitFor("a busy runner on pve2", () => e.service.store.runners(["busy"]).find((r) => r.template === "pve2/9010"));
-        mark("busy on pve2");
         e.world.pve.addTemplate("pve", 9012);
         e.world.pve.addTemplate("pve2", 9011);
         const wrongNode = await admin(e, "POST", "/api/templates/replace", { from: "pve2/9010", vmid: 9012 });
@@ -183,13 +182,10 @@ describe("blue/green template replacement", { concurrency: 1 }, () => {
         const view = await admin(e, "GET", "/api/templates");
         assert.deepEqual(view.body.copies.map((c: { configured: string; active: string }) => [c.configured, c.active]), [["pve/9000", "pve/9000"], ["pve2/9010", "pve2/9011"]]);
         const after = await burst(e, 3, 5_000);
-        mark("switched");
         await allCompleted(e, [...before, ...after]);
-        mark("all completed");
         assertAllServed(e, [...before, ...after]);
         for (const x of e.service.store.runners().filter((x) => x.createdAt > switchedAt && x.template !== null)) assert.ok(["pve/9000", "pve2/9011"].includes(x.template!), `${x.name}: ${x.template}`);
         await waitFor("pve2's old copy destroyed", () => !e.world.pve.containers().some((c) => c.vmid === 9010), 60_000);
-        mark("old copy destroyed");
         assert.ok(template(e, 9000) && template(e, 9011), "pve's copy and pve2's new copy stay");
         await noRunnerLeft(e);
         assert.deepEqual(e.world.pve.containers().filter((c) => !c.template).map((c) => c.vmid), []);

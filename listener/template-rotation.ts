@@ -122,6 +122,9 @@ export class TemplateRotation {
     if (this.o.store.heldVmids().has(vmid)) throw new TemplateRefused(`vmid ${vmid} is a runner's`);
     await this.assertOurTemplate(old.sourceNode, vmid);
     await this.assertSameGroups(old, vmid);
+    // Another replacement of the same copy may have been recorded while PVE was asked.
+    if (!this.effective().some((c) => c.key === from)) throw new TemplateRefused(`${from} was replaced meanwhile`);
+    if (this.knownKeys().some((k) => Number(k.split("/")[1]) === vmid)) throw new TemplateRefused(`vmid ${vmid} is a template copy already recorded`);
     this.o.store.recordTemplateReplacement(from, old.sourceNode, vmid);
     const now = this.effective().find((c) => c.sourceNode === old.sourceNode && c.vmid === vmid)!;
     this.log.info({ from, to: now.key }, "template replaced: new runners are cloned from the new one; the old one goes once no runner depends on it");

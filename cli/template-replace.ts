@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import type { TemplateStackSpec } from "../stacks/template-stack.js";
 import type { TemplatesView } from "../listener/template-rotation.js";
+import { table } from "./admin.js";
 
 export interface ReplaceDeps {
   /** One admin API call to the running listener (cli/admin.ts adminRequest). */
@@ -44,4 +45,15 @@ export async function replaceTemplates(deps: ReplaceDeps, o: ReplaceOptions): Pr
     replaced.push(r.to);
   }
   return replaced;
+}
+
+/** `pve-runners template list`: each copy as configured and as active now, then each replacement and what still holds it. */
+export function templatesText(v: TemplatesView): string {
+  const copies = table(["CONFIGURED", "ACTIVE", "RUNNERS LAND ON"], v.copies.map((c) => [c.configured, c.active, c.node]));
+  if (v.replacements.length === 0) return copies;
+  const reps = table(
+    ["REPLACED", "BY", "AT", "STATE"],
+    v.replacements.map((r) => [r.from, r.to, new Date(r.replacedAt).toISOString(), r.destroyedAt !== null ? `destroyed ${new Date(r.destroyedAt).toISOString()}` : `kept: ${r.runners} runner(s) on it`]),
+  );
+  return `${copies}\n${reps}`;
 }

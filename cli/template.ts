@@ -10,7 +10,8 @@ import { UntrustedPathError, assertRootOwned, assertRootOwnedParent, assertRootO
 import { templateSpec, templateSpecFromConfig } from "../stacks/main.js";
 import { synthTemplateStack, type TemplateStackSpec } from "../stacks/template-stack.js";
 import { adminRequest } from "./admin.js";
-import { replaceTemplates } from "./template-replace.js";
+import { replaceTemplates, templatesText } from "./template-replace.js";
+import type { TemplatesView } from "../listener/template-rotation.js";
 
 const specOrExit = (path: string) => orExit(path, () => templateSpecFromConfig(path));
 
@@ -50,6 +51,16 @@ export function registerTemplateCommands(program: Command): void {
       const dir = resolve(o.out ?? join(process.env.TMPDIR ?? "/tmp", `pve-runners-template-${process.pid}`));
       const r = synthTemplateStack(dir, spec);
       process.stdout.write(o.out ? `${r.file}\n` : readFileSync(r.file, "utf8") + "\n");
+    });
+
+  template
+    .command("list")
+    .description("the template copies the running listener clones from, and the replaced ones (admin API)")
+    .option("--config <path>", "config file (for the admin address and token)", "/etc/pve-runners/config.yaml")
+    .option("--json", "print JSON", false)
+    .action(async (o: { config: string; json: boolean }) => {
+      const v = await adminRequest<TemplatesView>({ config: o.config }, "GET", "/api/templates");
+      process.stdout.write(o.json ? JSON.stringify(v, null, 2) + "\n" : templatesText(v));
     });
 
   template

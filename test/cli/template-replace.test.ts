@@ -2,7 +2,7 @@
 // dir of its own, and the listener is told only after the build succeeded.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { replaceTemplates, replacementDir, type ReplaceDeps } from "../../cli/template-replace.js";
+import { replaceTemplates, replacementDir, templatesText, type ReplaceDeps } from "../../cli/template-replace.js";
 import type { TemplateStackSpec } from "../../stacks/template-stack.js";
 
 const spec = { endpoint: "https://pve:8006/", node: "pve", vmid: 9000, bridge: "vmbr1", datastore: "local-lvm", templateDir: "/t" } as TemplateStackSpec;
@@ -68,5 +68,16 @@ describe("template deploy --replace", () => {
     const f = fake({ failBuild: 9002 });
     await assert.rejects(replaceTemplates(f.deps, { spec, workDir: "/w" }), /terraform apply failed/);
     assert.ok(!f.calls.some((c) => c.startsWith("POST")), f.calls.join("\n"));
+  });
+
+  test("template list: each copy as configured and active, each replacement with what still holds it", () => {
+    const text = templatesText({
+      ...view,
+      replacements: [
+        { from: "pve/9000", toNode: "pve", toVmid: 9001, to: "pve/9001", replacedAt: Date.UTC(2026, 0, 1), destroyedAt: null, runners: 2 },
+      ],
+    });
+    assert.match(text, /pve\/9000\s+pve\/9001\s+pve\n/);
+    assert.match(text, /pve\/9000\s+pve\/9001\s+2026-01-01T00:00:00.000Z\s+kept: 2 runner\(s\) on it/);
   });
 });

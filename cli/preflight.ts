@@ -3,10 +3,14 @@
 // templates, the token's privileges as PVE itself computes them), and the GitHub App (its key, its
 // installations and the permissions they grant). Nothing is changed anywhere; no secret is printed.
 import { createPrivateKey } from "node:crypto";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, loadConfig, type Config, type Secrets } from "../listener/config.js";
 import { GitHubAdapter, type Scope } from "../listener/github.js";
-import { templateCopies } from "../listener/placement.js";
+import { templateCopies, type TemplateCopy } from "../listener/placement.js";
+import { Store } from "../listener/store.js";
+import { storeSnapshot } from "../listener/store-snapshot.js";
+import { followReplacements } from "../listener/template-rotation.js";
 import { ProxmoxApi, ProxmoxError } from "../listener/proxmox.js";
 import { Terraform } from "../listener/terraform.js";
 import { pino } from "pino";
@@ -69,8 +73,7 @@ export async function preflight(configPath: string, o: PreflightOptions, report:
     return;
   }
   const { config, secrets } = loaded;
-  const copies = templateCopies(config.proxmox);
-  report({ ok: true, what: "config", detail: `${configPath} is valid: ${plural(config.labelSets.length, "label set")}, ${plural(copies.length, "template copy", "template copies")}` });
+  report({ ok: true, what: "config", detail: `${configPath} is valid: ${plural(config.labelSets.length, "label set")}, ${plural(copies(config).length, "template copy", "template copies")}` });
   secretLines(config, secrets).forEach(report);
   report(await terraformLine(config));
   await proxmoxChecks(config, secrets, report);
@@ -192,7 +195,31 @@ async function proxmoxChecks(config: Config, secrets: Secrets, report: (r: Check
   }
 }
 
-const copies = (config: Config) => templateCopies(config.proxmox);
+/**
+ * The template copies runners clone from now: the config's, followed through the replacements the
+ * listener recorded (`template deploy --replace`), read from an in-memory copy of its store.
+ */
+function copies(config: Config): TemplateCopy[] {
+  let known = copiesOf.get(config);
+  if (!known) copiesOf.set(config, (known = activeCopies(config)));
+  return known;
+}
+const copiesOf = new WeakMap<Config, TemplateCopy[]>();
+
+function activeCopies(config: Config): TemplateCopy[] {
+  const configured = templateCopies(config.proxmox);
+  const file = join(config.stateDir, "pve-runners.sqlite");
+  if (!existsSync(file)) return configured;
+  let store: Store | undefined;
+  try {
+    store = new Store(storeSnapshot(file));
+    return followReplacements(configured, store.templateReplacements());
+  } catch {
+    return configured; // unreadable here (not root, say): the config's copies
+  } finally {
+    store?.close();
+  }
+}
 
 /** The web address for an API base: api.github.com → github.com; GHES …/api/v3 → its host. */
 export function webBase(apiBase: string): string {

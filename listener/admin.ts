@@ -9,6 +9,7 @@ import type { Metrics } from "./metrics.js";
 import type { StatusSnapshot } from "./status.js";
 import { allowedHostNames, hostCheck, jsonBodyOnly, sameOriginCheck, tokenAuth } from "./admin-guard.js";
 import { LOGIN_PAGE_CSP, renderLoginPage } from "./admin-login.js";
+import { TemplateRefused } from "./template-rotation.js";
 
 export interface AdminHooks {
   snapshot(): StatusSnapshot;
@@ -16,6 +17,12 @@ export interface AdminHooks {
   sweep(dryRun: boolean): Promise<unknown>;
   /** The status page renderer (listener/status-page.ts). */
   renderPage?(s: StatusSnapshot): string;
+  /** Blue/green template replacement (listener/template-rotation.ts). */
+  templates?: {
+    view(): unknown;
+    suggestVmid(copy: string): Promise<number>;
+    replace(from: string, vmid: number): Promise<unknown>;
+  };
 }
 
 export interface AdminOptions {
@@ -103,6 +110,32 @@ export async function startAdmin(o: AdminOptions): Promise<{ url: string; close(
       res.status(500).json({ error: (err as Error).message });
     }
   });
+  const templates = o.hooks.templates;
+  if (templates) {
+    // A refusal (TemplateRefused: the input names no template of ours) is the caller's: 409, one line.
+    const fail = (res: Response, err: unknown) => {
+      res.status(err instanceof TemplateRefused ? 409 : 502).json({ error: (err as Error).message });
+    };
+    app.get("/api/templates", (_req, res) => res.json(templates.view()));
+    app.get("/api/templates/vmid", async (req, res) => {
+      const copy = req.query.copy;
+      if (typeof copy !== "string" || !copy) return void res.status(400).json({ error: "give ?copy=node/vmid (an active template copy)" });
+      try {
+        res.json({ copy, vmid: await templates.suggestVmid(copy) });
+      } catch (err) {
+        fail(res, err);
+      }
+    });
+    app.post("/api/templates/replace", async (req, res) => {
+      const { from, vmid } = (req.body ?? {}) as { from?: unknown; vmid?: unknown };
+      if (typeof from !== "string" || typeof vmid !== "number") return void res.status(400).json({ error: 'send {"from": "node/vmid", "vmid": N}' });
+      try {
+        res.json(await templates.replace(from, vmid));
+      } catch (err) {
+        fail(res, err);
+      }
+    });
+  }
   app.use((_req, res) => {
     res.status(404).json({ error: "not found" });
   });

@@ -173,6 +173,11 @@ export class CloneGate {
     await Promise.allSettled([...this.inLane]);
   }
 
+  /** Gates clones of these templates too (a replacement template: listener/template-rotation.ts). */
+  addTemplates(keys: readonly string[]): void {
+    for (const k of keys) if (!this.holding.has(k)) this.holding.set(k, null);
+  }
+
   /** Per configured template: the runner whose clone holds its lane now, if any. */
   stats(): { [templateKey: string]: { holding: string | null } } {
     const out: { [templateKey: string]: { holding: string | null } } = {};

@@ -28,6 +28,7 @@ import { assertPortsFree } from "./port-check.js";
 import { storeSnapshot } from "./store-snapshot.js";
 import { lockStateDir } from "./state-lock.js";
 import { RunnerFreshness } from "./runner-freshness.js";
+import { TemplateRotation } from "./template-rotation.js";
 
 export interface ServiceOverrides {
   /** Environment of the JIT delivery helper (tests: a `pct` stand-in first on PATH). */
@@ -46,6 +47,8 @@ export interface ServiceOverrides {
   serverLimits?: Partial<ServerLimits>;
   /** false: hold the clone lane around whole applies instead of through the clone gate (a bench baseline). */
   cloneGate?: boolean;
+  /** How often replaced templates are checked for being unused (default 60 s; also after each runner is gone). */
+  templateRetireMs?: number;
 }
 
 export interface Service {
@@ -57,6 +60,8 @@ export interface Service {
   setDraining(on: boolean): void;
   readonly store: Store;
   readonly pipeline: Pipeline;
+  /** Blue/green template replacement: the copies runners clone from now, and the replaced ones. */
+  readonly templates: TemplateRotation;
   /** One sweeper pass now (the cron schedule runs the same). */
   sweep(opts?: { dryRun?: boolean }): Promise<SweepReport>;
   /** One missed-webhook recovery pass now (redeliver failed deliveries, feed unseen queued jobs). */
@@ -192,9 +197,21 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   for (const o of overlappingLabelSets(config.labelSets))
     logger.warn(o, `label set ${o.large} has every label of ${o.small}: GitHub may run ${o.small} jobs on ${o.large} runners`);
   const lane = new CloneLane({ logger: logger.child({ part: "clone-lane" }) });
-  // Only the configured templates have lanes; the lane map itself holds busy lanes alone.
-  const templateKeys = templateCopies(config.proxmox).map((t) => t.key);
-  const laneStats = () => ({ ...Object.fromEntries(templateKeys.map((k) => [k, { running: 0, waiting: 0 }])), ...lane.stats() });
+  const templates = new TemplateRotation({
+    store,
+    pve: { ...pveCalls(pve), poolMembers: async (pool) => (await pve.request<Array<{ members?: Array<Record<string, unknown>> }>>("GET", "/pools", { poolid: pool, type: "lxc" }))[0]?.members ?? [] },
+    configured: () => templateCopies(config.proxmox),
+    pool: config.proxmox.pool,
+    runnerVmids: () => config.proxmox.vmids,
+    logger: logger.child({ part: "templates" }),
+  });
+  // Runners are placed on the copies as replaced (the config names each as first built).
+  const settingsFor = (c: Config): PipelineSettings => {
+    const s = pipelineSettings(c, o);
+    return { ...s, proxmox: { ...s.proxmox, templates: templates.effective() } };
+  };
+  // Only the active templates have lanes; the lane map itself holds busy lanes alone.
+  const laneStats = () => ({ ...Object.fromEntries(templates.effective().map((t) => [t.key, { running: 0, waiting: 0 }])), ...lane.stats() });
   // The clone gate holds a template's lane for its clone task alone (terraform's own work runs in
   // parallel); terraform reaches PVE through it, trusting its certificate by SSL_CERT_FILE.
   let gate: CloneGate | null = null;
@@ -202,7 +219,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     gate = new CloneGate({
       upstream: config.proxmox.endpoint,
       insecure: config.proxmox.insecure,
-      templates: templateKeys,
+      // Replaced templates too: a runner placed on one just before the switch still clones from it.
+      templates: templates.knownKeys(),
       lane,
       certDir: config.stateDir,
       logger: logger.child({ part: "clone-gate" }),
@@ -232,7 +250,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   // The templates' runner against GitHub's releases: read, shown and warned about; never a gate.
   const freshness = config.runnerFreshness.enabled
     ? new RunnerFreshness({
-        templates: () => templateCopies(config.proxmox),
+        // The active copies: a replaced template is watched from the moment it takes over.
+        templates: () => templates.effective(),
         templateConfig: (node, vmid) => pve.containerConfig(node, vmid),
         latestRelease: () => github.latestRunnerRelease(),
         releasesPage: (page) => github.runnerReleases(page),
@@ -250,7 +269,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     draining: (): boolean => pipeline.isDraining(),
     runnerFreshness: () => freshness?.snapshot() ?? null,
   });
-  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, vmidProbe, metrics, settings: pipelineSettings(config, o), logger });
+  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, vmidProbe, metrics, settings: settingsFor(config), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");
   if (existsSync(drainFlag)) pipeline.setDraining(true);
@@ -312,6 +331,27 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     },
   );
 
+  let current = config;
+  // A new template: gated first (its clones serialized), then placement takes it at once.
+  const templateHooks = {
+    view: () => templates.view(),
+    suggestVmid: (copy: string) => templates.suggestVmid(copy),
+    replace: async (from: string, vmid: number) => {
+      const copy = await templates.replace(from, vmid);
+      gate?.addTemplates([copy.key]);
+      pipeline.updateSettings(settingsFor(current));
+      void retireTemplates();
+      return { from, to: copy.key, node: copy.node };
+    },
+  };
+  const retireTemplates = () => templates.retireUnused().catch((err: Error) => logger.warn({ err: err.message }, "retiring replaced templates failed"));
+  // Each runner that goes may have been the last one on a replaced template; a timer catches the rest.
+  const unwatch = store.watchRunners((r) => {
+    if ((r.state === "gone" || r.state === "failed") && r.template && store.templateReplacements().some((x) => x.from === r.template && x.destroyedAt === null)) void retireTemplates();
+  });
+  const retireTimer = setInterval(() => void retireTemplates(), o.templateRetireMs ?? 60_000);
+  retireTimer.unref();
+
   const app = webhookApp({
     webhookPath: config.github.webhookPath,
     trustProxy: config.listener.trustProxy,
@@ -339,7 +379,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       metrics,
       logger: logger.child({ part: "admin" }),
       serverLimits: o.serverLimits,
-      hooks: { snapshot, setDraining, sweep: (dryRun) => runSweep({ dryRun }), renderPage: renderStatusPage },
+      hooks: { snapshot, setDraining, sweep: (dryRun) => runSweep({ dryRun }), renderPage: renderStatusPage, templates: templateHooks },
     });
   }
   await pipeline.resume();
@@ -352,7 +392,6 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       await runSweep();
     }, logger.child({ part: "sweeper" }));
   };
-  let current = config;
   const reload = (next: Config) => {
     const liveSets = new Set(store.runners(LIVE_STATES).map((r) => r.labelSet));
     const removedLive = current.labelSets.filter((s) => !next.labelSets.some((n) => n.name === s.name) && liveSets.has(s.name));
@@ -367,7 +406,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     const live = ["labelSets", "runners", "allow", "limits", "timeouts", "sweeper", "retention", "log"] as const;
     const applied = live.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
     const merged: Config = { ...next, ...Object.fromEntries(restartOnly.map((k) => [k, current[k]])) } as Config;
-    pipeline.updateSettings(pipelineSettings(merged, o));
+    pipeline.updateSettings(settingsFor(merged));
     logger.level = merged.log.level;
     if (applied.includes("sweeper")) {
       void schedule?.stop();
@@ -394,6 +433,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     url,
     store,
     pipeline,
+    templates,
     adminUrl: admin?.url ?? null,
     metrics,
     snapshot,
@@ -403,6 +443,9 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     reload,
     checkRunnerFreshness: () => freshness?.tick({ force: true }) ?? null,
     async stop() {
+      clearInterval(retireTimer);
+      unwatch();
+      await templates.settle();
       retention.stop();
       await freshness?.stop();
       await schedule?.stop();
@@ -421,6 +464,17 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
  * SSL_CERT_FILE replaces Go's CA bundle file: the gate's certificate goes in beside the system
  * bundle, so terraform's other HTTPS (a registry, a remote backend) still verifies as before.
  */
+/** The ProxmoxApi calls template rotation makes, bound. */
+function pveCalls(pve: ProxmoxApi) {
+  return {
+    containerConfig: (node: string, vmid: number) => pve.containerConfig(node, vmid),
+    clusterResources: (type: "vm") => pve.clusterResources(type),
+    vmidFree: (vmid: number) => pve.vmidFree(vmid),
+    destroy: (node: string, vmid: number) => pve.destroy(node, vmid),
+    firewallRules: (node: string, vmid: number) => pve.request<Array<Record<string, unknown>>>("GET", `/nodes/${node}/lxc/${vmid}/firewall/rules`),
+  };
+}
+
 async function trustBundle(gatePem: string): Promise<string> {
   const system = [process.env.SSL_CERT_FILE, "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"].find((f) => f && f !== gatePem && existsSync(f));
   const out = join(dirname(gatePem), "clone-gate-trust.pem");

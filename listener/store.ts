@@ -99,6 +99,9 @@ CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS runners_github_id ON runners(github_runner_id) WHERE github_runner_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sightings (key TEXT PRIMARY KEY, first_seen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS template_replacements (
+  from_key TEXT PRIMARY KEY, to_node TEXT NOT NULL, to_vmid INTEGER NOT NULL,
+  replaced_at INTEGER NOT NULL, destroyed_at INTEGER);
 `;
 
 /**
@@ -128,6 +131,19 @@ export type DeliveryRecorded = "fresh" | "duplicate" | "replay";
 export interface NewDelivery extends Omit<Delivery, "receivedAt" | "processedAt"> {
   /** SHA-256 (hex) of the raw body, for replay detection; absent for deliveries we make ourselves. */
   bodySha?: string;
+}
+
+/**
+ * A template copy replaced by a newer build (listener/template-rotation.ts): runners clone from
+ * `to` from then on; `from` is destroyed once no runner depends on it (destroyedAt set then).
+ */
+export interface TemplateReplacement {
+  /** The replaced template, "node/vmid" (placement's TemplateCopy key). */
+  from: string;
+  toNode: string;
+  toVmid: number;
+  replacedAt: number;
+  destroyedAt: number | null;
 }
 
 /** Rows removed by one prune. */
@@ -469,6 +485,28 @@ export class Store {
   /** Records where a runner goes (before its apply, so concurrent placements see it). */
   setPlacement(name: string, node: string, template: string): void {
     this.sql(`UPDATE runners SET node = ?, template = ? WHERE name = ?`).run(node, template, name);
+  }
+
+  // ---- template replacements ----
+
+  templateReplacements(): TemplateReplacement[] {
+    return (this.sql(`SELECT * FROM template_replacements ORDER BY replaced_at, from_key`).all() as any[]).map((r) => ({
+      from: r.from_key, toNode: r.to_node, toVmid: r.to_vmid, replacedAt: r.replaced_at, destroyedAt: r.destroyed_at ?? null,
+    }));
+  }
+
+  /** Records that runners clone from toNode/toVmid instead of `from` from now on. */
+  recordTemplateReplacement(from: string, toNode: string, toVmid: number): void {
+    this.sql(`INSERT INTO template_replacements (from_key, to_node, to_vmid, replaced_at) VALUES (?, ?, ?, ?)`).run(from, toNode, toVmid, this.now());
+  }
+
+  markTemplateDestroyed(from: string): void {
+    this.sql(`UPDATE template_replacements SET destroyed_at = ? WHERE from_key = ? AND destroyed_at IS NULL`).run(this.now(), from);
+  }
+
+  /** Runners not yet gone or failed that were placed on a template copy (their containers are its linked clones). */
+  runnersOnTemplate(key: string): number {
+    return (this.sql(`SELECT COUNT(*) AS n FROM runners WHERE template = ? AND state NOT IN ('gone', 'failed')`).get(key) as { n: number }).n;
   }
 
   // ---- vmids ----

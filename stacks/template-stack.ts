@@ -15,8 +15,9 @@
 //
 // The template is immutable: every input that shapes it (scripts, image, container settings) feeds
 // one fingerprint; a new fingerprint replaces the container and runs the whole build again. Replacing
-// it deletes the old template first, which PVE refuses while linked clones of it exist: rebuild while
-// no runner exists (stop the listener), or give the new template another vmid.
+// it deletes the old template first, which PVE refuses while linked clones of it exist: with runners
+// about, build under another vmid instead (`template deploy --replace`, cli/template-replace.ts: a
+// work dir and state per vmid; the listener destroys the old template once no runner needs it).
 import { App, LocalBackend, TerraformOutput, TerraformStack, DataResource } from "cdktn";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";

@@ -29,6 +29,7 @@ export interface ControlHooks {
   push(node: string, vmid: number, dest: string, content: string, perms: number | undefined): void;
   nodes(): unknown[];
   setNodeOnline(node: string, online: boolean): void;
+  addTemplate(node: string, vmid: number, o: { pool?: string | null; tags?: string }): unknown;
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -88,6 +89,14 @@ export function controlRouter(h: ControlHooks): Router {
     const { online } = parse(z.object({ online: z.boolean() }), req.body);
     h.setNodeOnline(String(req.params.node), online);
     ok(res, h.nodes());
+  });
+  r.post("/nodes/:node/templates", (req, res) => {
+    const o = parse(z.object({ vmid: z.number().int().min(100).max(999_999_999), pool: z.string().nullable().optional(), tags: z.string().optional() }), req.body);
+    try {
+      ok(res, h.addTemplate(String(req.params.node), o.vmid, { pool: o.pool, tags: o.tags }));
+    } catch (err) {
+      throw new PveError(400, `${(err as Error).message}\n`);
+    }
   });
   r.post("/nodes/:node/lxc/:vmid/exec", async (req, res) => {
     const { command, stdin } = parse(execSchema, req.body);

@@ -273,6 +273,16 @@ export class PveSim {
     return this.ctx.tasks.settle();
   }
 
+  /**
+   * A new runner template appears on `node`, as `pct template` would leave it (a blue/green
+   * replacement without building it through the template stack). Seen by the API at once, by
+   * /cluster/resources after the next pvestatd pass.
+   */
+  addTemplate(node: string, vmid: number, o: { pool?: string | null; tags?: string } = {}): SimContainer {
+    this.ctx.state.createTemplate(node, vmid, o);
+    return this.view(this.ctx.state.get(vmid)!);
+  }
+
   /** Runs one pvestatd pass now (tests of /cluster/resources). */
   sampleStats(): void {
     this.ctx.stats.sample();
@@ -404,6 +414,7 @@ export class PveSim {
         powerOff: (node, vmid) => this.powerOff(vmid, node),
         nodes: () => this.nodes(),
         setNodeOnline: (node, online) => this.setNodeOnline(node, online),
+        addTemplate: (node, vmid, o) => this.addTemplate(node, vmid, o),
       }),
     );
     app.use("/api2/json", ...bodyParsers(), apiRouter(this.ctx, () => this.tokens, { tickets: this.tickets, downloads: this.downloads }));

@@ -209,14 +209,22 @@ export class PveState {
       if (!this.nodes.has(t.node)) throw new Error(`PveSim: template ${t.vmid} on unknown node '${t.node}'`);
       if (!Number.isInteger(t.vmid) || t.vmid < 100 || t.vmid > 999_999_999) throw new Error(`PveSim: bad template vmid ${t.vmid}`);
       if (this.containers.has(t.vmid)) throw new Error(`PveSim: template vmid ${t.vmid} configured twice`);
-      this.createTemplate(t.node, t.vmid, t.runnerVersion === undefined ? pinnedRunnerVersion() : t.runnerVersion);
+      this.createTemplate(t.node, t.vmid, { runnerVersion: t.runnerVersion });
     }
   }
 
-  /** The runner template as the docs set it up: pool member, base volume on the node's local-lvm. */
-  private createTemplate(node: string, vmid: number, runnerVersion: string | null): void {
+  /**
+   * The runner template as the docs set it up: pool member, base volume on the node's local-lvm,
+   * tagged with the runner version it carries (null: no version tag). `pool: null` or other `tags`
+   * make one that is not ours (tests of what the listener refuses).
+   */
+  createTemplate(node: string, vmid: number, o: { pool?: string | null; tags?: string; runnerVersion?: string | null } = {}): void {
+    if (!this.nodes.has(node)) throw new Error(`PveSim: no node '${node}'`);
+    if (this.containers.has(vmid)) throw new Error(`PveSim: CT ${vmid} already exists`);
+    const runnerVersion = o.runnerVersion === undefined ? pinnedRunnerVersion() : o.runnerVersion;
     const base = `base-${vmid}-disk-0`;
-    this.pools.get(SIM_POOL)!.vms.add(vmid);
+    const pool = o.pool === undefined ? SIM_POOL : o.pool;
+    if (pool !== null) this.pools.get(pool)?.vms.add(vmid);
     this.storage(node, "local-lvm").volumes.set(base, { volname: base, owner: vmid, size: 8 * 1024 ** 3 });
     this.create(node, vmid, {
       arch: "amd64",
@@ -229,7 +237,7 @@ export class PveState {
       ostype: "ubuntu",
       rootfs: `local-lvm:${base},size=8G`,
       swap: "512",
-      tags: normalizeTags(["pve-runners-template", ...(runnerVersion ? [runnerVersionTag(runnerVersion)] : [])].join(";")),
+      tags: o.tags ?? normalizeTags(["pve-runners-template", ...(runnerVersion ? [runnerVersionTag(runnerVersion)] : [])].join(";")),
       template: "1",
       unprivileged: "1",
     });

@@ -4,7 +4,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Store } from "../../listener/store.js";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
@@ -39,6 +40,18 @@ describe("pve-runners check", () => {
         assert.ok(line(r.lines, want), `no line starting "${want}" in:\n${r.text}`);
       assert.match(r.lines.at(-1)!, /^check: all \d+ checks passed$/);
       for (const secret of [world.secrets.webhookSecret, world.secrets.pveApiToken.split("=")[1], world.secrets.adminToken!]) assert.ok(!r.text.includes(secret), "a secret was printed");
+
+      // After `template deploy --replace` the listener's store says which template replaced the
+      // configured one, and the old one is gone: check follows the store, as the listener does.
+      world.pve.addTemplate("pve", 9001);
+      mkdirSync(world.config.stateDir, { recursive: true });
+      const store = new Store(join(world.config.stateDir, "pve-runners.sqlite"));
+      store.recordTemplateReplacement("pve/9000", "pve", 9001);
+      store.close();
+      const replaced = await check(world);
+      assert.equal(replaced.status, 0, replaced.text);
+      assert.ok(line(replaced.lines, "✓ template pve/9001: an unprivileged template"), replaced.text);
+      assert.ok(!line(replaced.lines, "✓ template pve/9000"), replaced.text);
     } finally {
       await world.stop();
     }

@@ -2,11 +2,16 @@
 // HOST/NAMESPACE/TYPE/VERSION/OS_ARCH/terraform-provider-TYPE_vVERSION) and writes a CLI config that
 // installs registry.terraform.io/bpg/proxmox from there, so `terraform init` takes the same path
 // as in production (terraform docs: "CLI Configuration File", provider_installation filesystem_mirror).
+import { statSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BPG_PROXMOX_SOURCE, BPG_PROXMOX_VERSION } from "../../stacks/bpg-proxmox.js";
 import { nodeCommandFor } from "../node-entry.js";
+import { generateServerCert } from "./tls.js";
+
+/** scripts/bundle-provider.mjs writes it next to main.js during `npm run build`. */
+export const PROVIDER_BUNDLE = "provider.bundle.mjs";
 
 export interface ProviderMirror {
   /** For TF_CLI_CONFIG_FILE. */
@@ -24,18 +29,35 @@ export function terraformPlatform(platform: NodeJS.Platform = process.platform, 
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/**
+ * The command that runs the stand-in: the one-file bundle when the build made one that is not older
+ * than main.js (a start then reads one file instead of resolving ~100 modules), else main.js
+ * (or main.ts under tsx).
+ */
+export function providerCommand(): string[] {
+  const entry = fileURLToPath(new URL("./main.js", import.meta.url));
+  const bundle = fileURLToPath(new URL(`./${PROVIDER_BUNDLE}`, import.meta.url));
+  const mtime = (f: string) => statSync(f, { throwIfNoEntry: false })?.mtimeMs;
+  const [b, m] = [mtime(bundle), mtime(entry)];
+  if (b !== undefined && m !== undefined && b >= m) return [process.execPath, bundle];
+  return nodeCommandFor(entry);
+}
+
 export async function installProviderMirror(dir: string): Promise<ProviderMirror> {
   const mirrorDir = join(dir, "mirror");
   const [host, namespace, type] = BPG_PROXMOX_SOURCE.split("/");
   const target = join(mirrorDir, host, namespace, type, BPG_PROXMOX_VERSION, terraformPlatform());
   await mkdir(target, { recursive: true });
-  const entry = fileURLToPath(new URL("./main.js", import.meta.url));
   const executable = join(target, `terraform-provider-${type}_v${BPG_PROXMOX_VERSION}`);
+  // One AutoMTLS certificate for every start of this mirror's provider (outside the package dir,
+  // which terraform hashes): making one per start costs more CPU than the rest of a start.
+  const certFile = join(dir, "provider-server-cert.json");
+  await writeFile(certFile, JSON.stringify(generateServerCert()), { mode: 0o600 });
   const script = [
     "#!/bin/sh",
     "# pve-runners' stand-in for bpg/proxmox (sim/provider): speaks terraform's plugin protocol 6,",
     "# drives the Proxmox VE API simulator. Never used in production.",
-    `exec ${nodeCommandFor(entry).map(quote).join(" ")} "$@"`,
+    `PVE_SIM_PROVIDER_CERT_FILE=${quote(certFile)} exec ${providerCommand().map(quote).join(" ")} "$@"`,
     "",
   ].join("\n");
   await writeFile(executable, script, { mode: 0o755 });

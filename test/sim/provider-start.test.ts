@@ -75,7 +75,9 @@ function startShim(env: NodeJS.ProcessEnv) {
     const timer = setTimeout(() => reject(new Error(`no handshake line; stderr: ${err}`)), 20_000);
     child.stdout.on("data", (c: Buffer) => {
       out += c.toString();
-      if (out.includes("\n")) (clearTimeout(timer), resolve(out.slice(0, out.indexOf("\n"))));
+      if (!out.includes("\n")) return;
+      clearTimeout(timer);
+      resolve(out.slice(0, out.indexOf("\n")));
     });
   });
   return { child, line, exited, stderr: () => err };

@@ -4,7 +4,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -84,9 +84,10 @@ function startShim(env: NodeJS.ProcessEnv) {
 }
 
 describe("the installed shim", () => {
-  test("runs the one-file bundle and answers every start with the certificate made at install", async () => {
+  test("runs the one-file bundle with a code cache and answers every start with the certificate made at install", async () => {
     const script = await readFile(mirror.executable, "utf8");
-    assert.match(script, new RegExp(`PVE_SIM_PROVIDER_CERT_FILE='[^']+' exec '[^']+' '[^']+/${PROVIDER_BUNDLE.replace(/\./g, "\\.")}' "\\$@"`));
+    assert.match(script, /PVE_SIM_PROVIDER_CERT_FILE='[^']+' exec '[^']+' '[^']+\/provider-start\.cjs' "\$@"/);
+    assert.ok((await readFile(join(root, "tf", "provider-start.cjs"), "utf8")).includes(`/${PROVIDER_BUNDLE}"`), "the loader runs the bundle");
     const made = JSON.parse(await readFile(join(root, "tf", "provider-server-cert.json"), "utf8")) as { handshakeField: string };
     const clientCert = generateServerCert();
     const fields: string[] = [];
@@ -97,6 +98,7 @@ describe("the installed shim", () => {
       await p.exited;
     }
     assert.deepEqual(fields, [made.handshakeField, made.handshakeField]);
+    // SIGKILLed starts write no code cache; the next test's clean exit does.
   });
 
   test("PVE_SIM_PROVIDER_CPU_LOG: one line per process at exit, with its tag and CPU time", async () => {
@@ -114,5 +116,6 @@ describe("the installed shim", () => {
     assert.equal(lines[0].pid, p.child.pid, "the shim execs node: the provider is the process terraform started");
     assert.equal(lines[0].tag, "1234 apply");
     assert.ok(lines[0].userMs > 0 && lines[0].systemMs >= 0, JSON.stringify(lines[0]));
+    assert.ok((await stat(join(root, "tf", "provider-code-cache"))).size > 0, "the first clean exit wrote the code cache");
   });
 });

@@ -4,11 +4,13 @@
 //   npm run bench                  the full set (about 5 minutes)
 //   npm run bench -- --short       CI's short mode: the same figures, smaller (about 1.5 minutes)
 //   npm run bench -- --only burst,warm
+//   npm run bench -- --only runcost      CPU per runner life, per terraform command and provider start
 //
 // Needs node --expose-gc (the npm script passes it) for the memory figure.
 import { benchBurst, benchSingle, benchWarm, type ScaleFigure } from "./scale.js";
 import { benchWebhookLoad, benchWebhookOwnProcess } from "./webhook-load.js";
 import { benchSynthMemory } from "./synth-memory.js";
+import { benchRunCost } from "./run-cost.js";
 
 const args = process.argv.slice(2);
 const short = args.includes("--short");
@@ -43,6 +45,30 @@ if (wanted("burst")) {
 }
 if (wanted("single")) scaleRow(await benchSingle({ timeScale: short ? 0.5 : 1 }), "—");
 if (wanted("warm")) scaleRow(await benchWarm({ timeScale: short ? 0.5 : 1 }), "—");
+if (wanted("runcost")) {
+  const r = await benchRunCost({ timeScale: short ? 0.5 : 1 });
+  console.log(r.summary);
+  const f = (v: number) => v.toFixed(2);
+  const perApplyDestroy = ["apply", "destroy"].map((c) => `${r.commands.find((x) => x.command === c)?.runs ?? 0}`).join("/");
+  const others = r.commands.filter((c) => c.command !== "apply" && c.command !== "destroy");
+  rows.push({
+    figure: "CPU per runner life (apply + destroy), terraform",
+    measured: `${f(r.terraformCpu)} CPU-s in ${r.commands.reduce((a, c) => a + c.runs, 0)} processes`,
+    against: "0.3 CPU-s (orchestration, stand-ins excluded)",
+    ratio: x(r.terraformCpu / 0.3),
+    target: "≤ 1.00; 1 process per apply and per destroy",
+    detail: `processes per apply/destroy ${perApplyDestroy}${others.length ? `; also ${others.map((c) => `${c.runs}× ${c.command}`).join(", ")}` : ""}; ${r.commands.map((c) => `${c.command} ${f(c.terraformCpu)} s`).join(", ")}; listener and in-process stand-ins ${f(r.listenerAndStandInsCpu)} s`,
+  });
+  const each = r.providerStarts ? r.providerCpu / r.providerStarts : NaN;
+  rows.push({
+    figure: "provider stand-in: CPU per start (in a runner life)",
+    measured: `${f(each)} CPU-s × ${r.providerStarts} starts = ${f(r.providerCpu)} s`,
+    against: `bare \`node -e ""\` ${f(r.bareNodeStartCpu)} CPU-s`,
+    ratio: x(each / r.bareNodeStartCpu),
+    target: "≤ 0.05 CPU-s per start (a Go provider)",
+    detail: r.commands.map((c) => `${c.command}: ${c.providerStarts} starts`).join(", "),
+  });
+}
 if (wanted("webhook")) {
   const o = short ? { deliveriesPerSecond: 100, seconds: 3, applies: 8, timeScale: 0.5 } : { deliveriesPerSecond: 500, seconds: 10, applies: 50, timeScale: 1 };
   const { result: r, summary } = await benchWebhookLoad(o);

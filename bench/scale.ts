@@ -22,7 +22,7 @@ export interface ScaleFigure {
 
 const GiB = 1024 ** 3;
 
-interface WorldShape {
+export interface WorldShape {
   timeScale: number;
   nodes: SimNodeSpec[];
   templates: SimTemplateSpec[];
@@ -30,9 +30,11 @@ interface WorldShape {
   warm?: number;
   /** false: the lane is held around each whole apply (the design before the clone gate). */
   cloneGate?: boolean;
+  /** terraform.binary instead of terraform from PATH (bench/run-cost.ts's measuring wrapper). */
+  terraformBinary?: string;
 }
 
-async function world(shape: WorldShape): Promise<E2E> {
+export async function world(shape: WorldShape): Promise<E2E> {
   const multiNode = new Set(shape.templates.map((t) => t.node)).size > 1;
   return startE2E({
     timeScale: shape.timeScale,
@@ -48,6 +50,7 @@ async function world(shape: WorldShape): Promise<E2E> {
       c.timeouts = { apply: 600, destroy: 600, boot: 600, idle: 900 };
       // Two applies per lane: one cloning, one getting ready behind it.
       c.terraform.maxConcurrent = Math.max(2, 2 * shape.templates.length);
+      if (shape.terraformBinary) c.terraform.binary = shape.terraformBinary;
     },
     overrides: { onlinePollMs: 50, cloneGate: shape.cloneGate },
   });
@@ -57,7 +60,7 @@ async function world(shape: WorldShape): Promise<E2E> {
  * Queues `n` jobs and resolves with each one's queued → started time in ms, taken here with a
  * 10 ms watch (GitHub's timestamps have whole seconds, and it sets started_at on queued jobs too).
  */
-async function runJobs(e: E2E, n: number, timeoutMs: number, durationMs = 60_000): Promise<{ ms: number[]; firstQueuedAt: number; lastStartedAt: number }> {
+export async function runJobs(e: E2E, n: number, timeoutMs: number, durationMs = 60_000): Promise<{ ms: number[]; firstQueuedAt: number; lastStartedAt: number }> {
   const queuedAt = new Map<number, number>();
   const startedAt = new Map<number, number>();
   const watch = setInterval(() => {
@@ -78,7 +81,7 @@ async function runJobs(e: E2E, n: number, timeoutMs: number, durationMs = 60_000
 }
 
 /** CPU seconds of this process and of its finished children (terraform and the provider processes it runs). */
-function cpuSeconds(): { own: number; children: number } {
+export function cpuSeconds(): { own: number; children: number } {
   const u = process.cpuUsage();
   const own = (u.user + u.system) / 1e6;
   try {

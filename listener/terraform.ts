@@ -248,10 +248,38 @@ export class Terraform {
     log.info({ ms: out.durationMs, destroyed: changes?.remove ?? 0 }, "terraform destroy complete");
   }
 
-  /** `output -json`: name → { sensitive, type, value }. Empty when nothing was applied. */
+  /**
+   * The stack's outputs as `output -json` gives them (name → { sensitive, type, value }), read from
+   * its state file: the stacks use the local backend with "terraform.tfstate" in the stack dir
+   * (stacks/runner-stack.ts), and terraform's state format 4 keeps `outputs` in that shape. No
+   * terraform process per runner for it (issue 17). Empty when nothing was applied; a state in
+   * another format is left to `terraform output -json`.
+   */
   async output(workingDir: string): Promise<Record<string, unknown>> {
-    const out = await this.runChecked({ args: ["output", "-json"], cwd: workingDir, uiStream: false, log: this.opts.logger });
-    return parseJsonOutput(out.stdout, "output -json") as Record<string, unknown>;
+    await this.assertTrustedDir(workingDir, "output", true);
+    const command = this.commandName(["output"]);
+    let text: string;
+    try {
+      text = await readFile(join(workingDir, "terraform.tfstate"), "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      if (!existsSync(workingDir)) throw new TerraformError(`${command} failed (in ${workingDir}): stack dir ${workingDir} does not exist`, command, null, [], false, false);
+      return {};
+    }
+    if (text.trim() === "") return {}; // terraform reads an empty state file as no state
+    let state: { version?: unknown; outputs?: Record<string, { value?: unknown; type?: unknown; sensitive?: unknown }> };
+    try {
+      state = JSON.parse(text);
+    } catch {
+      throw new TerraformError(`${command} failed (in ${workingDir}): terraform.tfstate is not JSON`, command, null, [], false, false);
+    }
+    if (state.version !== 4 || typeof state.outputs !== "object" || state.outputs === null) {
+      const out = await this.runChecked({ args: ["output", "-json"], cwd: workingDir, uiStream: false, log: this.opts.logger });
+      return parseJsonOutput(out.stdout, "output -json") as Record<string, unknown>;
+    }
+    const outputs: Record<string, unknown> = {};
+    for (const [name, o] of Object.entries(state.outputs)) outputs[name] = { sensitive: o.sensitive === true, type: o.type, value: o.value };
+    return outputs;
   }
 
   /** Resources in the stack's state (`show -json`), e.g. a tainted or partial one after a failed apply. */

@@ -1,12 +1,13 @@
 // Entry point of the terraform provider stand-in (terraform-provider-proxmox_v0.111.1 in the
 // filesystem mirror execs this). It serves terraform's plugin protocol 6 over gRPC on 127.0.0.1,
 // with go-plugin's handshake and AutoMTLS, and drives the PVE API the way bpg/proxmox does.
+import { appendFileSync, readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { clientAcceptsV6, handshakeLine, hasMagicCookie, NOT_A_COMMAND } from "./handshake.js";
 import { stderrLog } from "./log.js";
 import { loadProtos } from "./protos.js";
 import { ProviderServer } from "./server.js";
-import { generateServerCert } from "./tls.js";
+import type { ServerCert } from "./tls.js";
 
 const DEFAULT_POLL_MS = 1000;
 
@@ -17,6 +18,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const log = stderrLog();
+  recordCpuAtExit(env);
   if (!clientAcceptsV6(env)) log("warn", "the client did not offer plugin protocol 6; answering with 6 anyway", { offered: env.PLUGIN_PROTOCOL_VERSIONS });
 
   const pollMs = Number.parseInt(env.PVE_SIM_PROVIDER_POLL_MS ?? "", 10);
@@ -34,7 +36,7 @@ async function main(): Promise<void> {
   let certField = "";
   const clientCert = env.PLUGIN_CLIENT_CERT;
   if (clientCert) {
-    const cert = generateServerCert();
+    const cert = await serverCert(env);
     creds = grpc.ServerCredentials.createSsl(Buffer.from(clientCert), [{ private_key: Buffer.from(cert.keyPem), cert_chain: Buffer.from(cert.certPem) }], true);
     certField = cert.handshakeField;
   } else {
@@ -63,6 +65,37 @@ async function main(): Promise<void> {
     s.tryShutdown(() => process.exit(code));
     setTimeout(() => process.exit(code), 500).unref();
   }
+}
+
+/**
+ * The AutoMTLS server certificate: the one sim/provider/install.ts made for this mirror when the
+ * shim names it (PVE_SIM_PROVIDER_CERT_FILE), else a fresh one as go-plugin makes per start. Making
+ * one loads node-forge, a fifth of a start's CPU; terraform only pins whatever the handshake sends.
+ */
+async function serverCert(env: NodeJS.ProcessEnv): Promise<ServerCert> {
+  const file = env.PVE_SIM_PROVIDER_CERT_FILE;
+  if (file) return JSON.parse(readFileSync(file, "utf8")) as ServerCert;
+  const { generateServerCert } = await import("./tls.js");
+  return generateServerCert();
+}
+
+/**
+ * PVE_SIM_PROVIDER_CPU_LOG: at exit, one JSON line with this process's CPU time (user + system,
+ * from its start, as getrusage counts it) and PVE_SIM_PROVIDER_CPU_TAG (set by whoever started
+ * terraform, e.g. bench/run-cost.ts's wrapper). A provider killed by SIGKILL writes nothing.
+ */
+function recordCpuAtExit(env: NodeJS.ProcessEnv): void {
+  const file = env.PVE_SIM_PROVIDER_CPU_LOG;
+  if (!file) return;
+  process.on("exit", () => {
+    const cpu = process.cpuUsage();
+    const line = { pid: process.pid, ppid: process.ppid, tag: env.PVE_SIM_PROVIDER_CPU_TAG ?? "", userMs: cpu.user / 1000, systemMs: cpu.system / 1000 };
+    try {
+      appendFileSync(file, JSON.stringify(line) + "\n");
+    } catch {
+      // a measurement aid: never fail the provider over it
+    }
+  });
 }
 
 main().catch((err: Error) => {

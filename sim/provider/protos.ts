@@ -1,14 +1,17 @@
-// Loads the plugin protocol definitions (terraform's tfplugin6.8, go-plugin's controller, stdio and
-// broker services, grpc health) at runtime. tsc does not copy .proto files into dist/, so the
-// compiled module looks for them in the source tree as well as next to itself.
+// The plugin protocol's gRPC services (terraform's tfplugin6.8, go-plugin's controller, stdio and
+// broker services, grpc health) from precompiled descriptors (plugin-descriptors.ts, generated from
+// the .proto files in proto/). terraform starts a provider 4-5 times per apply: parsing the .proto
+// text with @grpc/proto-loader cost ~0.2 CPU-s per start, which measured the stand-in, not us.
+// Messages convert as proto-loader did with { keepCase, longs: Number, enums: String, defaults,
+// oneofs }; each message type's encoder and decoder is generated on its first use (protobufjs).
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
+import type * as grpc from "@grpc/grpc-js";
+import protobuf from "protobufjs/light.js";
+import { PLUGIN_DESCRIPTORS } from "./plugin-descriptors.js";
 
 export const TFPLUGIN_PROTO = "tfplugin6.8.proto";
-const FILES = [TFPLUGIN_PROTO, "grpc_controller.proto", "grpc_stdio.proto", "grpc_broker.proto", "health.proto"];
 
 /** sim/provider/proto under tsx; from dist/sim/provider/ it is ../../../sim/provider/proto. */
 export function protoDir(): string {
@@ -27,23 +30,55 @@ export interface Protos {
   Health: grpc.ServiceDefinition;
 }
 
+/** What proto-loader's options made of a message: snake_case names, int64 as numbers, enums by name, defaults present. */
+const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: true, oneofs: true };
+
 let cached: Protos | undefined;
 
 export function loadProtos(): Protos {
   if (cached) return cached;
-  const dir = protoDir();
-  const def = protoLoader.loadSync(
-    FILES.map((f) => join(dir, f)),
-    // keepCase: messages keep the proto's snake_case field names; int64 as JS numbers; enums by name.
-    { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true, includeDirs: [dir] },
-  );
-  const pkg = grpc.loadPackageDefinition(def) as any;
+  const root = protobuf.Root.fromJSON(PLUGIN_DESCRIPTORS as protobuf.INamespace);
   cached = {
-    Provider: pkg.tfplugin6.Provider.service,
-    GRPCController: pkg.plugin.GRPCController.service,
-    GRPCStdio: pkg.plugin.GRPCStdio.service,
-    GRPCBroker: pkg.plugin.GRPCBroker.service,
-    Health: pkg.grpc.health.v1.Health.service,
+    Provider: serviceDefinition(root, "tfplugin6.Provider"),
+    GRPCController: serviceDefinition(root, "plugin.GRPCController"),
+    GRPCStdio: serviceDefinition(root, "plugin.GRPCStdio"),
+    GRPCBroker: serviceDefinition(root, "plugin.GRPCBroker"),
+    Health: serviceDefinition(root, "grpc.health.v1.Health"),
   };
   return cached;
+}
+
+/** grpc-js' ServiceDefinition for one service, shaped like proto-loader's (path, streams, (de)serializers, originalName). */
+function serviceDefinition(root: protobuf.Root, fullName: string): grpc.ServiceDefinition {
+  const service = root.lookupService(fullName);
+  const def: Record<string, grpc.MethodDefinition<object, object>> = {};
+  for (const method of service.methodsArray) {
+    method.resolve();
+    const req = method.resolvedRequestType!;
+    const res = method.resolvedResponseType!;
+    def[method.name] = {
+      path: `/${fullName}/${method.name}`,
+      requestStream: !!method.requestStream,
+      responseStream: !!method.responseStream,
+      requestSerialize: serializer(req),
+      requestDeserialize: deserializer(req),
+      responseSerialize: serializer(res),
+      responseDeserialize: deserializer(res),
+      // proto-loader's camelCase alias: grpc-js accepts either name for a handler or client method.
+      originalName: method.name.charAt(0).toLowerCase() + method.name.slice(1),
+    };
+  }
+  return def as grpc.ServiceDefinition;
+}
+
+function serializer(type: protobuf.Type): (value: object) => Buffer {
+  return (value) => {
+    if (Array.isArray(value)) throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
+    const bytes = type.encode(type.fromObject(value)).finish();
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer(type: protobuf.Type): (bytes: Buffer) => object {
+  return (bytes) => type.toObject(type.decode(bytes), TO_OBJECT);
 }

@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SCHED_IDLE, Terraform, TerraformError, parseProcStat } from "../../listener/terraform.js";
 import { readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { captureLog, countingShim, isAlive, subcommandsRun, writeExecutable, writeStack } from "../fixtures/terraform/helpers.js";
 
 let root: string;
@@ -18,6 +20,8 @@ before(async () => {
 after(async () => {
   await rm(root, { recursive: true, force: true });
 });
+
+const execFileP = promisify(execFile);
 
 async function newTerraform(name: string, extra: Partial<ConstructorParameters<typeof Terraform>[0]> = {}) {
   const log = captureLog();
@@ -81,7 +85,8 @@ describe("Terraform adapter", () => {
       assert.deepEqual(seen.get("apply"), want, `${name}: apply`);
       assert.deepEqual(seen.get("destroy"), want, `${name}: destroy`);
       assert.deepEqual(parseProcStat(await readFile(join(dir, "child.stat"), "utf8")), want, `${name}: a process terraform started`);
-      for (const light of ["init", "output"]) assert.deepEqual(seen.get(light), { policy: own.policy, nice: own.nice }, `${name}: ${light}`);
+      assert.deepEqual(seen.get("init"), { policy: own.policy, nice: own.nice }, `${name}: init`);
+      assert.equal(seen.has("output"), false, `${name}: output reads the state file, it starts no terraform`);
       assert.equal((await tf.checkPriority()).ok, true, `${name}: checkPriority`);
     }
   });
@@ -120,7 +125,10 @@ describe("Terraform adapter", () => {
       assert.deepEqual(resources.map((r) => [r.address, r.tainted]), [["terraform_data.r", false]]);
       const out = await tf.output(s.workingDir);
       assert.equal((out.id as { value: string }).value, resources[0].id);
+      assert.deepEqual(out, JSON.parse((await execFileP("terraform", ["output", "-json"], { cwd: s.workingDir })).stdout), "the state file's outputs are what `terraform output -json` says");
     }
+    // Reading the outputs starts no terraform (issue 17: one process per apply and per destroy).
+    assert.equal((await subcommandsRun(shimLog)).filter((c) => c === "output").length, 0);
 
     for (const [i, s] of stacks.entries()) await tf.destroy(s.workingDir, { runner: `runner-${i + 1}` });
     for (const s of stacks) assert.deepEqual(await tf.stateResources(s.workingDir), []);

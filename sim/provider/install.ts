@@ -86,7 +86,10 @@ export async function installProviderMirror(dir: string): Promise<ProviderMirror
   // One AutoMTLS certificate for every start of this mirror's provider (outside the package dir,
   // which terraform hashes): making one per start costs more CPU than the rest of a start.
   const certFile = join(dir, "provider-server-cert.json");
-  await writeFile(certFile, JSON.stringify(generateServerCert()), { mode: 0o600 });
+  // PEM only: the handshake's base64 DER is derived at start (one long base64 line in a file looks,
+  // to every secret scan here, like a JIT config).
+  const { certPem, keyPem } = generateServerCert();
+  await writeFile(certFile, JSON.stringify({ certPem, keyPem }), { mode: 0o600 });
   const script = [
     "#!/bin/sh",
     "# pve-runners' stand-in for bpg/proxmox (sim/provider): speaks terraform's plugin protocol 6,",

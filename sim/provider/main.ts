@@ -74,7 +74,12 @@ async function main(): Promise<void> {
  */
 async function serverCert(env: NodeJS.ProcessEnv): Promise<ServerCert> {
   const file = env.PVE_SIM_PROVIDER_CERT_FILE;
-  if (file) return JSON.parse(readFileSync(file, "utf8")) as ServerCert;
+  if (file) {
+    const { certPem, keyPem } = JSON.parse(readFileSync(file, "utf8")) as Pick<ServerCert, "certPem" | "keyPem">;
+    // The DER is the PEM's base64 body; go-plugin reads it unpadded (RawStdEncoding).
+    const handshakeField = certPem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "").replace(/=+$/, "");
+    return { certPem, keyPem, handshakeField };
+  }
   const { generateServerCert } = await import("./tls.js");
   return generateServerCert();
 }

@@ -3,6 +3,7 @@
 // the certificate made at install, and the CPU record per process that the bench reads.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -88,7 +89,9 @@ describe("the installed shim", () => {
     const script = await readFile(mirror.executable, "utf8");
     assert.match(script, /PVE_SIM_PROVIDER_CERT_FILE='[^']+' exec '[^']+' '[^']+\/provider-start\.cjs' "\$@"/);
     assert.ok((await readFile(join(root, "tf", "provider-start.cjs"), "utf8")).includes(`/${PROVIDER_BUNDLE}"`), "the loader runs the bundle");
-    const made = JSON.parse(await readFile(join(root, "tf", "provider-server-cert.json"), "utf8")) as { handshakeField: string };
+    const made = JSON.parse(await readFile(join(root, "tf", "provider-server-cert.json"), "utf8")) as { certPem: string };
+    // The handshake carries the certificate's DER, unpadded base64: the PEM's body.
+    const der = new X509Certificate(made.certPem).raw.toString("base64").replace(/=+$/, "");
     const clientCert = generateServerCert();
     const fields: string[] = [];
     for (let i = 0; i < 2; i++) {
@@ -97,7 +100,7 @@ describe("the installed shim", () => {
       p.child.kill("SIGKILL");
       await p.exited;
     }
-    assert.deepEqual(fields, [made.handshakeField, made.handshakeField]);
+    assert.deepEqual(fields, [der, der]);
     // SIGKILLed starts write no code cache; the next test's clean exit does.
   });
 

@@ -111,9 +111,9 @@ describe("blue/green template replacement", { concurrency: 1 }, () => {
         await waitFor("the old template destroyed", () => !e.world.pve.containers().some((c) => c.vmid === 9000), 60_000);
         assert.ok(template(e, 9001), "the new template stays");
         await waitFor("only the warm member left", () => e.service.store.runners([...LIVE]).every((x) => x.state === "warm" && x.template === "pve/9001"));
-        const rep = e.service.store.templateReplacements();
-        assert.equal(rep.length, 1);
-        assert.ok(rep[0].destroyedAt !== null);
+        // The container goes with PVE's destroy task; the listener records it once it has waited for that task.
+        await waitFor("the old template recorded as destroyed", () => e.service.store.templateReplacements()[0]?.destroyedAt != null, 30_000);
+        assert.equal(e.service.store.templateReplacements().length, 1);
 
         // A restart keeps the new template: the config still names 9000.
         await e.restart();

@@ -8,7 +8,7 @@ import { Terraform, TerraformError } from "../listener/terraform.js";
 import { SIM_ROOT_PASSWORD, TEMPLATE_BUILD_MARKER } from "../sim/pve/index.js";
 import type { World } from "../sim/world.js";
 import { templateSpec } from "../stacks/main.js";
-import { synthTemplateStack } from "../stacks/template-stack.js";
+import { synthTemplateStack, type TemplateStackSpec } from "../stacks/template-stack.js";
 
 export interface BuiltTemplate {
   node: string;
@@ -17,9 +17,11 @@ export interface BuiltTemplate {
   runnerVersion: string;
 }
 
-export async function buildDemoTemplate(world: World, logger: Logger): Promise<BuiltTemplate> {
-  const spec = templateSpec(world.config);
-  const dir = join(world.dir, "template");
+/**
+ * Synthesizes the template stack for `spec` into `dir` and applies it on the world as an operator
+ * does: real terraform, root@pam with the password, the world's `pct` stand-in first on PATH.
+ */
+export async function applyTemplateStack(world: World, spec: TemplateStackSpec, dir: string, logger: Logger): Promise<void> {
   const stack = synthTemplateStack(dir, spec);
   const terraform = new Terraform({
     binary: world.config.terraform.binary,
@@ -29,9 +31,14 @@ export async function buildDemoTemplate(world: World, logger: Logger): Promise<B
     env: { ...world.terraformEnv, PATH: world.helperEnv.PATH ?? "", PROXMOX_VE_USERNAME: "root@pam", PROXMOX_VE_PASSWORD: SIM_ROOT_PASSWORD },
     logger,
   });
+  await terraform.prepare(stack.file);
+  await terraform.apply(stack.workingDir, { runner: `template-${spec.vmid}`, timeoutMs: 600_000 });
+}
+
+export async function buildDemoTemplate(world: World, logger: Logger): Promise<BuiltTemplate> {
+  const spec = templateSpec(world.config);
   try {
-    await terraform.prepare(stack.file);
-    await terraform.apply(stack.workingDir, { runner: `template-${spec.vmid}`, timeoutMs: 600_000 });
+    await applyTemplateStack(world, spec, join(world.dir, "template"), logger);
   } catch (err) {
     if (err instanceof TerraformError) throw new Error(`the template build failed: ${err.message}`, { cause: err });
     throw err;

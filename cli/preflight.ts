@@ -73,10 +73,11 @@ export async function preflight(configPath: string, o: PreflightOptions, report:
     return;
   }
   const { config, secrets } = loaded;
-  report({ ok: true, what: "config", detail: `${configPath} is valid: ${plural(config.labelSets.length, "label set")}, ${plural(copies(config).length, "template copy", "template copies")}` });
+  const templates = activeCopies(config);
+  report({ ok: true, what: "config", detail: `${configPath} is valid: ${plural(config.labelSets.length, "label set")}, ${plural(templates.length, "template copy", "template copies")}` });
   secretLines(config, secrets).forEach(report);
   report(await terraformLine(config));
-  await proxmoxChecks(config, secrets, report);
+  await proxmoxChecks(config, secrets, templates, report);
   await githubChecks(config, secrets, report);
 }
 
@@ -111,7 +112,7 @@ async function terraformLine(config: Config): Promise<CheckResult> {
   }
 }
 
-async function proxmoxChecks(config: Config, secrets: Secrets, report: (r: CheckResult) => void): Promise<void> {
+async function proxmoxChecks(config: Config, secrets: Secrets, templates: TemplateCopy[], report: (r: CheckResult) => void): Promise<void> {
   const p = config.proxmox;
   const pve = new ProxmoxApi({ endpoint: p.endpoint, token: secrets.pveApiToken, insecure: p.insecure, logger: pino({ level: "silent" }), requestTimeoutMs: 15_000 });
   try {
@@ -129,7 +130,7 @@ async function proxmoxChecks(config: Config, secrets: Secrets, report: (r: Check
   }
 
   // Nodes: every one the config names must be a member and online.
-  const wanted = [...new Set([p.node, ...copies(config).map((c) => c.node), ...copies(config).map((c) => c.sourceNode), ...p.nodes.map((n) => n.name)])];
+  const wanted = [...new Set([p.node, ...templates.map((c) => c.node), ...templates.map((c) => c.sourceNode), ...p.nodes.map((n) => n.name)])];
   try {
     const nodes = await pve.request<Array<{ node: string; status: string }>>("GET", "/nodes");
     for (const name of wanted) {
@@ -143,7 +144,7 @@ async function proxmoxChecks(config: Config, secrets: Secrets, report: (r: Check
   }
 
   // Templates: each copy a template, unprivileged, that the token may clone.
-  for (const c of copies(config)) {
+  for (const c of templates) {
     const what = `template ${c.sourceNode}/${c.vmid}`;
     try {
       const conf = await pve.request<Record<string, string | number>>("GET", `/nodes/${c.sourceNode}/lxc/${c.vmid}/config`);
@@ -181,9 +182,9 @@ async function proxmoxChecks(config: Config, secrets: Secrets, report: (r: Check
   const setup = `run pveum-setup (README step 3)${p.pool ? ` for pool ${p.pool}` : ""}`;
   // Without a pool, the grants must reach the runners' vmids some other way: ask for the first one.
   await needAt(p.pool ? `/pool/${p.pool}` : `/vms/${p.vmids.first}`, RUNNER_PRIVILEGES, setup);
-  for (const c of copies(config)) await needAt(`/vms/${c.vmid}`, ["VM.Clone", "VM.Audit"], `put template ${c.vmid} in the pool (pveum-setup --template-vmid ${c.vmid})`);
+  for (const c of templates) await needAt(`/vms/${c.vmid}`, ["VM.Clone", "VM.Audit"], `put template ${c.vmid} in the pool (pveum-setup --template-vmid ${c.vmid})`);
   await needAt(`/sdn/zones/localnetwork/${p.bridge}${p.vlan ? `/${p.vlan}` : ""}`, BRIDGE_PRIVILEGES, `${setup} with --bridge ${p.bridge}`);
-  const spread = new Set(copies(config).map((c) => c.node)).size > 1 || p.nodes.length > 0;
+  const spread = new Set(templates.map((c) => c.node)).size > 1 || p.nodes.length > 0;
   if (spread) {
     try {
       const have = await privilegesOn("/nodes");
@@ -199,13 +200,6 @@ async function proxmoxChecks(config: Config, secrets: Secrets, report: (r: Check
  * The template copies runners clone from now: the config's, followed through the replacements the
  * listener recorded (`template deploy --replace`), read from an in-memory copy of its store.
  */
-function copies(config: Config): TemplateCopy[] {
-  let known = copiesOf.get(config);
-  if (!known) copiesOf.set(config, (known = activeCopies(config)));
-  return known;
-}
-const copiesOf = new WeakMap<Config, TemplateCopy[]>();
-
 function activeCopies(config: Config): TemplateCopy[] {
   const configured = templateCopies(config.proxmox);
   const file = join(config.stateDir, "pve-runners.sqlite");

@@ -7,6 +7,7 @@ import { createLogger } from "./log.js";
 import { GitHubSim } from "../sim/github/index.js";
 import { PveSim, SIM_TOKENS } from "../sim/pve/index.js";
 import { startWorld } from "../sim/world.js";
+import { shq } from "../stacks/template-stack.js";
 
 
 const port = (v: string) => {
@@ -76,7 +77,6 @@ export function registerSimCommands(program: Command): void {
       world.github.setWebhook(webhook, world.secrets.webhookSecret);
       // Only what serve needs beyond this shell's own environment.
       const env = Object.entries(world.serveEnv).filter(([k, v]) => v !== undefined && process.env[k] !== v);
-      const q = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, "'\\''")}'`);
       const lines = [
         "pve-runners sim world: the stand-ins are up (Ctrl-C stops them and removes their files).",
         `  PVE (simulator)   ${world.pve.url}`,
@@ -85,12 +85,12 @@ export function registerSimCommands(program: Command): void {
         `  webhooks go to    ${webhook}`,
         "",
         "Run the listener against it, in another shell:",
-        `  env ${env.map(([k, v]) => `${k}=${q(v!)}`).join(" ")} \\`,
-        `    node ${q(process.argv[1])} serve --config ${q(world.configFile)}`,
+        `  env ${env.map(([k, v]) => `${k}=${shq(v!)}`).join(" ")} \\`,
+        `    node ${shq(process.argv[1])} serve --config ${shq(world.configFile)}`,
         "",
         "Queue a job:",
         `  curl -s -X POST ${world.github.url}/_sim/jobs -H 'content-type: application/json' -d '{"repo":"acme/app","labels":["self-hosted","linux"]}'`,
-        `Watch it: pve-runners status --url http://127.0.0.1:${o.adminPort} --token-file ${q(world.serveEnv.CREDENTIALS_DIRECTORY + "/admin-token")}`,
+        `Watch it: pve-runners status --url http://127.0.0.1:${o.adminPort} --token-file ${shq(world.serveEnv.CREDENTIALS_DIRECTORY + "/admin-token")}`,
       ];
       process.stdout.write(lines.join("\n") + "\n");
       untilSignal(() => world.stop(), log);

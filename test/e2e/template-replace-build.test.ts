@@ -5,11 +5,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Terraform } from "../../listener/terraform.js";
-import { SIM_ROOT_PASSWORD } from "../../sim/pve/index.js";
 import { replaceTemplates } from "../../cli/template-replace.js";
+import { applyTemplateStack } from "../../cli/demo-template.js";
 import { templateSpec } from "../../stacks/main.js";
-import { synthTemplateStack } from "../../stacks/template-stack.js";
 import { pinnedRunnerVersion } from "../../stacks/runner-pin.js";
 import { startE2E, waitFor, containersLeft, quietLogger } from "./harness.js";
 
@@ -37,18 +35,7 @@ test("template deploy --replace builds the new template with the template stack 
       {
         admin,
         out: (l) => out.push(l),
-        build: async (spec, dir) => {
-          const stack = synthTemplateStack(dir, spec);
-          const terraform = new Terraform({
-            binary: e.world.config.terraform.binary,
-            cliConfigFile: e.world.config.terraform.cliConfigFile,
-            sharedInitDir: join(dir, "terraform-init"),
-            env: { ...e.world.terraformEnv, PATH: e.world.helperEnv.PATH ?? "", PROXMOX_VE_USERNAME: "root@pam", PROXMOX_VE_PASSWORD: SIM_ROOT_PASSWORD },
-            logger: quietLogger(),
-          });
-          await terraform.prepare(stack.file);
-          await terraform.apply(stack.workingDir, { runner: `template-${spec.vmid}`, timeoutMs: 240_000 });
-        },
+        build: (spec, dir) => applyTemplateStack(e.world, spec, dir, quietLogger()),
       },
       { spec: templateSpec(e.world.config), workDir },
     );

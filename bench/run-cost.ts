@@ -12,7 +12,7 @@ import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { waitFor } from "../test/e2e/harness.js";
-import { cpuSeconds, runJobs, world } from "./scale.js";
+import { cpuSeconds, processCpuSeconds, runJobs, world } from "./scale.js";
 
 export interface CommandCost {
   command: string;
@@ -34,6 +34,8 @@ export interface RunCost {
   listenerAndStandInsCpu: number;
   /** CPU of `node -e ""` started the same way: the floor any Node provider pays per start. */
   bareNodeStartCpu: number;
+  /** terraform.sharedProvider: the one provider's CPU over the runner life (no starts). */
+  sharedProvider: boolean;
   summary: string;
 }
 
@@ -88,7 +90,7 @@ async function bareNodeStart(n: number): Promise<number> {
   return (u + s) / n;
 }
 
-export async function benchRunCost(o: { timeScale: number }): Promise<RunCost> {
+export async function benchRunCost(o: { timeScale: number; sharedProvider?: boolean }): Promise<RunCost> {
   const dir = await mkdtemp(join(tmpdir(), "pve-runners-run-cost-"));
   const tfLog = join(dir, "terraform-runs.log");
   const providerLog = join(dir, "provider-cpu.log");
@@ -97,7 +99,7 @@ export async function benchRunCost(o: { timeScale: number }): Promise<RunCost> {
   // The listener copies PVE_SIM_PROVIDER_* from its environment into terraform's (listener/terraform.ts).
   const before = process.env.PVE_SIM_PROVIDER_CPU_LOG;
   process.env.PVE_SIM_PROVIDER_CPU_LOG = providerLog;
-  const e = await world({ timeScale: o.timeScale, nodes: [{ name: "pve" }], templates: [{ node: "pve", vmid: 9000 }], maxRunners: 2, terraformBinary: wrapper });
+  const e = await world({ timeScale: o.timeScale, nodes: [{ name: "pve" }], templates: [{ node: "pve", vmid: 9000 }], maxRunners: 2, terraformBinary: wrapper, sharedProvider: o.sharedProvider });
   try {
     const gone = () => e.service.store.runners([...ACTIVE]).length === 0;
     // Warm-up: the listener's start (version, init in the shared dir) and a first runner life.
@@ -105,10 +107,14 @@ export async function benchRunCost(o: { timeScale: number }): Promise<RunCost> {
     await waitFor("warm-up runner gone", gone, 120_000);
     await writeFile(tfLog, "");
     await writeFile(providerLog, "");
+    const sharedPid = await e.service.sharedProviderPid();
+    const shared0 = processCpuSeconds(sharedPid);
     const cpu0 = cpuSeconds();
     await runJobs(e, 1, 120_000, 100);
     await waitFor("the runner destroyed", gone, 120_000);
     const cpu1 = cpuSeconds();
+    // The shared provider serves every run: its CPU over this life, read from /proc while it runs.
+    const sharedCpu = sharedPid !== undefined && (await e.service.sharedProviderPid()) === sharedPid ? processCpuSeconds(sharedPid) - shared0 : 0;
 
     const runs = (await readFile(tfLog, "utf8")).trim().split("\n").filter(Boolean).map((l) => {
       const [pid, command, u, s] = l.split(" ");
@@ -132,16 +138,18 @@ export async function benchRunCost(o: { timeScale: number }): Promise<RunCost> {
     const result = {
       commands,
       terraformCpu: sum((c) => c.terraformCpu),
-      providerCpu: sum((c) => c.providerCpu),
+      providerCpu: sum((c) => c.providerCpu) + sharedCpu,
       providerStarts: sum((c) => c.providerStarts),
       listenerAndStandInsCpu: cpu1.own - cpu0.own,
       bareNodeStartCpu: bare,
+      sharedProvider: sharedPid !== undefined,
     };
     const f = (x: number) => x.toFixed(2);
     const lines = commands.map((c) => `  terraform ${c.command}: ${c.runs} process${c.runs === 1 ? "" : "es"}, ${f(c.terraformCpu)} CPU-s; ${c.providerStarts} provider start${c.providerStarts === 1 ? "" : "s"}, ${f(c.providerCpu)} CPU-s`);
     const summary = [
-      "runner life (queued → destroyed), CPU seconds per process kind:",
+      `runner life (queued → destroyed)${result.sharedProvider ? ", terraform.sharedProvider on" : ""}, CPU seconds per process kind:`,
       ...lines,
+      ...(result.sharedProvider ? [`  shared provider (pid ${sharedPid}, started before this life): ${f(sharedCpu)} CPU-s`] : []),
       `  total: terraform ${f(result.terraformCpu)} s in ${sum((c) => c.runs)} processes; provider stand-in ${f(result.providerCpu)} s in ${result.providerStarts} starts (${f(result.providerStarts ? result.providerCpu / result.providerStarts : NaN)} s each; a bare \`node -e ""\` ${f(bare)} s); listener and in-process stand-ins ${f(result.listenerAndStandInsCpu)} s`,
     ].join("\n");
     return { ...result, summary };

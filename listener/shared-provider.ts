@@ -17,8 +17,8 @@
 // (tf6server's stop() cancels every context); those applies fail and are retried like any failed apply.
 // A provider that dies is started again for the next run; the runs attached to it fail and retry.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { chmod, mkdir, readdir, realpath } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { chmod, mkdir, readFile, readdir, realpath, writeFile } from "node:fs/promises";
 import { join, relative, isAbsolute } from "node:path";
 import type { Logger } from "pino";
 
@@ -27,6 +27,8 @@ export const BPG_PROVIDER_ADDRESS = "registry.terraform.io/bpg/proxmox";
 const DEFAULT_START_TIMEOUT_MS = 30_000;
 const DEFAULT_STOP_GRACE_MS = 5_000;
 const STDERR_TAIL_CHARS = 2_000;
+/** "<pid> <start time>" of the provider we started, to find one a dead listener left. */
+const PID_FILE = "provider.pid";
 
 export interface SharedProviderOptions {
   /** The provider executable terraform would start (in the shared init's .terraform/providers). */
@@ -62,6 +64,8 @@ export class SharedProvider {
   private current: Promise<Running> | null = null;
   private readonly retired = new Set<Running>();
   private closed = false;
+  /** Only the first start looks for a provider an earlier listener left: later ones are ours. */
+  private staleChecked = false;
 
   constructor(private readonly opts: SharedProviderOptions) {}
 
@@ -127,16 +131,18 @@ export class SharedProvider {
     const executable = await this.opts.executable();
     await mkdir(this.opts.socketDir, { recursive: true, mode: 0o700 });
     await chmod(this.opts.socketDir, 0o700);
-    const args = [executable, "-debug"];
-    // PR_SET_PDEATHSIG: if the listener dies (even by SIGKILL), so does the provider, as a plugin
-    // dies with terraform; `-debug` servers otherwise run on until SIGINT.
-    if (existsSync("/usr/bin/setpriv")) args.unshift("/usr/bin/setpriv", "--pdeathsig", "KILL", "--");
-    const [cmd, ...rest] = args;
-    const child = spawn("/bin/sh", ["-c", this.opts.launchScript, cmd, ...rest], {
+    // A provider left by a listener that died without stopping it (outside systemd: under the unit,
+    // KillMode= takes the whole cgroup) still holds the token: stop it before starting ours.
+    if (!this.staleChecked) await killStale(join(this.opts.socketDir, PID_FILE), log);
+    this.staleChecked = true;
+    // `-debug` servers run until SIGINT and do not watch their parent. (setpriv --pdeathsig cannot
+    // be used: it calls capset, which the unit's system call filter refuses.)
+    const child = spawn("/bin/sh", ["-c", this.opts.launchScript, executable, "-debug"], {
       env: { ...env, PLUGIN_UNIX_SOCKET_DIR: this.opts.socketDir },
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
+    if (child.pid !== undefined) await writeFile(join(this.opts.socketDir, PID_FILE), `${child.pid} ${startTime(child.pid) ?? ""}\n`, { mode: 0o600 });
     const r: Running = { child, reattach: "", envKey, users: 0, exited: false, stderrTail: "" };
     child.stderr!.on("data", (d: Buffer) => (r.stderrTail = (r.stderrTail + d.toString()).slice(-STDERR_TAIL_CHARS)));
     r.reattach = await new Promise<string>((resolve, reject) => {
@@ -169,9 +175,9 @@ export class SharedProvider {
     child.on("exit", (code, signal) => {
       r.exited = true;
       this.retired.delete(r);
-      if (!this.closed) log.warn({ pid: child.pid, code, signal, users: r.users, stderr: this.opts.scrub(r.stderrTail.trim().split("\n").slice(-5).join("\n")) }, "shared terraform provider exited: the next run starts a new one");
+      if (!this.closed) log.warn({ providerPid: child.pid, code, signal, users: r.users, stderr: this.opts.scrub(r.stderrTail.trim().split("\n").slice(-5).join("\n")) }, "shared terraform provider exited: the next run starts a new one");
     });
-    log.info({ pid: child.pid }, "shared terraform provider started: terraform runs attach to it (terraform.sharedProvider)");
+    log.info({ providerPid: child.pid }, "shared terraform provider started: terraform runs attach to it (terraform.sharedProvider)");
     return r;
   }
 }
@@ -223,5 +229,27 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
     process.kill(-child.pid, signal);
   } catch {
     // already gone
+  }
+}
+
+/** A process's start time (/proc/<pid>/stat field 22): a pid alone may have been reused. */
+function startTime(pid: number): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+async function killStale(pidFile: string, log: Logger): Promise<void> {
+  const text = await readFile(pidFile, "utf8").catch(() => "");
+  const [pidText, started] = text.trim().split(" ");
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 1 || !started || startTime(pid) !== started) return;
+  log.warn({ providerPid: pid }, "a shared provider left by an earlier listener still runs: stopping it");
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // gone meanwhile
   }
 }

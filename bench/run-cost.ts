@@ -34,6 +34,8 @@ export interface RunCost {
   listenerAndStandInsCpu: number;
   /** CPU of `node -e ""` started the same way: the floor any Node provider pays per start. */
   bareNodeStartCpu: number;
+  /** CPU of `terraform version`: the floor any terraform process pays on this machine. */
+  bareTerraformCpu: number;
   /** terraform.sharedProvider: the one provider's CPU over the runner life (no starts). */
   sharedProvider: boolean;
   summary: string;
@@ -77,10 +79,15 @@ async function onPath(name: string): Promise<string> {
 
 /** Mean CPU seconds of `node -e ""` (children's times after n runs, as the wrapper measures). */
 async function bareNodeStart(n: number): Promise<number> {
-  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" }; // terraform's minimal environment has no NODE_* settings either
+  return bareStart(n, process.execPath, ["-e", ""]);
+}
+
+/** Mean CPU seconds of one run of `argv` (children's times after n runs, as the wrapper measures). */
+async function bareStart(n: number, binary: string, args: string[]): Promise<number> {
+  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", CHECKPOINT_DISABLE: "1" }; // terraform's minimal environment has no NODE_* settings either
   const out = await new Promise<string>((resolve, reject) => {
-    const script = `i=0; while [ $i -lt ${n} ]; do "$0" -e ""; i=$((i+1)); done; times`;
-    const child = spawn("/bin/sh", ["-c", script, process.execPath], { env, stdio: ["ignore", "pipe", "inherit"] });
+    const script = `i=0; while [ $i -lt ${n} ]; do "$0" "$@" >/dev/null 2>&1; i=$((i+1)); done; times`;
+    const child = spawn("/bin/sh", ["-c", script, binary, ...args], { env, stdio: ["ignore", "pipe", "inherit"] });
     let text = "";
     child.stdout.on("data", (d: Buffer) => (text += d.toString()));
     child.on("error", reject);
@@ -135,6 +142,7 @@ export async function benchRunCost(o: { timeScale: number; sharedProvider?: bool
     const commands = [...byCommand.values()];
     const sum = (f: (c: CommandCost) => number) => commands.reduce((a, c) => a + f(c), 0);
     const bare = await bareNodeStart(10);
+    const bareTerraform = await bareStart(5, await onPath("terraform"), ["version"]);
     const result = {
       commands,
       terraformCpu: sum((c) => c.terraformCpu),
@@ -142,6 +150,7 @@ export async function benchRunCost(o: { timeScale: number; sharedProvider?: bool
       providerStarts: sum((c) => c.providerStarts),
       listenerAndStandInsCpu: cpu1.own - cpu0.own,
       bareNodeStartCpu: bare,
+      bareTerraformCpu: bareTerraform,
       sharedProvider: sharedPid !== undefined,
     };
     const f = (x: number) => x.toFixed(2);
@@ -151,6 +160,7 @@ export async function benchRunCost(o: { timeScale: number; sharedProvider?: bool
       ...lines,
       ...(result.sharedProvider ? [`  shared provider (pid ${sharedPid}, started before this life): ${f(sharedCpu)} CPU-s`] : []),
       `  total: terraform ${f(result.terraformCpu)} s in ${sum((c) => c.runs)} processes; provider stand-in ${f(result.providerCpu)} s in ${result.providerStarts} starts (${f(result.providerStarts ? result.providerCpu / result.providerStarts : NaN)} s each; a bare \`node -e ""\` ${f(bare)} s); listener and in-process stand-ins ${f(result.listenerAndStandInsCpu)} s`,
+      `  floor: a bare \`terraform version\` costs ${f(bareTerraform)} CPU-s here, so ${sum((c) => c.runs)} terraform processes cannot cost less than ${f(bareTerraform * sum((c) => c.runs))} s`,
     ].join("\n");
     return { ...result, summary };
   } finally {

@@ -61,8 +61,8 @@ if (wanted("runcost")) {
     rows.push({
       figure: `CPU per runner life (apply + destroy), terraform${mode}`,
       measured: `${f(r.terraformCpu)} CPU-s in ${r.commands.reduce((a, c) => a + c.runs, 0)} processes`,
-      against: "0.3 CPU-s (orchestration, stand-ins excluded)",
-      ratio: x(r.terraformCpu / 0.3),
+      against: `0.3 CPU-s (orchestration, stand-ins excluded); floor: bare \`terraform version\` ${f(r.bareTerraformCpu)} CPU-s × processes`,
+      ratio: `${x(r.terraformCpu / 0.3)} (${x(r.terraformCpu / (r.bareTerraformCpu * r.commands.reduce((a, c) => a + c.runs, 0)))} × floor)`,
       target: "≤ 1.00; 1 process per apply and per destroy",
       detail: `processes per apply/destroy ${perApplyDestroy}${others.length ? `; also ${others.map((c) => `${c.runs}× ${c.command}`).join(", ")}` : ""}; ${r.commands.map((c) => `${c.command} ${f(c.terraformCpu)} s`).join(", ")}; listener and in-process stand-ins ${f(r.listenerAndStandInsCpu)} s`,
     });

@@ -12,7 +12,7 @@ import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { waitFor } from "../test/e2e/harness.js";
-import { cpuSeconds, runJobs, world } from "./scale.js";
+import { cpuSeconds, processCpuSeconds, runJobs, world } from "./scale.js";
 
 export interface CommandCost {
   command: string;
@@ -34,6 +34,10 @@ export interface RunCost {
   listenerAndStandInsCpu: number;
   /** CPU of `node -e ""` started the same way: the floor any Node provider pays per start. */
   bareNodeStartCpu: number;
+  /** CPU of `terraform version`: the floor any terraform process pays on this machine. */
+  bareTerraformCpu: number;
+  /** terraform.sharedProvider: the one provider's CPU over the runner life (no starts). */
+  sharedProvider: boolean;
   summary: string;
 }
 
@@ -75,10 +79,15 @@ async function onPath(name: string): Promise<string> {
 
 /** Mean CPU seconds of `node -e ""` (children's times after n runs, as the wrapper measures). */
 async function bareNodeStart(n: number): Promise<number> {
-  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" }; // terraform's minimal environment has no NODE_* settings either
+  return bareStart(n, process.execPath, ["-e", ""]);
+}
+
+/** Mean CPU seconds of one run of `argv` (children's times after n runs, as the wrapper measures). */
+async function bareStart(n: number, binary: string, args: string[]): Promise<number> {
+  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", CHECKPOINT_DISABLE: "1" }; // terraform's minimal environment has no NODE_* settings either
   const out = await new Promise<string>((resolve, reject) => {
-    const script = `i=0; while [ $i -lt ${n} ]; do "$0" -e ""; i=$((i+1)); done; times`;
-    const child = spawn("/bin/sh", ["-c", script, process.execPath], { env, stdio: ["ignore", "pipe", "inherit"] });
+    const script = `i=0; while [ $i -lt ${n} ]; do "$0" "$@" >/dev/null 2>&1; i=$((i+1)); done; times`;
+    const child = spawn("/bin/sh", ["-c", script, binary, ...args], { env, stdio: ["ignore", "pipe", "inherit"] });
     let text = "";
     child.stdout.on("data", (d: Buffer) => (text += d.toString()));
     child.on("error", reject);
@@ -88,7 +97,7 @@ async function bareNodeStart(n: number): Promise<number> {
   return (u + s) / n;
 }
 
-export async function benchRunCost(o: { timeScale: number }): Promise<RunCost> {
+export async function benchRunCost(o: { timeScale: number; sharedProvider?: boolean }): Promise<RunCost> {
   const dir = await mkdtemp(join(tmpdir(), "pve-runners-run-cost-"));
   const tfLog = join(dir, "terraform-runs.log");
   const providerLog = join(dir, "provider-cpu.log");
@@ -97,7 +106,7 @@ export async function benchRunCost(o: { timeScale: number }): Promise<RunCost> {
   // The listener copies PVE_SIM_PROVIDER_* from its environment into terraform's (listener/terraform.ts).
   const before = process.env.PVE_SIM_PROVIDER_CPU_LOG;
   process.env.PVE_SIM_PROVIDER_CPU_LOG = providerLog;
-  const e = await world({ timeScale: o.timeScale, nodes: [{ name: "pve" }], templates: [{ node: "pve", vmid: 9000 }], maxRunners: 2, terraformBinary: wrapper });
+  const e = await world({ timeScale: o.timeScale, nodes: [{ name: "pve" }], templates: [{ node: "pve", vmid: 9000 }], maxRunners: 2, terraformBinary: wrapper, sharedProvider: o.sharedProvider });
   try {
     const gone = () => e.service.store.runners([...ACTIVE]).length === 0;
     // Warm-up: the listener's start (version, init in the shared dir) and a first runner life.
@@ -105,10 +114,14 @@ export async function benchRunCost(o: { timeScale: number }): Promise<RunCost> {
     await waitFor("warm-up runner gone", gone, 120_000);
     await writeFile(tfLog, "");
     await writeFile(providerLog, "");
+    const sharedPid = await e.service.sharedProviderPid();
+    const shared0 = processCpuSeconds(sharedPid);
     const cpu0 = cpuSeconds();
     await runJobs(e, 1, 120_000, 100);
     await waitFor("the runner destroyed", gone, 120_000);
     const cpu1 = cpuSeconds();
+    // The shared provider serves every run: its CPU over this life, read from /proc while it runs.
+    const sharedCpu = sharedPid !== undefined && (await e.service.sharedProviderPid()) === sharedPid ? processCpuSeconds(sharedPid) - shared0 : 0;
 
     const runs = (await readFile(tfLog, "utf8")).trim().split("\n").filter(Boolean).map((l) => {
       const [pid, command, u, s] = l.split(" ");
@@ -129,20 +142,25 @@ export async function benchRunCost(o: { timeScale: number }): Promise<RunCost> {
     const commands = [...byCommand.values()];
     const sum = (f: (c: CommandCost) => number) => commands.reduce((a, c) => a + f(c), 0);
     const bare = await bareNodeStart(10);
+    const bareTerraform = await bareStart(5, await onPath("terraform"), ["version"]);
     const result = {
       commands,
       terraformCpu: sum((c) => c.terraformCpu),
-      providerCpu: sum((c) => c.providerCpu),
+      providerCpu: sum((c) => c.providerCpu) + sharedCpu,
       providerStarts: sum((c) => c.providerStarts),
       listenerAndStandInsCpu: cpu1.own - cpu0.own,
       bareNodeStartCpu: bare,
+      bareTerraformCpu: bareTerraform,
+      sharedProvider: sharedPid !== undefined,
     };
     const f = (x: number) => x.toFixed(2);
     const lines = commands.map((c) => `  terraform ${c.command}: ${c.runs} process${c.runs === 1 ? "" : "es"}, ${f(c.terraformCpu)} CPU-s; ${c.providerStarts} provider start${c.providerStarts === 1 ? "" : "s"}, ${f(c.providerCpu)} CPU-s`);
     const summary = [
-      "runner life (queued → destroyed), CPU seconds per process kind:",
+      `runner life (queued → destroyed)${result.sharedProvider ? ", terraform.sharedProvider on" : ""}, CPU seconds per process kind:`,
       ...lines,
+      ...(result.sharedProvider ? [`  shared provider (pid ${sharedPid}, started before this life): ${f(sharedCpu)} CPU-s`] : []),
       `  total: terraform ${f(result.terraformCpu)} s in ${sum((c) => c.runs)} processes; provider stand-in ${f(result.providerCpu)} s in ${result.providerStarts} starts (${f(result.providerStarts ? result.providerCpu / result.providerStarts : NaN)} s each; a bare \`node -e ""\` ${f(bare)} s); listener and in-process stand-ins ${f(result.listenerAndStandInsCpu)} s`,
+      `  floor: a bare \`terraform version\` costs ${f(bareTerraform)} CPU-s here, so ${sum((c) => c.runs)} terraform processes cannot cost less than ${f(bareTerraform * sum((c) => c.runs))} s`,
     ].join("\n");
     return { ...result, summary };
   } finally {

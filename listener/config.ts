@@ -195,9 +195,11 @@ const Schema = z
         schedIdle: z.boolean().default(true),
         /** Niceness of the same processes (what is left to lower them when schedIdle is off). */
         nice: z.number().int().min(0).max(19).default(10),
+        /** One long-lived provider process every run attaches to (TF_REATTACH_PROVIDERS), instead of 4-5 starts per run. */
+        sharedProvider: z.boolean().default(false),
       })
       .strict()
-      .default({ binary: "terraform", maxConcurrent: 8, schedIdle: true, nice: 10 }),
+      .default({ binary: "terraform", maxConcurrent: 8, schedIdle: true, nice: 10, sharedProvider: false }),
     sweeper: z
       .object({
         enabled: z.boolean().default(true),

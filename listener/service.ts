@@ -73,6 +73,8 @@ export interface Service {
   reload(next: Config): { applied: string[]; needRestart: string[]; refused?: string };
   /** Reads the templates' runner versions and asks GitHub for actions/runner's releases now (null when runnerFreshness is off). */
   checkRunnerFreshness(): Promise<void> | null;
+  /** The pid of the provider every terraform run attaches to (terraform.sharedProvider), if one runs. */
+  sharedProviderPid(): Promise<number | undefined>;
   stop(): Promise<void>;
 }
 
@@ -111,7 +113,7 @@ export function pipelineSettings(config: Config, o: ServiceOverrides = {}): Pipe
 }
 
 /** The adapters and the store, shared by `serve` and the one-shot `sweep`. */
-export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides & { dryRun?: boolean } = {}) {
+export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides & { dryRun?: boolean; serving?: boolean } = {}) {
   // A dry run works on a copy: it must not create or change a file in the state dir.
   const dbFile = join(config.stateDir, "pve-runners.sqlite");
   const store = new Store(o.dryRun ? storeSnapshot(dbFile) : dbFile);
@@ -131,6 +133,8 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     maxConcurrent: config.terraform.maxConcurrent,
     schedIdle: config.terraform.schedIdle,
     nice: config.terraform.nice,
+    // Only the long-running listener keeps a provider alive; the one-shot CLI runs start their own.
+    sharedProviderDir: o.serving && config.terraform.sharedProvider ? join(config.stateDir, "provider") : undefined,
     // Stacks name no endpoint: straight to PVE here (the CLI's sweep), through the clone gate in the listener.
     env: { ...o.terraformEnv, PROXMOX_VE_ENDPOINT: config.proxmox.endpoint, PROXMOX_VE_INSECURE: String(config.proxmox.insecure), PROXMOX_VE_API_TOKEN: secrets.pveApiToken },
     logger: logger.child({ adapter: "terraform" }),
@@ -189,7 +193,7 @@ export async function startService(config: Config, secrets: Secrets, logger: Log
 }
 
 async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: ServiceOverrides): Promise<Service> {
-  const { store, github, terraform, pve, sweepDeps } = buildParts(config, secrets, logger, o);
+  const { store, github, terraform, pve, sweepDeps } = buildParts(config, secrets, logger, { ...o, serving: true });
   const delivery: JitDelivery =
     config.delivery.mode === "env"
       ? new EnvOptionDelivery(pve, logger)
@@ -442,6 +446,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     recover: () => recovery.run(),
     reload,
     checkRunnerFreshness: () => freshness?.tick({ force: true }) ?? null,
+    sharedProviderPid: () => terraform.sharedProviderPid(),
     async stop() {
       clearInterval(retireTimer);
       unwatch();
@@ -454,6 +459,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       server.closeAllConnections();
       await closed;
       await pipeline.stop();
+      await terraform.close();
       await gate?.stop();
       store.close();
     },

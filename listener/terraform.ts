@@ -24,6 +24,7 @@ import {
   type ChangeSummary,
   type TerraformDiagnostic,
 } from "./terraform-json.js";
+import { SharedProvider, installedProvider } from "./shared-provider.js";
 import { UntrustedPathError, assertRootOwned, assertRootOwnedPath, realFs, runningAsRoot, type FsView } from "./trusted-path.js";
 
 export type { TerraformDiagnostic } from "./terraform-json.js";
@@ -69,6 +70,11 @@ export interface TerraformOptions {
   freshInit?: boolean;
   /** Filesystem view for the ownership checks (tests fake owners with it). */
   fsView?: FsView;
+  /**
+   * One long-lived provider process for every run (TF_REATTACH_PROVIDERS; listener/shared-provider.ts),
+   * its unix socket in this 0700 dir. Off (each run starts its own providers) when absent.
+   */
+  sharedProviderDir?: string;
 }
 
 export interface RunContext {
@@ -139,6 +145,8 @@ const PIPE_DRAIN_MS = 2_000;
 interface RunSpec {
   args: string[];
   cwd: string;
+  /** More environment for this one run (TF_REATTACH_PROVIDERS). */
+  env?: Record<string, string>;
   /** Parse stdout as the -json UI stream and log it; otherwise collect stdout as text. */
   uiStream: boolean;
   log: Logger;
@@ -177,6 +185,32 @@ export class Terraform {
     this.slots = new PQueue({ concurrency: opts.maxConcurrent ?? 8 });
     this.requireRootOwned = opts.requireRootOwned ?? runningAsRoot();
     this.binaryToRun = opts.binary;
+    if (opts.sharedProviderDir) {
+      this.shared = new SharedProvider({
+        executable: async () => {
+          const exe = await installedProvider(opts.sharedInitDir);
+          // As root, the provider runs from what root alone can have written, like terraform itself.
+          if (this.requireRootOwned) await assertRootOwnedPath(exe, opts.fsView);
+          return exe;
+        },
+        socketDir: opts.sharedProviderDir,
+        launchScript: launchScript(this.lowering()),
+        scrub: (t) => this.scrub(t),
+        logger: opts.logger.child({ part: "shared-provider" }),
+      });
+    }
+  }
+
+  private readonly shared: SharedProvider | null = null;
+
+  /** Stops the shared provider (if any). Call once no terraform command runs any more. */
+  async close(): Promise<void> {
+    await this.shared?.stop();
+  }
+
+  /** The shared provider's pid, when terraform.sharedProvider is on and it runs. */
+  sharedProviderPid(): Promise<number | undefined> {
+    return this.shared?.pid() ?? Promise.resolve(undefined);
   }
 
 
@@ -452,7 +486,7 @@ export class Terraform {
     const command = this.commandName(spec.args);
     // `version` runs in / and reads nothing there; every other command reads its working dir.
     await this.assertTrustedDir(spec.cwd, spec.args[0] ?? "", spec.args[0] !== "version");
-    const out = isHeavy(spec.args) ? ((await this.slots.add(() => this.run(spec))) as RunOutcome) : await this.run(spec);
+    const out = isHeavy(spec.args) ? ((await this.slots.add(() => this.runAttached(spec))) as RunOutcome) : await this.runAttached(spec);
     if (out.exitCode === 0 && !out.cancelled && !out.timedOut && !out.refused) return out;
     const firstError = out.diagnostics.find((d) => d.severity === "error");
     let why: string;
@@ -467,6 +501,18 @@ export class Terraform {
     const err = new TerraformError(`${command} ${what} (in ${where}): ${why}`, command, out.exitCode, out.diagnostics, out.cancelled, out.timedOut);
     spec.log.warn({ command, exitCode: out.exitCode, cancelled: out.cancelled, timedOut: out.timedOut, ms: out.durationMs, err: err.message }, "terraform command failed");
     return Promise.reject(err);
+  }
+
+  /** With the shared provider, every command that loads providers attaches to it; init installs them, version needs none. */
+  private async runAttached(spec: RunSpec): Promise<RunOutcome> {
+    const verb = spec.args[0];
+    if (!this.shared || verb === "init" || verb === "version" || spec.signal?.aborted) return this.run(spec);
+    const lease = await this.shared.acquire(this.env());
+    try {
+      return await this.run({ ...spec, env: { ...spec.env, TF_REATTACH_PROVIDERS: lease.reattach } });
+    } finally {
+      lease.release();
+    }
   }
 
   private run(spec: RunSpec): Promise<RunOutcome> {
@@ -484,7 +530,7 @@ export class Terraform {
       // detached: own process group, so SIGKILL reaches the provider plugins terraform started.
       // The script ignores SIGPIPE and lowers the priority of apply and destroy: see launchScript().
       const script = launchScript(isHeavy(spec.args) ? this.lowering() : NO_LOWERING);
-      const child = spawn("/bin/sh", ["-c", script, this.binaryToRun, ...spec.args], { cwd: spec.cwd, env: this.env(), detached: true, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn("/bin/sh", ["-c", script, this.binaryToRun, ...spec.args], { cwd: spec.cwd, env: { ...this.env(), ...spec.env }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
       let interrupted = false;
       let killTimer: NodeJS.Timeout | undefined;
       let timeoutTimer: NodeJS.Timeout | undefined;

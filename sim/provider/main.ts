@@ -8,18 +8,22 @@ import { stderrLog } from "./log.js";
 import { loadProtos } from "./protos.js";
 import { ProviderServer } from "./server.js";
 import type { ServerCert } from "./tls.js";
+import { isDebugFlag, serveDebug } from "./debug-serve.js";
 
 const DEFAULT_POLL_MS = 1000;
 
 async function main(): Promise<void> {
   const env = process.env;
-  if (!hasMagicCookie(env)) {
+  // bpg's main.go: `-debug` serves through tf6server.WithManagedDebug (see debug-serve.ts).
+  const debug = isDebugFlag(process.argv.slice(2));
+  // go-plugin checks the magic cookie only when not serving in test (debug) mode (server.go Serve).
+  if (!debug && !hasMagicCookie(env)) {
     process.stderr.write(NOT_A_COMMAND);
     process.exit(1);
   }
   const log = stderrLog();
   recordCpuAtExit(env);
-  if (!clientAcceptsV6(env)) log("warn", "the client did not offer plugin protocol 6; answering with 6 anyway", { offered: env.PLUGIN_PROTOCOL_VERSIONS });
+  if (!debug && !clientAcceptsV6(env)) log("warn", "the client did not offer plugin protocol 6; answering with 6 anyway", { offered: env.PLUGIN_PROTOCOL_VERSIONS });
 
   const pollMs = Number.parseInt(env.PVE_SIM_PROVIDER_POLL_MS ?? "", 10);
   const server = new grpc.Server({ "grpc.max_receive_message_length": 256 << 20, "grpc.max_send_message_length": 256 << 20 });
@@ -31,6 +35,10 @@ async function main(): Promise<void> {
     onShutdown: () => exit(0),
   });
   provider.register(server, loadProtos());
+  if (debug) {
+    await serveDebug(server, log, () => exit(0));
+    return;
+  }
 
   let creds: grpc.ServerCredentials;
   let certField = "";

@@ -54,8 +54,12 @@ const RESOURCES: Record<string, ResourceKind> = {
 export class ProviderServer {
   private settings?: ProviderSettings;
   private client?: PveClient;
-  /** StopProvider cancels whatever is in flight, like a cancelled Go context. */
-  private readonly stop = new AbortController();
+  /**
+   * StopProvider cancels whatever is in flight, like a cancelled Go context, and later calls get a
+   * fresh one (tf6server's stop(): close(stopCh); stopCh = make(chan struct{})). Matters when one
+   * process serves many terraform runs (-debug): a Stop from one run cancels every run's calls.
+   */
+  private stop = new AbortController();
   private readonly openStreams = new Set<grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>>();
 
   constructor(private readonly opts: ServerOptions) {}
@@ -142,8 +146,10 @@ export class ProviderServer {
       },
       ConfigureProvider: async (req) => {
         const { settings, diagnostics } = providerSettings(decodeDynamic(PROVIDER_TYPE, req.config), this.opts.env);
-        if (settings) {
-          this.client?.close();
+        // The same settings again (every run attached to one -debug process configures it): the
+        // client stays. Other settings: a new client for later calls; calls in flight keep theirs,
+        // as Go keeps the old client alive for whoever still holds it.
+        if (settings && !sameSettings(this.settings, settings)) {
           this.settings = settings;
           this.client = new PveClient({ endpoint: settings.endpoint, insecure: settings.insecure, auth: settings.auth, log: this.opts.log });
           if (settings.endpoint.startsWith("http:")) this.opts.log("warn", "plain-http endpoint accepted (bpg would refuse it; the PVE simulator serves http)", { endpoint: settings.endpoint });
@@ -217,7 +223,9 @@ export class ProviderServer {
       CallFunction: async (req) => ({ error: { text: `unknown function ${JSON.stringify(req.name)}` } }),
       StopProvider: async () => {
         this.opts.log("info", "stop requested: cancelling operations in flight");
-        this.stop.abort(new Error("context canceled"));
+        const stopping = this.stop;
+        this.stop = new AbortController();
+        stopping.abort(new Error("context canceled"));
         return { Error: "" };
       },
     };
@@ -297,4 +305,8 @@ export class ProviderServer {
   private diags(ds: Diagnostic[]): ProtoDiag[] {
     return ds.map((d) => ({ severity: d.severity, summary: this.scrub(d.summary), detail: this.scrub(d.detail) }));
   }
+}
+
+function sameSettings(a: ProviderSettings | undefined, b: ProviderSettings): boolean {
+  return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
 }

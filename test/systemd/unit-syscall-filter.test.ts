@@ -164,7 +164,60 @@ describe("pve-runners.service: terraform's priority under the unit's system call
     assert.ok(seen.some((s) => s.what === "provider"), "a provider process under terraform was seen running");
     for (const s of seen) assert.deepEqual({ policy: s.policy, nice: s.nice }, want, s.what);
   });
+
+  test("terraform.sharedProvider under the unit's filter: the one provider starts, runs lowered and serves the job; one a killed listener left is stopped by the next", async () => {
+    const port = await freePort();
+    const world = await startWorld({
+      logger: pino({ level: "silent" }),
+      configPatch: (c) => ((c.listener = { host: "127.0.0.1", port }), (c.log = { level: "info" }), (c.terraform = { ...(c.terraform as object), sharedProvider: true })),
+    });
+    const logFile = join(dir, "listener-shared.log");
+    const providerOf = () => {
+      const started = [...readFileSync(logFile, "utf8").matchAll(/"providerPid":(\d+)[^\n]*shared terraform provider started/g)].at(-1);
+      assert.ok(started, `the shared provider started; see ${logFile}`);
+      return Number(started[1]);
+    };
+    const serveOne = async () => {
+      const job = await world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 1_000 });
+      for (let i = 0; i < 1200 && !world.github.jobs().some((j) => j.id === job.id && j.status === "completed"); i++) await new Promise((r) => setTimeout(r, 50));
+      const tail = readFileSync(logFile, "utf8").split("\n").filter((l) => /provider|terraform/.test(l)).slice(-6).join("\n");
+      assert.equal(world.github.jobs().find((j) => j.id === job.id)?.status, "completed", `the job was served; the log ends:\n${tail}`);
+    };
+    const pids: number[] = [];
+    let listener = new ListenerProcess(world, logFile, filtered(unitText, "listener-shared", []));
+    try {
+      await listener.start();
+      world.github.setWebhook(`http://127.0.0.1:${port}${world.config.github.webhookPath}`, world.secrets.webhookSecret);
+      await serveOne();
+      pids.push(providerOf());
+      const want = { policy: SCHED_IDLE, nice: Math.min(19, own.nice + 10) };
+      assert.deepEqual(parseProcStat(readFileSync(`/proc/${pids[0]}/stat`, "utf8")), want, "the shared provider runs lowered");
+      // Killed outright, the listener leaves its provider (outside systemd's cgroup) holding the token…
+      await listener.kill();
+      assert.equal(alive(pids[0]), true);
+      // …and the next listener stops it before starting its own.
+      listener = new ListenerProcess(world, logFile, filtered(unitText, "listener-shared", []));
+      await listener.start();
+      await serveOne();
+      pids.push(providerOf());
+      assert.notEqual(pids[1], pids[0]);
+      assert.equal(alive(pids[0]), false, "the stale provider was stopped");
+    } finally {
+      await listener.stop().catch(() => undefined);
+      await world.stop();
+      for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+    }
+  });
 });
+
+/** Whether a process runs (a zombie counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+}
 
 /** terraform apply/destroy processes under `root` (any depth), and the processes they started. */
 function heavyDescendants(root: number): Array<{ what: string; policy: number; nice: number }> {

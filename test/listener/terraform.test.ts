@@ -91,6 +91,28 @@ describe("Terraform adapter", () => {
     }
   });
 
+  test("apply runs terraform in a process group of its own but in the listener's session and autogroup, so SCHED_IDLE ranks it below the listener", async () => {
+    // A new session (setsid) would be a new autogroup: a nice-0 share of the CPU of its own.
+    const ownStat = readFileSync("/proc/self/stat", "utf8");
+    const own = ownStat.slice(ownStat.lastIndexOf(")") + 2).split(" ");
+    const ownSession = own[6 - 3];
+    const ownAutogroup = autogroupOf("self");
+    const { dir, log } = await newTerraform("session");
+    await mkdir(dir, { recursive: true });
+    // The shim's shell execs terraform: its pid, group and session are terraform's.
+    const shim = await writeExecutable(join(dir, "terraform-shim"), `#!/bin/sh\n[ "$1" = apply ] && echo "$$ $(cut -d' ' -f5,6 /proc/$$/stat) $(cat /proc/$$/autogroup 2>/dev/null | cut -d' ' -f1)" > "${dir}/terraform.ids"\nexec terraform "$@"\n`);
+    const tf = new Terraform({ binary: shim, sharedInitDir: join(dir, "shared-init"), logger: log.logger });
+    const s = await writeStack(join(dir, "stack"), { r: { command: `echo "$(cut -d' ' -f5,6 /proc/self/stat) $(cat /proc/self/autogroup 2>/dev/null | cut -d' ' -f1)" > "${dir}/child.ids"` } });
+    await tf.prepare(s.file);
+    await tf.apply(s.workingDir, { runner: "runner-session" });
+    const [pid, group, session, autogroup] = (await readFile(join(dir, "terraform.ids"), "utf8")).trim().split(" ");
+    assert.equal(group, pid, "terraform leads a process group of its own (the SIGKILL after the grace reaches its providers)");
+    assert.equal(session, ownSession, "terraform stays in the listener's session");
+    assert.equal(autogroup, ownAutogroup, "and so in the listener's autogroup");
+    const [childGroup, childSession, childAutogroup] = (await readFile(join(dir, "child.ids"), "utf8")).trim().split(" ");
+    assert.deepEqual([childGroup, childSession, childAutogroup], [pid, ownSession, ownAutogroup], "a process terraform started is in terraform's group, the listener's session and autogroup");
+  });
+
   test("parseProcStat reads policy and nice after the command name, whatever that holds", () => {
     const fields = (comm: string) => `4242 (${comm}) S 1 ${Array.from({ length: 50 }, (_, i) => i + 5).join(" ")}`;
     // From field 5 on each field holds its own number: nice is field 19, the policy field 41.
@@ -338,3 +360,12 @@ describe("Terraform adapter", () => {
     await assert.rejects(stat(join(s.workingDir, "terraform.tfstate")));
   });
 });
+
+/** The autogroup of a process ("/autogroup-123"), or "" where the kernel has none. */
+function autogroupOf(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/autogroup`, "utf8").split(" ")[0] ?? "";
+  } catch {
+    return "";
+  }
+}

@@ -562,8 +562,13 @@ function taskSchedstat(pid: number): { run: number; wait: number } | null {
 
 function mechanismOf(h: OwnProcessPhase["heavy"]): string {
   if (h.samples === 0) return "none seen (no terraform ran in the window)";
-  const all = (n: number) => (n === h.samples ? "all" : `${n}/${h.samples}`);
-  return `SCHED_IDLE (chrt --idle) + nice, terraform and providers in the listener's session and autogroup: SCHED_IDLE ${all(h.schedIdle)}, in the listener's session ${all(h.inListenerSession)} of ${h.samples} process samples`;
+  const of = (n: number) => (n === h.samples ? "all" : `${n}/${h.samples}`);
+  const policy = h.schedIdle === 0 ? "normal policy (no SCHED_IDLE)" : `SCHED_IDLE (chrt --idle) for ${of(h.schedIdle)}`;
+  const group =
+    h.inListenerSession === h.samples
+      ? "in the listener's session, so in its autogroup or cgroup: SCHED_IDLE ranks them below it"
+      : `${of(h.samples - h.inListenerSession)} in a session of their own (setsid: each its own autogroup, a nice-0 share beside the listener's)`;
+  return `${policy}, nice; ${group}; of ${h.samples} process samples`;
 }
 
 async function ownProcessPhase(o: WebhookLoadOptions, applies: number, jobIdBase: number): Promise<OwnProcessPhase> {

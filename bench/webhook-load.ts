@@ -537,6 +537,11 @@ export interface OwnProcessPhase {
   mainThread: { onCpu: number; waitingForCpu: number } | null;
   /** Sampled terraform and provider processes in the window (process samples, not distinct processes). */
   heavy: { samples: number; schedIdle: number; inListenerSession: number; maxAtOnce: number };
+  /**
+   * CPU-seconds in the window: the listener process (all its threads), and this process (the
+   * sender's worker and the stand-ins, which compete with the listener for the same cores).
+   */
+  cpuSeconds: { listener: number; benchProcess: number } | null;
   /** What lowered terraform, as sampled: says which mechanism ran. */
   mechanism: string;
   loadAvg: { before: number; after: number };
@@ -555,6 +560,18 @@ function taskSchedstat(pid: number): { run: number; wait: number } | null {
   try {
     const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
     return Number.isFinite(run) && Number.isFinite(wait) ? { run, wait } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** utime + stime of a process (all threads), seconds; null where /proc cannot tell. */
+function processCpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // rest[0] is field 3
+    const ticks = Number(rest[14 - 3]) + Number(rest[15 - 3]);
+    return Number.isFinite(ticks) ? ticks / 100 : null; // USER_HZ is 100 on Linux
   } catch {
     return null;
   }
@@ -597,16 +614,22 @@ async function ownProcessPhase(o: WebhookLoadOptions, applies: number, jobIdBase
     const sender = await startSender({ url, secret: world.secrets.webhookSecret, rate: o.deliveriesPerSecond, seconds: o.seconds, warmup: WARMUP, jobIdBase, timeoutMs: 10_000 });
     let raw: SenderResult;
     let mainThread: OwnProcessPhase["mainThread"] = null;
+    let cpuSeconds: OwnProcessPhase["cpuSeconds"] = null;
     try {
       for (let i = 0; i < applies; i++) await world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 60_000 });
       // The applies are under way once terraform runs (the listener is a child of ours, terraform its child).
       if (applies > 0) await waitFor("applies running", () => readdir(join(world.config.stateDir, "runners")).then((d: string[]) => d.length > 0, () => false), 60_000, 50);
       const s0 = taskSchedstat(pid);
+      const l0 = processCpuSeconds(pid);
+      const b0 = process.cpuUsage();
       const w0 = performance.now();
       if (probeUrl) process.kill(pid, "SIGUSR2");
       raw = await sender.go();
       if (probeUrl) process.kill(pid, "SIGUSR2");
       const s1 = taskSchedstat(pid);
+      const l1 = processCpuSeconds(pid);
+      const b1 = process.cpuUsage(b0);
+      if (l0 !== null && l1 !== null) cpuSeconds = { listener: l1 - l0, benchProcess: (b1.user + b1.system) / 1e6 };
       const wallNs = (performance.now() - w0) * 1e6;
       if (s0 && s1) mainThread = { onCpu: (s1.run - s0.run) / wallNs, waitingForCpu: (s1.wait - s0.wait) / wallNs };
     } finally {
@@ -636,7 +659,7 @@ async function ownProcessPhase(o: WebhookLoadOptions, applies: number, jobIdBase
       inListenerSession: sum(raw.procs.map((p) => p.heavyInRootSession)),
       maxAtOnce: meanMax(raw.procs.map((p) => p.terraform + p.provider)).max,
     };
-    return { side: s, lost, ackedNotInStore, guids: raw.guids.length, probe, mainThread, heavy, mechanism: mechanismOf(heavy), loadAvg: { before: loadBefore, after: loadavg()[0] } };
+    return { side: s, lost, ackedNotInStore, guids: raw.guids.length, probe, mainThread, cpuSeconds, heavy, mechanism: mechanismOf(heavy), loadAvg: { before: loadBefore, after: loadavg()[0] } };
   } finally {
     await listener.stop().catch(() => undefined);
     await world.stop();
@@ -663,6 +686,7 @@ export async function benchWebhookOwnProcess(o: WebhookLoadOptions): Promise<Own
   const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
   const thread = (p: OwnProcessPhase) =>
     `main thread on a CPU ${p.mainThread ? pct(p.mainThread.onCpu) : "?"}, waiting for one ${p.mainThread ? pct(p.mainThread.waitingForCpu) : "?"}` +
+    (p.cpuSeconds ? ` (CPU-s in the window: listener ${p.cpuSeconds.listener.toFixed(2)}, sender + stand-ins ${p.cpuSeconds.benchProcess.toFixed(2)})` : "") +
     (p.probe ? `, loop busy ${pct(p.probe.utilization)}, loop delay p99 ${fmtMs(p.probe.delayMs.p99)} max ${fmtMs(p.probe.delayMs.max)}` : "");
   const s = ours.side;
   const summary =

@@ -705,7 +705,10 @@ const OWN_GROUP_EXEC =
 export function launchScript(l: Lowering): string {
   const steps = ['trap "" PIPE'];
   if (l.schedIdle) steps.push("chrt --idle -p 0 $$ >/dev/null 2>&1 || :");
-  steps.push(`exec ${l.nice > 0 ? `nice -n ${l.nice} ` : ""}perl -e '${OWN_GROUP_EXEC}' "$0" "$@"`);
+  const nice = l.nice > 0 ? `nice -n ${l.nice} ` : "";
+  // Without perl (not a Debian host): a session of its own as before (util-linux setsid, which
+  // calls setsid(2) in place since the shell leads no group), so the group kill still works.
+  steps.push(`if command -v perl >/dev/null 2>&1; then exec ${nice}perl -e '${OWN_GROUP_EXEC}' "$0" "$@"; else exec ${nice}setsid "$0" "$@"; fi`);
   return steps.join("; ");
 }
 

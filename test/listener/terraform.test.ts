@@ -7,9 +7,9 @@ import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SCHED_IDLE, Terraform, TerraformError, parseProcStat } from "../../listener/terraform.js";
-import { readFileSync } from "node:fs";
-import { execFile } from "node:child_process";
+import { SCHED_IDLE, Terraform, TerraformError, launchScript, parseProcStat } from "../../listener/terraform.js";
+import { readFileSync, symlinkSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
 import { captureLog, countingShim, isAlive, subcommandsRun, writeExecutable, writeStack } from "../fixtures/terraform/helpers.js";
 
@@ -111,6 +111,20 @@ describe("Terraform adapter", () => {
     assert.equal(autogroup, ownAutogroup, "and so in the listener's autogroup");
     const [childGroup, childSession, childAutogroup] = (await readFile(join(dir, "child.ids"), "utf8")).trim().split(" ");
     assert.deepEqual([childGroup, childSession, childAutogroup], [pid, ownSession, ownAutogroup], "a process terraform started is in terraform's group, the listener's session and autogroup");
+  });
+
+  test("the launch script without perl on PATH: terraform gets a session of its own (setsid), so its group can still be killed", async () => {
+    const ownSession = readFileSync("/proc/self/stat", "utf8").split(") ")[1].split(" ")[6 - 3];
+    for (const withPerl of [true, false]) {
+      const bin = join(root, `launch-path-${withPerl}`);
+      await mkdir(bin, { recursive: true });
+      const tools = ["chrt", "nice", "setsid", "cut", ...(withPerl ? ["perl"] : [])];
+      for (const t of tools) symlinkSync(execFileSync("/bin/sh", ["-c", `command -v ${t}`], { encoding: "utf8" }).trim(), join(bin, t));
+      const out = execFileSync("/bin/sh", ["-c", launchScript({ schedIdle: true, nice: 10 }), "cut", "-d", " ", "-f1,5,6", "/proc/self/stat"], { encoding: "utf8", env: { PATH: bin } });
+      const [pid, group, session] = out.trim().split(" ");
+      assert.equal(group, pid, `perl on PATH: ${withPerl}: a process group of its own`);
+      assert.equal(session, withPerl ? ownSession : pid, withPerl ? "perl: the caller's session" : "no perl: a session of its own, as before");
+    }
   });
 
   test("parseProcStat reads policy and nice after the command name, whatever that holds", () => {

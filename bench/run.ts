@@ -110,7 +110,7 @@ if (wanted("webhook")) {
     against: `bare express p99 ${own.baselineP99.toFixed(1)} ms`,
     ratio: `p99 ${x(own.side.latency.p99 / own.baselineP99)}`,
     target: "p99 < 20 ms, 0 lost",
-    detail: `lost ${own.lost}/${own.guids} (acked but not stored: ${own.ackedNotInStore})`,
+    detail: `lost ${own.lost}/${own.guids} (acked but not stored: ${own.ackedNotInStore}); no applies p99 ${own.idle.side.latency.p99.toFixed(1)} ms; terraform lowered by: ${own.mechanism}`,
   });
 }
 if (wanted("memory")) {

@@ -18,7 +18,7 @@ import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { loadavg } from "node:os";
 import { readFileSync, rmSync } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import childProcess from "node:child_process";
@@ -31,6 +31,7 @@ import { ListenerProcess, freePort } from "../sim/fault-run.js";
 import { Store } from "../listener/store.js";
 import { SENDER_KIND, type ProcSample, type SenderConfig, type SenderResult } from "./webhook-sender.js";
 import { fmtMs, fmtX, ratio, summarize, type Summary } from "./stats.js";
+import { PROBE_OUT_ENV, type ProbeResult } from "./listener-probe.js";
 
 export interface WebhookLoadOptions {
   deliveriesPerSecond: number;
@@ -524,24 +525,73 @@ function summaryLine(r: WebhookLoadResult): string {
   );
 }
 
-export interface OwnProcessResult {
+/** One own-process run: the listener as `pve-runners serve`, measured from outside and (listener-probe) from inside. */
+export interface OwnProcessPhase {
   side: SenderSide;
   lost: number;
   ackedNotInStore: number;
   guids: number;
+  /** The listener's main thread in the window, from inside (bench/listener-probe.ts); null if it wrote nothing. */
+  probe: ProbeResult | null;
+  /** The same thread's scheduler accounting (/proc/<pid>/task/<pid>/schedstat), shares of the window. */
+  mainThread: { onCpu: number; waitingForCpu: number } | null;
+  /** Sampled terraform and provider processes in the window (process samples, not distinct processes). */
+  heavy: { samples: number; schedIdle: number; inListenerSession: number; maxAtOnce: number };
+  /**
+   * CPU-seconds in the window: the listener process (all its threads), and this process (the
+   * sender's worker and the stand-ins, which compete with the listener for the same cores).
+   */
+  cpuSeconds: { listener: number; benchProcess: number } | null;
+  /** What lowered terraform, as sampled: says which mechanism ran. */
+  mechanism: string;
+  loadAvg: { before: number; after: number };
+}
+
+export interface OwnProcessResult extends OwnProcessPhase {
+  /** The same sender against the listener in a fresh world with no applies. */
+  idle: OwnProcessPhase;
   baselineP99: number;
   summary: string;
 }
 
-/**
- * The same load against the listener as it runs in production: its own process (`pve-runners
- * serve`), with the stand-ins, the sender and terraform elsewhere. The in-process phases above
- * share the listener's thread with the fake GitHub and PVE; this one does not.
- */
-export async function benchWebhookOwnProcess(o: WebhookLoadOptions): Promise<OwnProcessResult> {
-  const baseline = side(await baselineRun(o));
+const probeModule = (): string | null => (import.meta.url.endsWith(".ts") ? null : new URL("./listener-probe.js", import.meta.url).href);
+
+function taskSchedstat(pid: number): { run: number; wait: number } | null {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
+    return Number.isFinite(run) && Number.isFinite(wait) ? { run, wait } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** utime + stime of a process (all threads), seconds; null where /proc cannot tell. */
+function processCpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // rest[0] is field 3
+    const ticks = Number(rest[14 - 3]) + Number(rest[15 - 3]);
+    return Number.isFinite(ticks) ? ticks / 100 : null; // USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
+}
+
+function mechanismOf(h: OwnProcessPhase["heavy"]): string {
+  if (h.samples === 0) return "none seen (no terraform ran in the window)";
+  const of = (n: number) => (n === h.samples ? "all" : `${n}/${h.samples}`);
+  const policy = h.schedIdle === 0 ? "normal policy (no SCHED_IDLE)" : `SCHED_IDLE (chrt --idle) for ${of(h.schedIdle)}`;
+  const group =
+    h.inListenerSession === h.samples
+      ? "in the listener's session, so in its autogroup or cgroup: SCHED_IDLE ranks them below it"
+      : `${of(h.samples - h.inListenerSession)} in a session of their own (setsid: each its own autogroup, a nice-0 share beside the listener's)`;
+  return `${policy}, nice; ${group}; of ${h.samples} process samples`;
+}
+
+async function ownProcessPhase(o: WebhookLoadOptions, applies: number, jobIdBase: number): Promise<OwnProcessPhase> {
+  const loadBefore = loadavg()[0];
   const port = await freePort();
-  const cap = Math.min(1000, Math.max(10, o.applies));
+  const cap = Math.min(1000, Math.max(10, applies));
   const world = await startWorld({
     timeScale: o.timeScale,
     logger: pino({ level: "silent" }),
@@ -552,20 +602,43 @@ export async function benchWebhookOwnProcess(o: WebhookLoadOptions): Promise<Own
       c.log = { level: "warn" };
     },
   });
-  const listener = new ListenerProcess(world, join(world.dir, "listener.log"));
+  const probeFile = join(world.dir, "listener-probe.json");
+  const probeUrl = probeModule();
+  const serveEnv = probeUrl ? { ...world.serveEnv, NODE_OPTIONS: `--import=${probeUrl}`, [PROBE_OUT_ENV]: probeFile } : world.serveEnv;
+  const listener = new ListenerProcess({ ...world, serveEnv }, join(world.dir, "listener.log"));
   try {
     const url = `http://127.0.0.1:${port}${world.config.github.webhookPath}`;
     world.github.setWebhook(url, world.secrets.webhookSecret);
     await listener.start();
-    const sender = await startSender({ url, secret: world.secrets.webhookSecret, rate: o.deliveriesPerSecond, seconds: o.seconds, warmup: WARMUP, jobIdBase: 900_000_000, timeoutMs: 10_000 });
+    const pid = listener.pid!;
+    const sender = await startSender({ url, secret: world.secrets.webhookSecret, rate: o.deliveriesPerSecond, seconds: o.seconds, warmup: WARMUP, jobIdBase, timeoutMs: 10_000 });
     let raw: SenderResult;
+    let mainThread: OwnProcessPhase["mainThread"] = null;
+    let cpuSeconds: OwnProcessPhase["cpuSeconds"] = null;
     try {
-      for (let i = 0; i < o.applies; i++) await world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 60_000 });
+      for (let i = 0; i < applies; i++) await world.github.createJob({ repo: "acme/app", labels: ["self-hosted", "linux"], durationMs: 60_000 });
       // The applies are under way once terraform runs (the listener is a child of ours, terraform its child).
-      await waitFor("applies running", () => readdir(join(world.config.stateDir, "runners")).then((d: string[]) => d.length > 0, () => false), 60_000, 50);
+      if (applies > 0) await waitFor("applies running", () => readdir(join(world.config.stateDir, "runners")).then((d: string[]) => d.length > 0, () => false), 60_000, 50);
+      const s0 = taskSchedstat(pid);
+      const l0 = processCpuSeconds(pid);
+      const b0 = process.cpuUsage();
+      const w0 = performance.now();
+      if (probeUrl) process.kill(pid, "SIGUSR2");
       raw = await sender.go();
+      if (probeUrl) process.kill(pid, "SIGUSR2");
+      const s1 = taskSchedstat(pid);
+      const l1 = processCpuSeconds(pid);
+      const b1 = process.cpuUsage(b0);
+      if (l0 !== null && l1 !== null) cpuSeconds = { listener: l1 - l0, benchProcess: (b1.user + b1.system) / 1e6 };
+      const wallNs = (performance.now() - w0) * 1e6;
+      if (s0 && s1) mainThread = { onCpu: (s1.run - s0.run) / wallNs, waitingForCpu: (s1.wait - s0.wait) / wallNs };
     } finally {
       await sender.stop();
+    }
+    let probe: ProbeResult | null = null;
+    if (probeUrl) {
+      await waitFor("the listener probe's figures", () => readFile(probeFile, "utf8").then(() => true, () => false), 30_000, 50).catch(() => undefined);
+      probe = await readFile(probeFile, "utf8").then((t) => JSON.parse(t) as ProbeResult, () => null);
     }
     const s = side(raw);
     await listener.stop();
@@ -580,13 +653,49 @@ export async function benchWebhookOwnProcess(o: WebhookLoadOptions): Promise<Own
       if (ok && !stored) ackedNotInStore++;
     });
     store.close();
-    const summary =
-      `webhook ack, listener in its own process, at ${o.deliveriesPerSecond}/s × ${o.seconds} s while ${o.applies} jobs are cloned: ` +
-      `p50 ${fmtMs(s.latency.p50)}, p99 ${fmtMs(s.latency.p99)}, max ${fmtMs(s.latency.max)}; bare express p99 ${fmtMs(baseline.latency.p99)}; ` +
-      `ratio p99 ${fmtX(ratio(s.latency.p99, baseline.latency.p99))}; lost ${lost}/${raw.guids.length} (acked but not stored: ${ackedNotInStore})`;
-    return { side: s, lost, ackedNotInStore, guids: raw.guids.length, baselineP99: baseline.latency.p99, summary };
+    const heavy = {
+      samples: sum(raw.procs.map((p) => p.terraform + p.provider)),
+      schedIdle: sum(raw.procs.map((p) => p.heavyIdle)),
+      inListenerSession: sum(raw.procs.map((p) => p.heavyInRootSession)),
+      maxAtOnce: meanMax(raw.procs.map((p) => p.terraform + p.provider)).max,
+    };
+    return { side: s, lost, ackedNotInStore, guids: raw.guids.length, probe, mainThread, cpuSeconds, heavy, mechanism: mechanismOf(heavy), loadAvg: { before: loadBefore, after: loadavg()[0] } };
   } finally {
     await listener.stop().catch(() => undefined);
     await world.stop();
   }
+}
+
+/** "name 123 ms" for the largest categories of the probe's breakdown, idle left out. */
+export function breakdownLine(p: ProbeResult | null, top = 8): string {
+  if (!p) return "no probe figures";
+  const busy = Object.entries(p.breakdownMs).filter(([k]) => k !== "idle").sort((a, b) => b[1] - a[1]);
+  return busy.slice(0, top).map(([k, ms]) => `${k} ${ms.toFixed(0)} ms`).join(", ");
+}
+
+/**
+ * The same load against the listener as it runs in production: its own process (`pve-runners
+ * serve`), with the stand-ins, the sender and terraform elsewhere. The in-process phases above
+ * share the listener's thread with the fake GitHub and PVE; this one does not. First with no
+ * applies, then while `applies` jobs are cloned.
+ */
+export async function benchWebhookOwnProcess(o: WebhookLoadOptions): Promise<OwnProcessResult> {
+  const baseline = side(await baselineRun(o));
+  const idle = await ownProcessPhase(o, 0, 900_000_000);
+  const ours = await ownProcessPhase(o, o.applies, 950_000_000);
+  const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+  const thread = (p: OwnProcessPhase) =>
+    `main thread on a CPU ${p.mainThread ? pct(p.mainThread.onCpu) : "?"}, waiting for one ${p.mainThread ? pct(p.mainThread.waitingForCpu) : "?"}` +
+    (p.cpuSeconds ? ` (CPU-s in the window: listener ${p.cpuSeconds.listener.toFixed(2)}, sender + stand-ins ${p.cpuSeconds.benchProcess.toFixed(2)})` : "") +
+    (p.probe ? `, loop busy ${pct(p.probe.utilization)}, loop delay p99 ${fmtMs(p.probe.delayMs.p99)} max ${fmtMs(p.probe.delayMs.max)}` : "");
+  const s = ours.side;
+  const summary =
+    `webhook ack, listener in its own process, at ${o.deliveriesPerSecond}/s × ${o.seconds} s while ${o.applies} jobs are cloned: ` +
+    `p50 ${fmtMs(s.latency.p50)}, p99 ${fmtMs(s.latency.p99)}, max ${fmtMs(s.latency.max)}; bare express p99 ${fmtMs(baseline.latency.p99)}; ` +
+    `ratio p99 ${fmtX(ratio(s.latency.p99, baseline.latency.p99))}; lost ${ours.lost}/${ours.guids} (acked but not stored: ${ours.ackedNotInStore}); ` +
+    `no applies: p50 ${fmtMs(idle.side.latency.p50)}, p99 ${fmtMs(idle.side.latency.p99)}, lost ${idle.lost}/${idle.guids}; load avg ${ours.loadAvg.before.toFixed(1)}\n` +
+    `  terraform's priority: ${ours.mechanism} (≤${ours.heavy.maxAtOnce} at once)\n` +
+    `  under applies: ${thread(ours)}; window time by what it went to (wall, includes waiting for a CPU): ${breakdownLine(ours.probe)}\n` +
+    `  no applies: ${thread(idle)}; ${breakdownLine(idle.probe)}`;
+  return { ...ours, idle, baselineP99: baseline.latency.p99, summary };
 }

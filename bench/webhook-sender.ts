@@ -37,6 +37,9 @@ export interface ProcSample {
   terraform: number;
   provider: number;
   other: number;
+  /** Of terraform + provider: those under SCHED_IDLE, and those in the root's session (so in its autogroup). */
+  heavyIdle: number;
+  heavyInRootSession: number;
 }
 
 export interface SenderResult {
@@ -94,6 +97,8 @@ async function sampleProcs(root: number): Promise<Omit<ProcSample, "at">> {
   const parent = new Map<number, number>();
   const comm = new Map<number, string>();
   const cmd = new Map<number, string>();
+  const policy = new Map<number, number>();
+  const session = new Map<number, number>();
   const pids = (await readdir("/proc").catch(() => [] as string[])).filter((d) => /^\d+$/.test(d)).map(Number);
   await Promise.all(
     pids.map(async (pid) => {
@@ -101,10 +106,17 @@ async function sampleProcs(root: number): Promise<Omit<ProcSample, "at">> {
       const close = stat.lastIndexOf(")");
       if (close < 0) return;
       comm.set(pid, stat.slice(stat.indexOf("(") + 1, close));
-      parent.set(pid, Number(stat.slice(close + 2).split(" ")[1]));
+      const rest = stat.slice(close + 2).split(" "); // rest[0] is field 3
+      parent.set(pid, Number(rest[4 - 3]));
+      session.set(pid, Number(rest[6 - 3]));
+      policy.set(pid, Number(rest[41 - 3]));
     }),
   );
-  const out = { terraform: 0, provider: 0, other: 0 };
+  const out = { terraform: 0, provider: 0, other: 0, heavyIdle: 0, heavyInRootSession: 0 };
+  const heavy = (pid: number) => {
+    if (policy.get(pid) === 5) out.heavyIdle++; // SCHED_IDLE
+    if (session.get(pid) === session.get(root)) out.heavyInRootSession++;
+  };
   for (const pid of pids) {
     let p = parent.get(pid);
     let underRoot = false;
@@ -116,11 +128,15 @@ async function sampleProcs(root: number): Promise<Omit<ProcSample, "at">> {
     }
     if (!underRoot) continue;
     const c = comm.get(pid) ?? "";
-    if (c === "terraform") out.terraform++;
-    else {
+    if (c === "terraform") {
+      out.terraform++;
+      heavy(pid);
+    } else {
       if (!cmd.has(pid)) cmd.set(pid, (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).replace(/\0/g, " "));
-      if (/provider/.test(cmd.get(pid)!)) out.provider++;
-      else out.other++;
+      if (/provider/.test(cmd.get(pid)!)) {
+        out.provider++;
+        heavy(pid);
+      } else out.other++;
     }
   }
   return out;

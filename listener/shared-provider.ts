@@ -138,8 +138,9 @@ export class SharedProvider {
     // `-debug` servers run until SIGINT and do not watch their parent. (setpriv --pdeathsig cannot
     // be used: it calls capset, which the unit's system call filter refuses.)
     const child = spawn("/bin/sh", ["-c", this.opts.launchScript, executable, "-debug"], {
+      // Not detached: launchScript gives it a process group of its own inside the listener's session,
+      // so SCHED_IDLE ranks it below the listener (a new session would be an autogroup of its own).
       env: { ...env, PLUGIN_UNIX_SOCKET_DIR: this.opts.socketDir },
-      detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
     if (child.pid !== undefined) await writeFile(join(this.opts.socketDir, PID_FILE), `${child.pid} ${startTime(child.pid) ?? ""}\n`, { mode: 0o600 });

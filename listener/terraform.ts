@@ -527,10 +527,11 @@ export class Terraform {
         cancelled: false, timedOut: false, refused: null, durationMs: 0,
       };
       spec.log.debug({ command, args: spec.args, cwd: spec.cwd }, "terraform command starting");
-      // detached: own process group, so SIGKILL reaches the provider plugins terraform started.
-      // The script ignores SIGPIPE and lowers the priority of apply and destroy: see launchScript().
+      // Not detached (no new session): the script gives terraform a process group of its own, so
+      // SIGKILL reaches the provider plugins terraform started, and lowers the priority of apply
+      // and destroy while they stay in the listener's session: see launchScript().
       const script = launchScript(isHeavy(spec.args) ? this.lowering() : NO_LOWERING);
-      const child = spawn("/bin/sh", ["-c", script, this.binaryToRun, ...spec.args], { cwd: spec.cwd, env: { ...this.env(), ...spec.env }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn("/bin/sh", ["-c", script, this.binaryToRun, ...spec.args], { cwd: spec.cwd, env: { ...this.env(), ...spec.env }, stdio: ["ignore", "pipe", "pipe"] });
       let interrupted = false;
       let killTimer: NodeJS.Timeout | undefined;
       let timeoutTimer: NodeJS.Timeout | undefined;
@@ -714,7 +715,16 @@ export interface PriorityCheck {
 }
 
 /**
- * The `sh -c` script that starts terraform ("$0", args "$@"). Both settings are inherited across
+ * Puts the process in a process group of its own (setpgid, not setsid), then execs its arguments;
+ * a missing or non-executable program is reported as sh reports it (exit 127 / 126). perl-base is
+ * Essential in Debian, so it is on every PVE host; it is the one common tool that calls setpgid.
+ */
+const OWN_GROUP_EXEC =
+  'setpgrp(0, 0) or die "setpgid: $!\\n"; exec { $ARGV[0] } @ARGV; ' +
+  'my $missing = $! == 2; print STDERR "exec: $ARGV[0]: ", ($missing ? "not found" : "Permission denied"), "\\n"; exit($missing ? 127 : 126)';
+
+/**
+ * The `sh -c` script that starts terraform ("$0", args "$@"). Every setting is inherited across
  * exec and fork, so the provider processes terraform starts get them too.
  *
  * - SIGPIPE ignored (kept across exec): if the listener dies, terraform's next write to our pipe
@@ -729,12 +739,22 @@ export interface PriorityCheck {
  *   processes. The shell lowers itself, then execs: a refusal (an old unit's system call filter)
  *   must not stop terraform, and checkPriority() reports it once at start.
  * - nice after that: coreutils' nice warns and runs the command anyway when refused.
+ * - A process group of its own (perl's setpgrp, OWN_GROUP_EXEC) but the listener's session: a new
+ *   session (setsid, what spawn's `detached` does) is a new autogroup when the kernel schedules
+ *   by autogroup (sched(7), "The autogroup feature": CONFIG_SCHED_AUTOGROUP, on in Debian's and
+ *   PVE's kernels, used whenever the cpu controller does not place the service in a cgroup of its
+ *   own). Each autogroup then gets a nice-0 share of the CPU against the listener's, whatever
+ *   policy its tasks have, and SCHED_IDLE only ranks tasks within one group: 8 applies took 8/9 of
+ *   the CPU from the listener. Within the listener's session they share its autogroup.
  * Lowering one's own priority needs no capability (sched(7)); raising it back does.
  */
 export function launchScript(l: Lowering): string {
   const steps = ['trap "" PIPE'];
   if (l.schedIdle) steps.push("chrt --idle -p 0 $$ >/dev/null 2>&1 || :");
-  steps.push(l.nice > 0 ? `exec nice -n ${l.nice} "$0" "$@"` : 'exec "$0" "$@"');
+  const nice = l.nice > 0 ? `nice -n ${l.nice} ` : "";
+  // Without perl (not a Debian host): a session of its own as before (util-linux setsid, which
+  // calls setsid(2) in place since the shell leads no group), so the group kill still works.
+  steps.push(`if command -v perl >/dev/null 2>&1; then exec ${nice}perl -e '${OWN_GROUP_EXEC}' "$0" "$@"; else exec ${nice}setsid "$0" "$@"; fi`);
   return steps.join("; ");
 }
 

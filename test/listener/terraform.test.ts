@@ -7,9 +7,9 @@ import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SCHED_IDLE, Terraform, TerraformError, parseProcStat } from "../../listener/terraform.js";
-import { readFileSync } from "node:fs";
-import { execFile } from "node:child_process";
+import { SCHED_IDLE, Terraform, TerraformError, launchScript, parseProcStat } from "../../listener/terraform.js";
+import { readFileSync, symlinkSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
 import { captureLog, countingShim, isAlive, subcommandsRun, writeExecutable, writeStack } from "../fixtures/terraform/helpers.js";
 
@@ -88,6 +88,42 @@ describe("Terraform adapter", () => {
       assert.deepEqual(seen.get("init"), { policy: own.policy, nice: own.nice }, `${name}: init`);
       assert.equal(seen.has("output"), false, `${name}: output reads the state file, it starts no terraform`);
       assert.equal((await tf.checkPriority()).ok, true, `${name}: checkPriority`);
+    }
+  });
+
+  test("apply runs terraform in a process group of its own but in the listener's session and autogroup, so SCHED_IDLE ranks it below the listener", async () => {
+    // A new session (setsid) would be a new autogroup: a nice-0 share of the CPU of its own.
+    const ownStat = readFileSync("/proc/self/stat", "utf8");
+    const own = ownStat.slice(ownStat.lastIndexOf(")") + 2).split(" ");
+    const ownSession = own[6 - 3];
+    const ownAutogroup = autogroupOf("self");
+    const { dir, log } = await newTerraform("session");
+    await mkdir(dir, { recursive: true });
+    // The shim's shell execs terraform: its pid, group and session are terraform's.
+    const shim = await writeExecutable(join(dir, "terraform-shim"), `#!/bin/sh\n[ "$1" = apply ] && echo "$$ $(cut -d' ' -f5,6 /proc/$$/stat) $(cat /proc/$$/autogroup 2>/dev/null | cut -d' ' -f1)" > "${dir}/terraform.ids"\nexec terraform "$@"\n`);
+    const tf = new Terraform({ binary: shim, sharedInitDir: join(dir, "shared-init"), logger: log.logger });
+    const s = await writeStack(join(dir, "stack"), { r: { command: `echo "$(cut -d' ' -f5,6 /proc/self/stat) $(cat /proc/self/autogroup 2>/dev/null | cut -d' ' -f1)" > "${dir}/child.ids"` } });
+    await tf.prepare(s.file);
+    await tf.apply(s.workingDir, { runner: "runner-session" });
+    const [pid, group, session, autogroup] = (await readFile(join(dir, "terraform.ids"), "utf8")).trim().split(" ");
+    assert.equal(group, pid, "terraform leads a process group of its own (the SIGKILL after the grace reaches its providers)");
+    assert.equal(session, ownSession, "terraform stays in the listener's session");
+    assert.equal(autogroup, ownAutogroup, "and so in the listener's autogroup");
+    const [childGroup, childSession, childAutogroup] = (await readFile(join(dir, "child.ids"), "utf8")).trim().split(" ");
+    assert.deepEqual([childGroup, childSession, childAutogroup], [pid, ownSession, ownAutogroup], "a process terraform started is in terraform's group, the listener's session and autogroup");
+  });
+
+  test("the launch script without perl on PATH: terraform gets a session of its own (setsid), so its group can still be killed", async () => {
+    const ownSession = readFileSync("/proc/self/stat", "utf8").split(") ")[1].split(" ")[6 - 3];
+    for (const withPerl of [true, false]) {
+      const bin = join(root, `launch-path-${withPerl}`);
+      await mkdir(bin, { recursive: true });
+      const tools = ["chrt", "nice", "setsid", "cut", ...(withPerl ? ["perl"] : [])];
+      for (const t of tools) symlinkSync(execFileSync("/bin/sh", ["-c", `command -v ${t}`], { encoding: "utf8" }).trim(), join(bin, t));
+      const out = execFileSync("/bin/sh", ["-c", launchScript({ schedIdle: true, nice: 10 }), "cut", "-d", " ", "-f1,5,6", "/proc/self/stat"], { encoding: "utf8", env: { PATH: bin } });
+      const [pid, group, session] = out.trim().split(" ");
+      assert.equal(group, pid, `perl on PATH: ${withPerl}: a process group of its own`);
+      assert.equal(session, withPerl ? ownSession : pid, withPerl ? "perl: the caller's session" : "no perl: a session of its own, as before");
     }
   });
 
@@ -338,3 +374,12 @@ describe("Terraform adapter", () => {
     await assert.rejects(stat(join(s.workingDir, "terraform.tfstate")));
   });
 });
+
+/** The autogroup of a process ("/autogroup-123"), or "" where the kernel has none. */
+function autogroupOf(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/autogroup`, "utf8").split(" ")[0] ?? "";
+  } catch {
+    return "";
+  }
+}

@@ -112,7 +112,7 @@ if (wanted("memory")) {
   } else rows.push({ figure: "memory", measured: "not measured", against: "", ratio: "", target: "", detail: r.error });
 }
 if (wanted("soak")) {
-  const { result: r, summary } = await benchSoak(short ? { jobs: 1_000, inFlight: 8, window: 200, keepMs: 5_000, pruneEveryMs: 1_000, sweepEvery: 100, timeScale: 0.01 } : { jobs: 10_000, inFlight: 16, window: 1_000, keepMs: 15_000, pruneEveryMs: 3_000, sweepEvery: 500, timeScale: 0.01 });
+  const { result: r, summary } = await benchSoak(short ? { jobs: 1_000, inFlight: 8, window: 200, keepWindows: 2, pruneEveryMs: 1_000, sweepEvery: 100, timeScale: 0.01 } : { jobs: 10_000, inFlight: 16, window: 1_000, keepWindows: 3, pruneEveryMs: 3_000, sweepEvery: 500, timeScale: 0.01 });
   console.log(summary);
   const mb = (b: number) => `${b < 0 ? "-" : "+"}${(Math.abs(b) / 1024 / 1024).toFixed(2)} MB`;
   const p50 = (a: { p50: number }) => `${a.p50.toFixed(3)} ms`;
@@ -131,11 +131,11 @@ if (wanted("soak")) {
     against: `first: ${p50(r.reconcile.first)}, ${p50(r.snapshot.first)}`,
     ratio: `${x(r.reconcile.last.p50 / r.reconcile.first.p50)}, ${x(r.snapshot.last.p50 / r.snapshot.first.p50)}`,
     target: "≤ 1.20",
-    detail: `means ${r.reconcile.first.mean.toFixed(3)} → ${r.reconcile.last.mean.toFixed(3)} ms, ${r.snapshot.first.mean.toFixed(3)} → ${r.snapshot.last.mean.toFixed(3)} ms; sweep + recovery pass ${r.sweep.first.toFixed(0)} → ${r.sweep.last.toFixed(0)} ms`,
+    detail: `against ${r.history.first} → ${r.history.last} runner records held; means ${r.reconcile.first.mean.toFixed(3)} → ${r.reconcile.last.mean.toFixed(3)} ms, ${r.snapshot.first.mean.toFixed(3)} → ${r.snapshot.last.mean.toFixed(3)} ms; sweep + recovery pass ${r.sweep.first.toFixed(0)} → ${r.sweep.last.toFixed(0)} ms`,
   });
   const MB = (b: number) => `${(b / 1024 / 1024).toFixed(2)} MB`;
   rows.push({
-    figure: `soak: SQLite at the end, retention shortened to ${r.options.keepMs / 1000} s (pruned every ${r.options.pruneEveryMs / 1000} s)`,
+    figure: `soak: SQLite at the end, retention shortened to ${(r.keepMs / 1000).toFixed(0)} s (pruned every ${r.options.pruneEveryMs / 1000} s)`,
     measured: `${MB(r.db.fileBytes)} + WAL ${MB(r.db.walBytes)}`,
     against: `retention bound ${MB(r.db.boundBytes)}`,
     ratio: x(r.db.fileBytes / r.db.boundBytes),

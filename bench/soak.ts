@@ -31,8 +31,12 @@ export interface SoakOptions {
   inFlight: number;
   /** Jobs compared at the start and at the end (timings), and the memory warm-up. */
   window: number;
-  /** Retention window and prune interval (ms): short, so pruning happens within the run. */
-  keepMs: number;
+  /**
+   * Retention, shortened so pruning happens within the run: nothing is pruned during the first
+   * window, then the window is this many times the first window's duration, so the last window
+   * works against several times the history the first did (a scan of it would show).
+   */
+  keepWindows: number;
   pruneEveryMs: number;
   /** A recovery pass and a sweep after every this many jobs. */
   sweepEvery: number;
@@ -45,6 +49,10 @@ export interface SoakResult {
   stateOnTmpfs: boolean;
   seconds: number;
   completed: number;
+  /** The retention window set after the first window (ms). */
+  keepMs: number;
+  /** Runner records held (live and finished) at the end of the first window and of the last. */
+  history: { first: number; last: number };
   heapGrowth: number;
   rssGrowth: number;
   reconcile: { first: Summary; last: Summary };
@@ -120,9 +128,11 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
     const { config, secrets } = loadConfig(world.info.configFile, { env: { ...process.env, CREDENTIALS_DIRECTORY: world.info.credentials }, simulatorPveEndpoint: world.info.pveEndpoint });
     const logger = pino({ level: process.env.LOG_LEVEL ?? "silent" });
     const terraform = new ApiTerraform(new ProxmoxApi({ endpoint: config.proxmox.endpoint, token: secrets.pveApiToken, insecure: config.proxmox.insecure, logger, pollMs: 20 }));
+    // Read at each prune: shortened once the first window is done.
+    const retention = { keepMs: 86_400_000, everyMs: o.pruneEveryMs };
     service = await startService(config, secrets, logger, {
       terraform,
-      retention: { keepMs: o.keepMs, everyMs: o.pruneEveryMs },
+      retention,
       // The lane held around each (stand-in) apply: clones of one template one at a time, as the gate does.
       cloneGate: false,
       onlinePollMs: 50,
@@ -146,6 +156,8 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
     let created = 0;
     let mem0: NodeJS.MemoryUsage | null = null;
     let lastProgress = Date.now();
+    const history = { first: 0, last: 0 };
+    const held = () => Object.values(s.store.countByState()).reduce((a, b) => a + b, 0);
     while (doneAt.length < o.jobs) {
       while (open.size < o.inFlight && created < o.jobs) {
         const job = (await sim(gh, "POST", "/jobs", { repo: "acme/app", labels: LABELS, durationMs: 1_000 })) as { id: number };
@@ -179,9 +191,12 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
           sweepErrors += r.errors.length;
         }
         if (n === o.window) {
+          retention.keepMs = o.keepWindows * (Date.now() - started);
+          history.first = held();
           gc();
           mem0 = process.memoryUsage();
         }
+        if (created === o.jobs && history.last === 0) history.last = held();
       }
       if (Date.now() - lastProgress > 120_000) throw new Error(`soak stalled: ${doneAt.length}/${o.jobs} jobs completed, ${open.size} open`);
     }
@@ -213,7 +228,7 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
     // What one held job costs (its deliveries, row and runner, with indexes), and how many jobs the
     // retention window can hold at most: those completed within keepMs plus one prune interval, and those open.
     const bytesPerJob = usedBytes / Math.max(1, rows.jobs);
-    const jobsInWindow = mostWithin(doneAt, o.keepMs + o.pruneEveryMs) + o.inFlight;
+    const jobsInWindow = mostWithin(doneAt, retention.keepMs + o.pruneEveryMs) + o.inFlight;
     const emptyBytes = 64 * 1024;
     const boundBytes = emptyBytes + bytesPerJob * jobsInWindow;
 
@@ -226,6 +241,8 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
       stateOnTmpfs: TMPFS !== null,
       seconds,
       completed: doneAt.length,
+      keepMs: retention.keepMs,
+      history,
       heapGrowth: mem0 ? mem1.heapUsed - mem0.heapUsed : NaN,
       rssGrowth: mem0 ? mem1.rss - mem0.rss : NaN,
       reconcile: { first: summarize(reconcileMs.slice(0, w)), last: summarize(reconcileMs.slice(-w)) },
@@ -240,7 +257,7 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
       `soak: ${result.completed} jobs in ${seconds.toFixed(0)} s (${o.inFlight} at a time; apply/destroy by an in-process stand-in); ` +
       `heap ${mb(result.heapGrowth)}, RSS ${mb(result.rssGrowth)} after job ${o.window}; ` +
       `reconcile p50 ${result.reconcile.first.p50.toFixed(3)} → ${result.reconcile.last.p50.toFixed(3)} ms, snapshot p50 ${result.snapshot.first.p50.toFixed(3)} → ${result.snapshot.last.p50.toFixed(3)} ms; ` +
-      `SQLite ${mb(result.db.fileBytes)} + WAL ${mb(result.db.walBytes)}, rows ${JSON.stringify(rows)}; left: ${JSON.stringify(result.leftovers)}; sweeps ${result.sweep.passes}, actions ${sweepActions}, errors ${sweepErrors}`;
+      `history held ${history.first} → ${history.last} runners; SQLite ${mb(result.db.fileBytes)} + WAL ${mb(result.db.walBytes)}, rows ${JSON.stringify(rows)}; left: ${JSON.stringify(result.leftovers)}; sweeps ${result.sweep.passes}, actions ${sweepActions}, errors ${sweepErrors}`;
     return { result, summary };
   } finally {
     await service?.stop().catch(() => undefined);

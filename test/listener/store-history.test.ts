@@ -37,7 +37,7 @@ function plan(file: string, sql: string, ...args: unknown[]): string {
 }
 
 test("the newest finished runners are read through an index in their order, not by sorting the whole history", () => {
-  const { store, file, cleanup } = storeWithHistory();
+  const { file, cleanup } = storeWithHistory();
   try {
     for (const [sql, args] of [
       [FINISHED_RUNNERS_SQL, ["small", 32]],

@@ -483,7 +483,10 @@ export class Store {
     this
       .sql(`UPDATE runners SET state = ?, vmid = ?, github_runner_id = ?, stack_dir = ?, job_id = ?, last_error = ?, attempts = ?, state_since = ? WHERE name = ?`)
       .run(state, next.vmid, next.githubRunnerId, next.stackDir, next.jobId, next.lastError, next.attempts, since, name);
-    if (state !== cur.state) this.runnerChanged(name);
+    if (state !== cur.state) {
+      if (state === "gone" || state === "failed") this.finishedSinceStart[state] = (this.finishedSinceStart[state] ?? 0) + 1;
+      this.runnerChanged(name);
+    }
     return true;
   }
 
@@ -627,10 +630,20 @@ export class Store {
     return claimed;
   }
 
-  /** Runners per state, counted in SQL. */
+  /** Runners that became gone or failed through this store since it was opened. */
+  private readonly finishedSinceStart: Partial<Record<RunnerState, number>> = {};
+
+  /**
+   * Runners per state: the live ones counted in SQL (the state index, as many rows as live
+   * runners), the finished ones since start (pve_runners_runners' help): counting the finished
+   * records instead scanned every one the retention window keeps, on every status snapshot and
+   * scrape (bench/soak.ts).
+   */
   countByState(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const r of this.sql(`SELECT state, COUNT(*) AS n FROM runners GROUP BY state`).all() as Array<{ state: string; n: number }>) out[r.state] = r.n;
+    const rows = this.sql(`SELECT state, COUNT(*) AS n FROM runners WHERE state IN (${LIVE_STATES.map(() => "?").join(", ")}) GROUP BY state`).all(...LIVE_STATES);
+    for (const r of rows as Array<{ state: string; n: number }>) out[r.state] = r.n;
+    for (const [state, n] of Object.entries(this.finishedSinceStart)) out[state] = n;
     return out;
   }
 

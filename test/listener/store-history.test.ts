@@ -66,3 +66,24 @@ test("the finished-runner reads still answer newest first, of the asked label se
     cleanup();
   }
 });
+
+test("runners by state: the live ones as held, the finished ones since start, not every record the retention window keeps", () => {
+  const { store, file, cleanup } = storeWithHistory();
+  try {
+    // 500 finished before, one busy: counted as this store saw them finish.
+    assert.deepEqual(store.countByState(), { busy: 1, gone: 428, failed: 72 });
+    // Reopened (a restart): the finished records are still held, but none finished since.
+    const reopened = new Store(file);
+    try {
+      reopened.insertRunner({ name: "runner-new", labelSet: "small", scope: "repo:acme/app", madeForJob: null });
+      assert.deepEqual(reopened.countByState(), { busy: 1, requested: 1 });
+      reopened.setRunnerState("runner-new", "gone");
+      reopened.setRunnerState("runner-live", "done");
+      assert.deepEqual(reopened.countByState(), { done: 1, gone: 1 });
+    } finally {
+      reopened.close();
+    }
+  } finally {
+    cleanup();
+  }
+});

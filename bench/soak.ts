@@ -157,6 +157,7 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
     let mem0: NodeJS.MemoryUsage | null = null;
     let lastProgress = Date.now();
     const history = { first: 0, last: 0 };
+    let bytesPerJob = NaN;
     const held = () => Object.values(s.store.countByState()).reduce((a, b) => a + b, 0);
     while (doneAt.length < o.jobs) {
       while (open.size < o.inFlight && created < o.jobs) {
@@ -191,6 +192,8 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
           sweepErrors += r.errors.length;
         }
         if (n === o.window) {
+          // What one job takes while nothing is pruned yet: its three deliveries, its row and its runner's.
+          bytesPerJob = usedBytesOf(join(config.stateDir, "pve-runners.sqlite")) / Math.max(1, held());
           retention.keepMs = o.keepWindows * (Date.now() - started);
           history.first = held();
           gc();
@@ -222,12 +225,10 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
     const db = new Database(dbFile, { readonly: true });
     const count = (t: string) => (db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n;
     const rows = { deliveries: count("deliveries"), jobs: count("jobs"), runners: count("runners") };
-    const pragma = (p: string) => Number(db.pragma(p, { simple: true }));
-    const usedBytes = (pragma("page_count") - pragma("freelist_count")) * pragma("page_size");
     db.close();
-    // What one held job costs (its deliveries, row and runner, with indexes), and how many jobs the
-    // retention window can hold at most: those completed within keepMs plus one prune interval, and those open.
-    const bytesPerJob = usedBytes / Math.max(1, rows.jobs);
+    const usedBytes = usedBytesOf(dbFile);
+    // How many jobs the retention window can hold at most: those completed within keepMs plus one
+    // prune interval, and those open.
     const jobsInWindow = mostWithin(doneAt, retention.keepMs + o.pruneEveryMs) + o.inFlight;
     const emptyBytes = 64 * 1024;
     const boundBytes = emptyBytes + bytesPerJob * jobsInWindow;
@@ -262,6 +263,17 @@ export async function benchSoak(o: SoakOptions): Promise<{ result: SoakResult; s
   } finally {
     await service?.stop().catch(() => undefined);
     await world.stop();
+  }
+}
+
+/** Bytes in the SQLite file's pages in use (not on the free list). */
+function usedBytesOf(file: string): number {
+  const db = new Database(file, { readonly: true });
+  try {
+    const pragma = (p: string) => Number(db.pragma(p, { simple: true }));
+    return (pragma("page_count") - pragma("freelist_count")) * pragma("page_size");
+  } finally {
+    db.close();
   }
 }
 

@@ -51,7 +51,7 @@ export interface ServiceOverrides {
   templateRetireMs?: number;
   /** In place of terraform, for the pipeline and the sweeper (bench/soak.ts: an in-process stand-in for apply and destroy). */
   terraform?: TerraformLike;
-  /** Retention window and prune interval in ms, instead of retention.days and an hour (bench/soak.ts: pruning within a short run). */
+  /** Retention window (read at each prune) and prune interval in ms, instead of retention.days and an hour (bench/soak.ts: pruning within a short run). */
   retention?: { keepMs: number; everyMs: number };
 }
 

@@ -5,12 +5,14 @@
 //   npm run bench -- --short       CI's short mode: the same figures, smaller (about 1.5 minutes)
 //   npm run bench -- --only burst,warm
 //   npm run bench -- --only runcost      CPU per runner life, per terraform command and provider start
+//   npm run bench -- --only soak         10,000 jobs (1,000 with --short) leave no trace
 //
 // Needs node --expose-gc (the npm script passes it) for the memory figure.
 import { benchBurst, benchSingle, benchWarm, type ScaleFigure } from "./scale.js";
 import { benchWebhookLoad, benchWebhookOwnProcess } from "./webhook-load.js";
 import { benchSynthMemory } from "./synth-memory.js";
 import { benchRunCost } from "./run-cost.js";
+import { benchSoak } from "./soak.js";
 
 const args = process.argv.slice(2);
 const short = args.includes("--short");
@@ -127,6 +129,38 @@ if (wanted("memory")) {
       detail: `synth p50 ${r.ours.time.p50.toFixed(2)} ms (${x(r.ratio.timeP50)}× a plain write); an attribute token leaks ${(r.leaky.heapGrowthPerIteration / 1024).toFixed(1)} KiB/synth`,
     });
   } else rows.push({ figure: "memory", measured: "not measured", against: "", ratio: "", target: "", detail: r.error });
+}
+if (wanted("soak")) {
+  const { result: r, summary } = await benchSoak(short ? { jobs: 1_000, inFlight: 8, window: 200, keepWindows: 2, pruneEveryMs: 1_000, sweepEvery: 100, timeScale: 0.01 } : { jobs: 10_000, inFlight: 16, window: 1_000, keepWindows: 3, pruneEveryMs: 3_000, sweepEvery: 500, timeScale: 0.01 });
+  console.log(summary);
+  const mb = (b: number) => `${b < 0 ? "-" : "+"}${(Math.abs(b) / 1024 / 1024).toFixed(2)} MB`;
+  const p50 = (a: { p50: number }) => `${a.p50.toFixed(3)} ms`;
+  const left = r.leftovers;
+  rows.push({
+    figure: `soak: ${r.completed} jobs, ${r.options.inFlight} at a time (apply/destroy: in-process stand-in)`,
+    measured: `heap ${mb(r.heapGrowth)}, RSS ${mb(r.rssGrowth)} after GC, job ${r.options.window} → end`,
+    against: "20 MB",
+    ratio: x(Math.max(r.heapGrowth, r.rssGrowth) / (20 * 1024 * 1024)),
+    target: "< 1.00",
+    detail: `${r.seconds.toFixed(0)} s; webhook route, store, reconcile, recovery, ${r.sweep.passes} sweeps (${r.sweep.actions} actions, ${r.sweep.errors} errors) real; left: ${left.liveRunners} live runners, ${left.containers} containers, ${left.stackDirs} stack dirs, ${left.registrations} registrations`,
+  });
+  rows.push({
+    figure: `soak: reconcile and status snapshot, last ${r.options.window} jobs vs first`,
+    measured: `reconcile p50 ${p50(r.reconcile.last)}, snapshot + page p50 ${p50(r.snapshot.last)}`,
+    against: `first: ${p50(r.reconcile.first)}, ${p50(r.snapshot.first)}`,
+    ratio: `${x(r.reconcile.last.p50 / r.reconcile.first.p50)}, ${x(r.snapshot.last.p50 / r.snapshot.first.p50)}`,
+    target: "≤ 1.20",
+    detail: `against ${r.history.first} → ${r.history.last} runner records held; means ${r.reconcile.first.mean.toFixed(3)} → ${r.reconcile.last.mean.toFixed(3)} ms, ${r.snapshot.first.mean.toFixed(3)} → ${r.snapshot.last.mean.toFixed(3)} ms; sweep + recovery pass ${r.sweep.first.toFixed(0)} → ${r.sweep.last.toFixed(0)} ms`,
+  });
+  const MB = (b: number) => `${(b / 1024 / 1024).toFixed(2)} MB`;
+  rows.push({
+    figure: `soak: SQLite at the end, retention shortened to ${(r.keepMs / 1000).toFixed(0)} s (pruned every ${r.options.pruneEveryMs / 1000} s)`,
+    measured: `${MB(r.db.fileBytes)} + WAL ${MB(r.db.walBytes)}`,
+    against: `retention bound ${MB(r.db.boundBytes)}`,
+    ratio: x(r.db.fileBytes / r.db.boundBytes),
+    target: "≤ 1.00",
+    detail: `holds ${r.db.rows.jobs} jobs, ${r.db.rows.deliveries} deliveries, ${r.db.rows.runners} runners; bound: ${r.db.jobsInWindow} jobs (most done within retention + one interval, plus those open) × ${(r.db.bytesPerJob / 1024).toFixed(1)} KiB/job; unpruned ${r.completed} jobs would take ${MB(r.completed * r.db.bytesPerJob)}`,
+  });
 }
 
 console.log(`\n| figure | measured | against | ratio | target | detail |\n|---|---|---|---|---|---|`);

@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import type { Config, Secrets } from "./config.js";
 import { GitHubAdapter } from "./github.js";
 import { EnvOptionDelivery, PctHelperDelivery, removeJitEnv, type JitDelivery } from "./jit-delivery.js";
-import { Pipeline, type PipelineSettings } from "./pipeline.js";
+import { Pipeline, type PipelineSettings, type TerraformLike } from "./pipeline.js";
 import { ProxmoxApi } from "./proxmox.js";
 import { LIVE_STATES, RETIREMENT_REASONS, Store } from "./store.js";
 import { Terraform } from "./terraform.js";
@@ -49,6 +49,10 @@ export interface ServiceOverrides {
   cloneGate?: boolean;
   /** How often replaced templates are checked for being unused (default 60 s; also after each runner is gone). */
   templateRetireMs?: number;
+  /** In place of terraform, for the pipeline and the sweeper (bench/soak.ts: an in-process stand-in for apply and destroy). */
+  terraform?: TerraformLike;
+  /** Retention window (read at each prune) and prune interval in ms, instead of retention.days and an hour (bench/soak.ts: pruning within a short run). */
+  retention?: { keepMs: number; everyMs: number };
 }
 
 export interface Service {
@@ -144,7 +148,7 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     store,
     github,
     pve,
-    terraform,
+    terraform: o.terraform ?? terraform,
     logger,
     wake,
     beforeStackDestroy: config.delivery.mode === "env" ? (node: string, vmid: number) => removeJitEnv(pve, node, vmid) : undefined,
@@ -273,7 +277,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     draining: (): boolean => pipeline.isDraining(),
     runnerFreshness: () => freshness?.snapshot() ?? null,
   });
-  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, vmidProbe, metrics, settings: settingsFor(config), logger });
+  const pipeline: Pipeline = new Pipeline({ store, github, terraform: o.terraform ?? terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, vmidProbe, metrics, settings: settingsFor(config), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");
   if (existsSync(drainFlag)) pipeline.setDraining(true);
@@ -422,7 +426,9 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     return { applied: [...applied], needRestart: [...needRestart] };
   };
   // Runs whether or not the sweeper does: the store must not grow for ever either way.
-  const retention = scheduleRetention(store, () => current.retention.days, logger.child({ part: "retention" }));
+  const retention = o.retention
+    ? scheduleRetention(store, () => o.retention!.keepMs / 86_400_000, logger.child({ part: "retention" }), o.retention.everyMs)
+    : scheduleRetention(store, () => current.retention.days, logger.child({ part: "retention" }));
   if (config.sweeper.enabled) {
     // Deliveries lost while we were down are asked for again at once; the schedule repeats both.
     // Containers, registrations and stack dirs left by a crash are dealt with at once too.

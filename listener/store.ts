@@ -122,6 +122,21 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
 const BODY_SHA_INDEX = `CREATE INDEX IF NOT EXISTS deliveries_body_sha ON deliveries(body_sha) WHERE body_sha IS NOT NULL`;
 
 /**
+ * The newest finished runners, read on every reconcile (a label set's failure streak) and every
+ * status snapshot: without these the table's whole history of the retention window was sorted each
+ * time (bench/soak.ts). Partial, so live runners' updates never touch them; a query must repeat the
+ * WHERE term as written here for SQLite to use them.
+ */
+const FINISHED = `state IN ('failed', 'gone')`;
+const FINISHED_INDEXES = [
+  `CREATE INDEX IF NOT EXISTS runners_finished ON runners(state_since) WHERE ${FINISHED}`,
+  `CREATE INDEX IF NOT EXISTS runners_finished_set ON runners(label_set, state_since) WHERE ${FINISHED}`,
+];
+export const FINISHED_RUNNERS_SQL = `SELECT * FROM runners WHERE label_set = ? AND ${FINISHED} ORDER BY state_since DESC, name LIMIT ?`;
+// INDEXED BY: without statistics the planner prefers runners_state for the IN and sorts every finished runner.
+export const RECENT_FINISHED_RUNNERS_SQL = `SELECT * FROM runners INDEXED BY runners_finished WHERE ${FINISHED} ORDER BY state_since DESC, name LIMIT ?`;
+
+/**
  * What recording a delivery found: a new one, a GUID we hold (GitHub's redelivery), or a body we
  * hold under another GUID — X-GitHub-Delivery is outside the HMAC, so a captured body can be sent
  * again under fresh GUIDs; GitHub never sends one body twice under two GUIDs.
@@ -191,6 +206,7 @@ export class Store {
       if (!has) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
     }
     this.db.exec(BODY_SHA_INDEX);
+    for (const index of FINISHED_INDEXES) this.db.exec(index);
     try {
       this.db.exec(LIVE_VMID_INDEX);
     } catch {
@@ -469,7 +485,10 @@ export class Store {
     this
       .sql(`UPDATE runners SET state = ?, vmid = ?, github_runner_id = ?, stack_dir = ?, job_id = ?, last_error = ?, attempts = ?, state_since = ? WHERE name = ?`)
       .run(state, next.vmid, next.githubRunnerId, next.stackDir, next.jobId, next.lastError, next.attempts, since, name);
-    if (state !== cur.state) this.runnerChanged(name);
+    if (state !== cur.state) {
+      if (state === "gone" || state === "failed") this.finishedSinceStart[state] = (this.finishedSinceStart[state] ?? 0) + 1;
+      this.runnerChanged(name);
+    }
     return true;
   }
 
@@ -613,24 +632,31 @@ export class Store {
     return claimed;
   }
 
-  /** Runners per state, counted in SQL. */
+  /** Runners that became gone or failed through this store since it was opened. */
+  private readonly finishedSinceStart: Partial<Record<RunnerState, number>> = {};
+
+  /**
+   * Runners per state: the live ones counted in SQL (the state index, as many rows as live
+   * runners), the finished ones since start (pve_runners_runners' help): counting the finished
+   * records instead scanned every one the retention window keeps, on every status snapshot and
+   * scrape (bench/soak.ts).
+   */
   countByState(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const r of this.sql(`SELECT state, COUNT(*) AS n FROM runners GROUP BY state`).all() as Array<{ state: string; n: number }>) out[r.state] = r.n;
+    const rows = this.sql(`SELECT state, COUNT(*) AS n FROM runners WHERE state IN (${LIVE_STATES.map(() => "?").join(", ")}) GROUP BY state`).all(...LIVE_STATES);
+    for (const r of rows as Array<{ state: string; n: number }>) out[r.state] = r.n;
+    for (const [state, n] of Object.entries(this.finishedSinceStart)) out[state] = n;
     return out;
   }
 
   /** The newest finished (failed or gone) runners, of every label set. */
   recentFinishedRunners(limit: number): RunnerRow[] {
-    return this.sql(`SELECT * FROM runners WHERE state IN ('failed', 'gone') ORDER BY state_since DESC, name LIMIT ?`).all(limit).map(toRunner);
+    return this.sql(RECENT_FINISHED_RUNNERS_SQL).all(limit).map(toRunner);
   }
 
   /** The most recently finished (failed or gone) runners of a label set, newest first. */
   finishedRunners(labelSet: string, limit: number): RunnerRow[] {
-    return this
-      .sql(`SELECT * FROM runners WHERE label_set = ? AND state IN ('failed', 'gone') ORDER BY state_since DESC, name LIMIT ?`)
-      .all(labelSet, limit)
-      .map(toRunner);
+    return this.sql(FINISHED_RUNNERS_SQL).all(labelSet, limit).map(toRunner);
   }
 
   countRunners(states: RunnerState[], labelSet?: string, scope?: string): number {

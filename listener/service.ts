@@ -7,6 +7,7 @@ import { GitHubAdapter } from "./github.js";
 import { EnvOptionDelivery, PctHelperDelivery, removeJitEnv, type JitDelivery } from "./jit-delivery.js";
 import { Pipeline, type PipelineSettings } from "./pipeline.js";
 import { ProxmoxApi } from "./proxmox.js";
+import { containerPresence, type RecordedContainer } from "./container-check.js";
 import { LIVE_STATES, RETIREMENT_REASONS, Store } from "./store.js";
 import { Terraform } from "./terraform.js";
 import { nodeLoads, templateCopies } from "./placement.js";
@@ -242,6 +243,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   };
   // Cluster-wide: the container may be on any node (one that is down still lists its guests).
   const containerExists = async (name: string) => (await pve.clusterResources("vm")).some((c) => c.name === name);
+  // At the runner's recorded node and vmid, by our marks: decides how (and whether) its stack is destroyed.
+  const presence = (r: RecordedContainer) => containerPresence(pve, r);
   const readNodes = async () => nodeLoads(await pve.clusterResources("node"));
   const vmidProbe = {
     inUse: async () => new Set((await pve.clusterResources("vm")).map((c) => Number(c.vmid)).filter(Number.isInteger)),
@@ -269,7 +272,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     draining: (): boolean => pipeline.isDraining(),
     runnerFreshness: () => freshness?.snapshot() ?? null,
   });
-  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, vmidProbe, metrics, settings: settingsFor(config), logger });
+  const pipeline: Pipeline = new Pipeline({ store, github, terraform, lane: gate ? undefined : lane, delivery, containerExists, containerPresence: presence, startContainer, readNodes, vmidProbe, metrics, settings: settingsFor(config), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");
   if (existsSync(drainFlag)) pipeline.setDraining(true);

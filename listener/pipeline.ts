@@ -798,11 +798,21 @@ export class Pipeline {
     const scope = parseScopeKey(r.scope);
     const job = r.madeForJob ? this.d.store.getJob(r.madeForJob) : undefined;
     if (!r.githubRunnerId) {
+      // Minted right before the container needs it (unused JIT configs expire within minutes), while
+      // it starts: the start task and GitHub's answer overlap instead of adding up.
+      // The controller label marks the registration as ours (the sweeper deletes no other).
+      const labels = [...set.labels, controllerMarker(this.d.store.controllerId())];
+      const minting = this.d.github.generateJitConfig(scope, r.name, labels, job?.installationId);
+      minting.catch(() => undefined); // awaited below; a start failure must not leave it unhandled
+      let mintStarted = Date.now();
       if (!this.d.delivery.startsContainer && this.d.startContainer) {
         const started = Date.now();
         try {
           await this.d.startContainer(r.node ?? s.proxmox.node, r.vmid!);
         } catch (err) {
+          // The config minted meanwhile never reaches a container: its registration goes at once.
+          const unused = await minting.catch(() => null);
+          if (unused) await this.d.github.deleteRunner(scope, unused.runnerId).catch((e) => log.warn({ err: errMessage(e) }, "could not delete the unused registration; the next mint replaces it"));
           // Like a failed apply: counted, retried with backoff, then given up (and reported).
           const attempts = r.attempts + 1;
           log.warn({ attempt: attempts, err: errMessage(err) }, "container start failed");
@@ -812,12 +822,10 @@ export class Pipeline {
           return;
         }
         this.d.metrics?.phase("start", (Date.now() - started) / 1000);
+        // jit_delivery: what the mint and the hand-over add after the start.
+        mintStarted = Date.now();
       }
-      // Minted now, right before the container needs it: unused JIT configs expire within minutes.
-      const mintStarted = Date.now();
-      // The controller label marks the registration as ours (the sweeper deletes no other).
-      const labels = [...set.labels, controllerMarker(this.d.store.controllerId())];
-      const jit = await this.d.github.generateJitConfig(scope, r.name, labels, job?.installationId);
+      const jit = await minting;
       this.d.store.setRunnerState(r.name, "booting", { githubRunnerId: jit.runnerId }, ["booting"]);
       log.info({ githubRunnerId: jit.runnerId }, "JIT runner config minted");
       try {

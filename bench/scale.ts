@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { startE2E, waitFor, quietLogger, type E2E } from "../test/e2e/harness.js";
+import type { Logger } from "pino";
 import type { SimNodeSpec, SimTemplateSpec } from "../sim/pve/index.js";
 
 export const REALISTIC = { cloneMs: 2_000, startMs: 1_500, bootMs: 3_000 };
@@ -34,13 +35,15 @@ export interface WorldShape {
   terraformBinary?: string;
   /** terraform.sharedProvider: one provider process every terraform run attaches to. */
   sharedProvider?: boolean;
+  /** Where the listener and the stand-ins log (bench/timeline.ts); silent by default. */
+  logger?: Logger;
 }
 
 export async function world(shape: WorldShape): Promise<E2E> {
   const multiNode = new Set(shape.templates.map((t) => t.node)).size > 1;
   return startE2E({
     timeScale: shape.timeScale,
-    logger: quietLogger(),
+    logger: shape.logger ?? quietLogger(),
     pve: { nodes: shape.nodes, templates: shape.templates, latencyMs: { cloneLinked: REALISTIC.cloneMs, start: REALISTIC.startMs, jitter: 0 }, guest: { bootMs: REALISTIC.bootMs } },
     configPatch: (c) => {
       c.proxmox.templates = shape.templates;

@@ -53,3 +53,25 @@ export function hasLabel(labels: readonly string[], label: string): boolean {
 export function tagsOf(tags: string | undefined): string[] {
   return (tags ?? "").split(/[;,\s]+/).filter(Boolean).map((t) => t.toLowerCase());
 }
+
+/** What PVE says about the guest at a runner's recorded vmid (GET /nodes/{node}/lxc/{vmid}/config). */
+export interface GuestConfig {
+  hostname?: unknown;
+  tags?: unknown;
+  description?: unknown;
+  template?: unknown;
+}
+
+/**
+ * Whether the guest at a runner's recorded vmid is that runner's container, by the sweeper's rules
+ * (sweeper/sweep.ts ourContainers) for a container at the vmid we recorded: tagged pve-runners with
+ * the runner's name as hostname, or, for a clone cut short before its tags, described as this
+ * runner's by the clone call. Never a template, never by the vmid alone.
+ */
+export function isRunnersContainer(conf: GuestConfig, runnerName: string): boolean {
+  if (conf.template === 1 || conf.template === "1") return false;
+  const tags = tagsOf(typeof conf.tags === "string" ? conf.tags : undefined);
+  if (tags.includes(PVE_RUNNERS_TAG)) return conf.hostname === runnerName;
+  const desc = typeof conf.description === "string" ? conf.description : "";
+  return desc.startsWith(`${RUNNER_DESCRIPTION_PREFIX}${runnerName} `);
+}

@@ -29,6 +29,7 @@ import { VmidAllocator, type VmidProbe, type VmidRange } from "./vmids.js";
 import { isVmidClash } from "./clone-gate.js";
 import { controllerMarker, DEFAULT_NAME_PREFIX, newRunnerName } from "./ownership.js";
 import { whyNotThisRunner } from "./runner-match.js";
+import type { ContainerPresence, RecordedContainer } from "./container-check.js";
 
 /** Clone-time vmid clashes a runner may meet (each gets a fresh vmid) before they count as failed attempts. */
 const MAX_VMID_CLASHES = 5;
@@ -81,7 +82,8 @@ export interface PipelineSettings {
 export interface TerraformLike {
   prepare(stackFile: string): Promise<void>;
   apply(workingDir: string, ctx: { runner: string; signal?: AbortSignal; timeoutMs?: number }): Promise<unknown>;
-  destroy(workingDir: string, ctx: { runner: string; signal?: AbortSignal; timeoutMs?: number }): Promise<void>;
+  /** `refresh: false`: -refresh=false (the caller has seen the container through the API). */
+  destroy(workingDir: string, ctx: { runner: string; signal?: AbortSignal; timeoutMs?: number; refresh?: boolean }): Promise<void>;
   output(workingDir: string): Promise<Record<string, unknown>>;
 }
 
@@ -102,6 +104,12 @@ export interface PipelineDeps {
   vmidProbe?: VmidProbe;
   /** Whether a container named like this runner exists on Proxmox (when terraform cannot tell). */
   containerExists?: (runnerName: string) => Promise<boolean>;
+  /**
+   * Whether the runner's container is at its recorded node and vmid (listener/container-check.ts):
+   * before a destroy, to run it without a refresh, or not at all when the container is gone.
+   * Without it every destroy refreshes.
+   */
+  containerPresence?: (r: RecordedContainer) => Promise<ContainerPresence>;
   store: Store;
   github: GitHubAdapter;
   terraform: TerraformLike;
@@ -790,11 +798,21 @@ export class Pipeline {
     const scope = parseScopeKey(r.scope);
     const job = r.madeForJob ? this.d.store.getJob(r.madeForJob) : undefined;
     if (!r.githubRunnerId) {
+      // Minted right before the container needs it (unused JIT configs expire within minutes), while
+      // it starts: the start task and GitHub's answer overlap instead of adding up.
+      // The controller label marks the registration as ours (the sweeper deletes no other).
+      const labels = [...set.labels, controllerMarker(this.d.store.controllerId())];
+      const minting = this.d.github.generateJitConfig(scope, r.name, labels, job?.installationId);
+      minting.catch(() => undefined); // awaited below; a start failure must not leave it unhandled
+      let mintStarted = Date.now();
       if (!this.d.delivery.startsContainer && this.d.startContainer) {
         const started = Date.now();
         try {
           await this.d.startContainer(r.node ?? s.proxmox.node, r.vmid!);
         } catch (err) {
+          // The config minted meanwhile never reaches a container: its registration goes at once.
+          const unused = await minting.catch(() => null);
+          if (unused) await this.d.github.deleteRunner(scope, unused.runnerId).catch((e) => log.warn({ err: errMessage(e) }, "could not delete the unused registration; the next mint replaces it"));
           // Like a failed apply: counted, retried with backoff, then given up (and reported).
           const attempts = r.attempts + 1;
           log.warn({ attempt: attempts, err: errMessage(err) }, "container start failed");
@@ -804,12 +822,10 @@ export class Pipeline {
           return;
         }
         this.d.metrics?.phase("start", (Date.now() - started) / 1000);
+        // jit_delivery: what the mint and the hand-over add after the start.
+        mintStarted = Date.now();
       }
-      // Minted now, right before the container needs it: unused JIT configs expire within minutes.
-      const mintStarted = Date.now();
-      // The controller label marks the registration as ours (the sweeper deletes no other).
-      const labels = [...set.labels, controllerMarker(this.d.store.controllerId())];
-      const jit = await this.d.github.generateJitConfig(scope, r.name, labels, job?.installationId);
+      const jit = await minting;
       this.d.store.setRunnerState(r.name, "booting", { githubRunnerId: jit.runnerId }, ["booting"]);
       log.info({ githubRunnerId: jit.runnerId }, "JIT runner config minted");
       try {
@@ -896,36 +912,58 @@ export class Pipeline {
       }
       if (r.stackDir) {
         const started = Date.now();
-        // Nothing secret may be left where destroy's refresh reads it into state (env delivery).
-        if (r.vmid && this.d.delivery.beforeDestroy) await this.d.delivery.beforeDestroy(r.node ?? s.proxmox.node, r.vmid);
-        // Destroy does not wait behind clones: it never takes the clone lane.
-        await this.d.terraform.destroy(join(r.stackDir, "stacks", "runner"), { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs }).catch((err) => {
-          this.d.metrics?.terraformRun("destroy", (Date.now() - started) / 1000, false);
-          throw err;
-        });
-        this.d.metrics?.terraformRun("destroy", (Date.now() - started) / 1000, true);
-        this.d.metrics?.phase("destroy", (Date.now() - started) / 1000);
-        await rm(r.stackDir, { recursive: true, force: true });
-        log.info({ ms: Date.now() - started }, "container destroyed, stack removed");
+        const presence = await this.presenceOf(r);
+        if (presence.kind === "gone") {
+          // Nothing of the stack is left on PVE: its state is retired with the stack dir, as after a destroy.
+          await rm(r.stackDir, { recursive: true, force: true });
+          log.info({ vmid: r.vmid, node: r.node, why: presence.why }, "container already gone: stack removed without running terraform");
+        } else {
+          // Nothing secret may be left where a refresh would read it into state (env delivery).
+          if (r.vmid && this.d.delivery.beforeDestroy) await this.d.delivery.beforeDestroy(r.node ?? s.proxmox.node, r.vmid);
+          if (presence.kind === "unknown") log.info({ why: presence.why }, "container presence unknown: destroying with a refresh");
+          // Destroy does not wait behind clones: it never takes the clone lane.
+          await this.d.terraform.destroy(join(r.stackDir, "stacks", "runner"), { runner: r.name, signal, timeoutMs: s.timeouts.destroyMs, refresh: presence.kind !== "present" }).catch((err) => {
+            this.d.metrics?.terraformRun("destroy", (Date.now() - started) / 1000, false);
+            throw err;
+          });
+          this.d.metrics?.terraformRun("destroy", (Date.now() - started) / 1000, true);
+          this.d.metrics?.phase("destroy", (Date.now() - started) / 1000);
+          await rm(r.stackDir, { recursive: true, force: true });
+          log.info({ ms: Date.now() - started }, "container destroyed, stack removed");
+        }
       }
-      const final: RunnerState = r.lastError && !RETIREMENT_REASONS.includes(r.lastError) && r.attempts >= s.applyAttempts ? "failed" : "gone";
-      if (this.d.store.setRunnerState(r.name, final, {}, ["destroying"])) this.d.metrics?.phase("runner_lifetime", (Date.now() - r.createdAt) / 1000);
-      if (final === "failed") void this.reportFailure(r, log);
-      this.deliveredAt.delete(r.name);
+      this.destroyed(r, log);
     } catch (err) {
       if (signal.aborted) throw new Stopped();
-      // A container already gone can make destroy fail for good: PVE checks privileges before
-      // existence, so reading a vmid that left our pool answers 403, not "does not exist".
-      const exists = this.d.containerExists ? await this.d.containerExists(r.name).catch(() => true) : true;
-      if (!exists && r.stackDir) {
-        log.warn({ err: errMessage(err) }, "destroy failed but no container of this runner exists: stack removed");
+      // A destroy that cannot succeed must not pin the runner: without a refresh, bpg's Delete fails
+      // on a container deleted since the check (its status read says "does not exist"); with one, PVE
+      // checks privileges before existence, so a vmid that left our pool answers 403.
+      const presence = await this.presenceOf(r);
+      const gone = presence.kind === "gone" || (presence.kind === "unknown" && this.d.containerExists ? !(await this.d.containerExists(r.name).catch(() => true)) : false);
+      if (gone && r.stackDir) {
+        log.warn({ err: errMessage(err), why: presence.kind === "gone" ? presence.why : "no container of this name on the cluster" }, "destroy failed but no container of this runner exists: stack removed");
         await rm(r.stackDir, { recursive: true, force: true });
-        this.d.store.setRunnerState(r.name, "gone", {}, ["destroying"]);
+        this.destroyed(r, log);
         return;
       }
       log.warn({ err: errMessage(err) }, "destroy failed: retrying");
       await sleep(s.retryBackoffMs, signal);
     }
+  }
+
+  /** The container check before and after a destroy; "unknown" when there is none or it throws. */
+  private async presenceOf(r: RunnerRow): Promise<ContainerPresence> {
+    if (!this.d.containerPresence) return { kind: "unknown", why: "no container check configured" };
+    return this.d.containerPresence({ name: r.name, node: r.node, vmid: r.vmid }).catch((err) => ({ kind: "unknown" as const, why: errMessage(err) }));
+  }
+
+  /** The runner's container and stack are gone: its final state (failed when it was given up). */
+  private destroyed(r: RunnerRow, log: Logger): void {
+    const s = this.d.settings;
+    const final: RunnerState = r.lastError && !RETIREMENT_REASONS.includes(r.lastError) && r.attempts >= s.applyAttempts ? "failed" : "gone";
+    if (this.d.store.setRunnerState(r.name, final, {}, ["destroying"])) this.d.metrics?.phase("runner_lifetime", (Date.now() - r.createdAt) / 1000);
+    if (final === "failed") void this.reportFailure(r, log);
+    this.deliveredAt.delete(r.name);
   }
 }
 

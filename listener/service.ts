@@ -7,6 +7,7 @@ import { GitHubAdapter } from "./github.js";
 import { EnvOptionDelivery, PctHelperDelivery, removeJitEnv, type JitDelivery } from "./jit-delivery.js";
 import { Pipeline, type PipelineSettings, type TerraformLike } from "./pipeline.js";
 import { ProxmoxApi } from "./proxmox.js";
+import { containerPresence, type RecordedContainer } from "./container-check.js";
 import { LIVE_STATES, RETIREMENT_REASONS, Store } from "./store.js";
 import { Terraform } from "./terraform.js";
 import { nodeLoads, templateCopies } from "./placement.js";
@@ -82,6 +83,9 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/** How often the listener asks PVE whether a task it waits for (a start) has ended. */
+const TASK_POLL_MS = 100;
+
 export function pipelineSettings(config: Config, o: ServiceOverrides = {}): PipelineSettings {
   return {
     stateDir: config.stateDir,
@@ -143,7 +147,10 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     env: { ...o.terraformEnv, PROXMOX_VE_ENDPOINT: config.proxmox.endpoint, PROXMOX_VE_INSECURE: String(config.proxmox.insecure), PROXMOX_VE_API_TOKEN: secrets.pveApiToken },
     logger: logger.child({ adapter: "terraform" }),
   });
-  const pve = new ProxmoxApi({ endpoint: config.proxmox.endpoint, token: secrets.pveApiToken, insecure: config.proxmox.insecure, logger, pollMs: Math.min(500, o.onlinePollMs ?? 500) });
+  // Task polls (a container's start, the sweeper's stop and destroy) every 100 ms: a runner's start
+  // is on the path from queued to started, and a 500 ms poll added 250 ms to it on average; one
+  // light GET per 100 ms per start is nothing to pveproxy.
+  const pve = new ProxmoxApi({ endpoint: config.proxmox.endpoint, token: secrets.pveApiToken, insecure: config.proxmox.insecure, logger, pollMs: TASK_POLL_MS });
   const sweepDeps = (wake?: (runner: string) => void): SweepDeps => ({
     store,
     github,
@@ -250,6 +257,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   };
   // Cluster-wide: the container may be on any node (one that is down still lists its guests).
   const containerExists = async (name: string) => (await pve.clusterResources("vm")).some((c) => c.name === name);
+  // At the runner's recorded node and vmid, by our marks: decides how (and whether) its stack is destroyed.
+  const presence = (r: RecordedContainer) => containerPresence(pve, r);
   const readNodes = async () => nodeLoads(await pve.clusterResources("node"));
   const vmidProbe = {
     inUse: async () => new Set((await pve.clusterResources("vm")).map((c) => Number(c.vmid)).filter(Number.isInteger)),
@@ -277,7 +286,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     draining: (): boolean => pipeline.isDraining(),
     runnerFreshness: () => freshness?.snapshot() ?? null,
   });
-  const pipeline: Pipeline = new Pipeline({ store, github, terraform: o.terraform ?? terraform, lane: gate ? undefined : lane, delivery, containerExists, startContainer, readNodes, vmidProbe, metrics, settings: settingsFor(config), logger });
+  const pipeline: Pipeline = new Pipeline({ store, github, terraform: o.terraform ?? terraform, lane: gate ? undefined : lane, delivery, containerExists, containerPresence: presence, startContainer, readNodes, vmidProbe, metrics, settings: settingsFor(config), logger });
   // Draining survives a restart: an operator draining for maintenance must not be undone by one.
   const drainFlag = join(config.stateDir, "draining");
   if (existsSync(drainFlag)) pipeline.setDraining(true);

@@ -257,13 +257,13 @@ export class Terraform {
    * `destroy` in one stack dir. Works on a tainted resource (a failed or cancelled apply leaves one)
    * and on an empty state; a dir with no state file at all has nothing to destroy.
    *
-   * Refresh stays ON (no -refresh=false) although it costs one API read: the refresh is what turns a
-   * container deleted out-of-band (by an operator or the sweeper) into "nothing to destroy" — the
-   * provider's read drops a missing container from state. With -refresh=false, terraform would call
-   * Delete on the vanished vmid and whether that fails ("Configuration file … does not exist") is up
-   * to the provider's delete path; a destroy that can never succeed would pin the runner forever.
+   * `refresh: false` (-refresh=false) only once the caller has seen through the API that the
+   * container is there (listener/container-check.ts): the refresh is what turns a container deleted
+   * out-of-band into "nothing to destroy" (the provider's read drops it from state); without it bpg's
+   * Delete fails on a vanished vmid (containerDelete's first call, GetContainerStatus, returns its
+   * "does not exist" as an error), so the caller checks again after a failure. Default: refresh on.
    */
-  async destroy(workingDir: string, ctx: RunContext): Promise<void> {
+  async destroy(workingDir: string, ctx: RunContext & { refresh?: boolean }): Promise<void> {
     const log = this.opts.logger.child({ runner: ctx.runner });
     if (!(await exists(join(workingDir, "terraform.tfstate")))) {
       log.info({ workingDir }, "no terraform state in the stack dir: nothing to destroy");
@@ -271,7 +271,7 @@ export class Terraform {
     }
     await this.ensureInitialised(workingDir, log);
     const out = await this.runChecked({
-      args: ["destroy", "-auto-approve", "-input=false", "-json", LOCK_TIMEOUT],
+      args: ["destroy", "-auto-approve", "-input=false", "-json", LOCK_TIMEOUT, ...(ctx.refresh === false ? ["-refresh=false"] : [])],
       cwd: workingDir,
       uiStream: true,
       log,

@@ -136,7 +136,10 @@ export async function startWorld(o: WorldOptions): Promise<World> {
   const { config, secrets } = parseConfig(text, { baseDir: dir, env: { ...process.env, CREDENTIALS_DIRECTORY: secretsDir }, simulatorPveEndpoint: pveUrl + "/" });
 
   const helperEnv: NodeJS.ProcessEnv = { ...process.env, PATH: `${binDir}:${process.env.PATH ?? "/usr/bin:/bin"}` };
-  const terraformEnv = { PVE_SIM_PROVIDER_POLL_MS: "50" };
+  // bpg polls tasks and statuses every second (proxmox/nodes/tasks/tasks.go WaitForTask:
+  // retrylib.Delay(time.Second); proxmox/retry/retry.go NewPollOperation: baseDelay 1 s), scaled
+  // like every other duration; never below 50 ms, so small time scales do not spin the provider.
+  const terraformEnv = { PVE_SIM_PROVIDER_POLL_MS: String(Math.max(50, Math.round(1000 * timeScale))) };
   // The simulator's plain-http PVE is exempt from the https rule for this listener only.
   const serveEnv: NodeJS.ProcessEnv = { ...helperEnv, ...terraformEnv, CREDENTIALS_DIRECTORY: secretsDir, [SIMULATOR_PVE_ENV]: config.proxmox.endpoint };
   return {

@@ -325,19 +325,30 @@ export class Pipeline {
 
   // ---------------------------------------------------------------- demand vs supply
 
-  /** Serialised: one pass at a time, and one more if asked while running. */
+  /**
+   * Serialised: one pass at a time, and one more if asked while running. The pass is synchronous,
+   * so `reconciling` is set for exactly its length: a call from inside it (a state change the pass
+   * made) runs one more pass, and any call after it runs a new one. (Clearing it in a promise's
+   * `finally` left a window, between the pass's end and that microtask, in which a call was
+   * answered "already running" and its pass never ran.)
+   */
   reconcile(): Promise<void> {
     if (this.reconciling) {
       this.reconcileAgain = true;
       return this.reconciling;
     }
-    this.reconciling = (async () => {
+    this.reconciling = Promise.resolve();
+    try {
       do {
         this.reconcileAgain = false;
         this.reconcileOnce();
       } while (this.reconcileAgain);
-    })().finally(() => (this.reconciling = null));
-    return this.reconciling;
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    } finally {
+      this.reconciling = null;
+    }
   }
 
   private draining = false;

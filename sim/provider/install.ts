@@ -30,6 +30,14 @@ export function terraformPlatform(platform: NodeJS.Platform = process.platform, 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
+ * Node flags for every start. --use-openssl-ca: trust what OpenSSL's default paths and
+ * SSL_CERT_FILE / SSL_CERT_DIR name, as a Go provider does (crypto/x509 on Linux), instead of node's
+ * bundled root certificates, which each start otherwise parses for its first TLS context (the
+ * AutoMTLS server's): about a tenth of a start's CPU in bench/run-cost.ts.
+ */
+export const PROVIDER_NODE_FLAGS = ["--use-openssl-ca"];
+
+/**
  * The command that runs the stand-in. When the build made a bundle not older than main.js: a loader
  * in `dir` that runs it with a V8 code cache (one file to read instead of ~100 modules to resolve,
  * and no compiling what an earlier start compiled). Else main.js (or main.ts under tsx).
@@ -39,10 +47,13 @@ async function providerCommand(dir: string): Promise<string[]> {
   const bundle = fileURLToPath(new URL(`./${PROVIDER_BUNDLE}`, import.meta.url));
   const mtime = (f: string) => statSync(f, { throwIfNoEntry: false })?.mtimeMs;
   const [b, m] = [mtime(bundle), mtime(entry)];
-  if (b === undefined || m === undefined || b < m) return nodeCommandFor(entry);
+  if (b === undefined || m === undefined || b < m) {
+    const [node, ...args] = nodeCommandFor(entry);
+    return [node, ...PROVIDER_NODE_FLAGS, ...args];
+  }
   const loader = join(dir, "provider-start.cjs");
   await writeFile(loader, codeCacheLoader(bundle, join(dir, "provider-code-cache")));
-  return [process.execPath, loader];
+  return [process.execPath, ...PROVIDER_NODE_FLAGS, loader];
 }
 
 /**

@@ -87,7 +87,7 @@ function startShim(env: NodeJS.ProcessEnv) {
 describe("the installed shim", () => {
   test("runs the one-file bundle with a code cache and answers every start with the certificate made at install", async () => {
     const script = await readFile(mirror.executable, "utf8");
-    assert.match(script, /PVE_SIM_PROVIDER_CERT_FILE='[^']+' exec '[^']+' '[^']+\/provider-start\.cjs' "\$@"/);
+    assert.match(script, /PVE_SIM_PROVIDER_CERT_FILE='[^']+' exec '[^']+' '--use-openssl-ca' '[^']+\/provider-start\.cjs' "\$@"/);
     assert.ok((await readFile(join(root, "tf", "provider-start.cjs"), "utf8")).includes(`/${PROVIDER_BUNDLE}"`), "the loader runs the bundle");
     const made = JSON.parse(await readFile(join(root, "tf", "provider-server-cert.json"), "utf8")) as { certPem: string };
     // The handshake carries the certificate's DER, unpadded base64: the PEM's body.

@@ -154,12 +154,13 @@ export async function benchRunCost(o: { timeScale: number; sharedProvider?: bool
       sharedProvider: sharedPid !== undefined,
     };
     const f = (x: number) => x.toFixed(2);
+    const each = result.providerStarts ? result.providerCpu / result.providerStarts : NaN;
     const lines = commands.map((c) => `  terraform ${c.command}: ${c.runs} process${c.runs === 1 ? "" : "es"}, ${f(c.terraformCpu)} CPU-s; ${c.providerStarts} provider start${c.providerStarts === 1 ? "" : "s"}, ${f(c.providerCpu)} CPU-s`);
     const summary = [
       `runner life (queued → destroyed)${result.sharedProvider ? ", terraform.sharedProvider on" : ""}, CPU seconds per process kind:`,
       ...lines,
       ...(result.sharedProvider ? [`  shared provider (pid ${sharedPid}, started before this life): ${f(sharedCpu)} CPU-s`] : []),
-      `  total: terraform ${f(result.terraformCpu)} s in ${sum((c) => c.runs)} processes; provider stand-in ${f(result.providerCpu)} s in ${result.providerStarts} starts (${f(result.providerStarts ? result.providerCpu / result.providerStarts : NaN)} s each; a bare \`node -e ""\` ${f(bare)} s); listener and in-process stand-ins ${f(result.listenerAndStandInsCpu)} s`,
+      `  total: terraform ${f(result.terraformCpu)} s in ${sum((c) => c.runs)} processes; provider stand-in ${f(result.providerCpu)} s in ${result.providerStarts} starts (${f(each)} s each; a bare \`node -e ""\` ${f(bare)} s, so ${f(each - bare)} s each above bare node); listener and in-process stand-ins ${f(result.listenerAndStandInsCpu)} s`,
       `  floor: a bare \`terraform version\` costs ${f(bareTerraform)} CPU-s here, so ${sum((c) => c.runs)} terraform processes cannot cost less than ${f(bareTerraform * sum((c) => c.runs))} s`,
     ].join("\n");
     return { ...result, summary };

@@ -2,9 +2,9 @@
 // HOST/NAMESPACE/TYPE/VERSION/OS_ARCH/terraform-provider-TYPE_vVERSION) and writes a CLI config that
 // installs registry.terraform.io/bpg/proxmox from there, so `terraform init` takes the same path
 // as in production (terraform docs: "CLI Configuration File", provider_installation filesystem_mirror).
-import { statSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BPG_PROXMOX_SOURCE, BPG_PROXMOX_VERSION } from "../../stacks/bpg-proxmox.js";
 import { nodeCommandFor } from "../node-entry.js";
@@ -30,29 +30,74 @@ export function terraformPlatform(platform: NodeJS.Platform = process.platform, 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
- * The command that runs the stand-in. When the build made a bundle not older than main.js: a loader
- * in `dir` that runs it with a V8 code cache (one file to read instead of ~100 modules to resolve,
- * and no compiling what an earlier start compiled). Else main.js (or main.ts under tsx).
+ * Node flags for every start. --use-openssl-ca: trust what OpenSSL's default paths and
+ * SSL_CERT_FILE / SSL_CERT_DIR name, as a Go provider does (crypto/x509 on Linux), instead of node's
+ * bundled root certificates, which each start otherwise parses for its first TLS context (the
+ * AutoMTLS server's): about a tenth of a start's CPU in bench/run-cost.ts.
  */
-async function providerCommand(dir: string): Promise<string[]> {
+export const PROVIDER_NODE_FLAGS = ["--use-openssl-ca"];
+
+/** What Linux reads of a `#!` line before kernel 5.1 (BINPRM_BUF_SIZE 128, with the newline). */
+const SHEBANG_MAX = 127;
+
+/**
+ * The provider executable's text. When the build made a bundle not older than main.js: a loader that
+ * runs it with a V8 code cache (one file to read instead of ~100 modules to resolve, and no
+ * compiling what an earlier start compiled), run by node straight from the `#!` line, with no
+ * /bin/sh in between (~5 ms CPU per start). Linux passes what follows the interpreter as one
+ * argument, so that needs a single flag and a short plain node path; else a /bin/sh wrapper execs
+ * node on the loader in `dir`. Without a fresh bundle the wrapper execs main.js (or main.ts under tsx).
+ */
+async function providerExecutable(dir: string, certFile: string): Promise<string> {
+  const about = "pve-runners' stand-in for bpg/proxmox (sim/provider): speaks terraform's plugin protocol 6, drives the Proxmox VE API simulator. Never used in production.";
   const entry = fileURLToPath(new URL("./main.js", import.meta.url));
   const bundle = fileURLToPath(new URL(`./${PROVIDER_BUNDLE}`, import.meta.url));
   const mtime = (f: string) => statSync(f, { throwIfNoEntry: false })?.mtimeMs;
   const [b, m] = [mtime(bundle), mtime(entry)];
-  if (b === undefined || m === undefined || b < m) return nodeCommandFor(entry);
+  const wrapper = (command: string[]) => ["#!/bin/sh", `# ${about}`, `PVE_SIM_PROVIDER_CERT_FILE=${quote(certFile)} exec ${command.map(quote).join(" ")} "$@"`, ""].join("\n");
+  if (b === undefined || m === undefined || b < m) {
+    const [node, ...args] = nodeCommandFor(entry);
+    return wrapper([node, ...PROVIDER_NODE_FLAGS, ...args]);
+  }
+  const cache = join(dir, "provider-code-cache");
+  const shebang = `#!${process.execPath} ${PROVIDER_NODE_FLAGS.join(" ")}`;
+  if (PROVIDER_NODE_FLAGS.length === 1 && shebang.length <= SHEBANG_MAX && !/\s/.test(process.execPath) && commonJsScope(dir)) {
+    return [shebang, `// ${about}`, codeCacheLoader(bundle, cache, certFile)].join("\n");
+  }
   const loader = join(dir, "provider-start.cjs");
-  await writeFile(loader, codeCacheLoader(bundle, join(dir, "provider-code-cache")));
-  return [process.execPath, loader];
+  await writeFile(loader, codeCacheLoader(bundle, cache));
+  return wrapper([process.execPath, ...PROVIDER_NODE_FLAGS, loader]);
+}
+
+/**
+ * Whether node runs a script under `dir` (symlinks resolved, as node resolves its main script) as
+ * CommonJS. The executable's name ends in ".1", which node runs as CommonJS JavaScript unless the
+ * nearest package.json says "type": "module" (node's rule): then it refuses the extension, and the
+ * /bin/sh wrapper runs the .cjs loader instead.
+ */
+function commonJsScope(dir: string): boolean {
+  for (let d = realpathSync(dir); ; d = dirname(d)) {
+    const pkg = join(d, "package.json");
+    if (existsSync(pkg)) {
+      try {
+        return (JSON.parse(readFileSync(pkg, "utf8")) as { type?: unknown }).type !== "module";
+      } catch {
+        return false;
+      }
+    }
+    if (dirname(d) === d) return true;
+  }
 }
 
 /**
  * CommonJS that runs `bundle` as node would, compiled with the V8 code cache in `cache`. The first
- * start (or one whose cache V8 rejects: another node version) writes it at exit, when it holds the
- * functions that start compiled; written whole, then renamed, as starts run side by side.
+ * start (or one whose cache V8 rejects: another node version) writes the cache at exit, when it
+ * holds the functions that start compiled; written whole, then renamed, as starts run side by side.
+ * `certFile`, when given, is set as PVE_SIM_PROVIDER_CERT_FILE (else the wrapper sets it).
  * (vm.Script has no dynamic import(): the bundle's only one, a fresh certificate, is not needed
- * because the shim names the one made at install.)
+ * because the certificate made at install is named.)
  */
-function codeCacheLoader(bundle: string, cache: string): string {
+function codeCacheLoader(bundle: string, cache: string, certFile?: string): string {
   return [
     "// Written by sim/provider/install.ts: runs the provider stand-in's bundle with a V8 code cache.",
     '"use strict";',
@@ -62,6 +107,7 @@ function codeCacheLoader(bundle: string, cache: string): string {
     'const Module = require("node:module");',
     `const file = ${JSON.stringify(bundle)};`,
     `const cache = ${JSON.stringify(cache)};`,
+    ...(certFile ? [`process.env.PVE_SIM_PROVIDER_CERT_FILE = ${JSON.stringify(certFile)};`] : []),
     "let cachedData;",
     "try { cachedData = fs.readFileSync(cache); } catch { cachedData = undefined; }",
     'const script = new vm.Script(Module.wrap(fs.readFileSync(file, "utf8")), { filename: file, cachedData });',
@@ -90,13 +136,7 @@ export async function installProviderMirror(dir: string): Promise<ProviderMirror
   // to every secret scan here, like a JIT config).
   const { certPem, keyPem } = generateServerCert();
   await writeFile(certFile, JSON.stringify({ certPem, keyPem }), { mode: 0o600 });
-  const script = [
-    "#!/bin/sh",
-    "# pve-runners' stand-in for bpg/proxmox (sim/provider): speaks terraform's plugin protocol 6,",
-    "# drives the Proxmox VE API simulator. Never used in production.",
-    `PVE_SIM_PROVIDER_CERT_FILE=${quote(certFile)} exec ${(await providerCommand(dir)).map(quote).join(" ")} "$@"`,
-    "",
-  ].join("\n");
+  const script = await providerExecutable(dir, certFile);
   await writeFile(executable, script, { mode: 0o755 });
   await chmod(executable, 0o755);
 

@@ -28,7 +28,19 @@ export interface ServerOptions {
 type Msg = Record<string, any>;
 type Handler = (req: Msg) => Promise<Msg>;
 
-const CAPABILITIES = { plan_destroy: false, get_provider_schema_optional: false, move_resource_state: false };
+/**
+ * What bpg v0.111.1 announces: its main.go serves a tf6muxserver (terraform-plugin-mux v0.23.1, per
+ * its go.mod), whose GetMetadata and GetProviderSchema always answer with the mux's
+ * serverCapabilities (tf6muxserver/server_capabilities.go): GetProviderSchemaOptional, MoveResourceState,
+ * PlanDestroy and GenerateResourceConfig all true. tfplugin6.8, what terraform 1.11 speaks, has no
+ * generate_resource_config field (terraform 1.11 drops it unread), so it is not sent.
+ * - get_provider_schema_optional: terraform fetches the schema once per run and serves every later
+ *   provider start from its cache, instead of a GetProviderSchema call on each start.
+ * - plan_destroy: terraform sends destroy plans (proposed_new_state null) to PlanResourceChange; the
+ *   mux answers them itself for bpg's SDKv2 resources (planned state null, prior private kept:
+ *   tf6muxserver/mux_server_PlanResourceChange.go), as planResourceChange does for every type here.
+ */
+const CAPABILITIES = { plan_destroy: true, get_provider_schema_optional: true, move_resource_state: true };
 
 interface ProtoDiag {
   severity: "ERROR" | "WARNING";

@@ -129,6 +129,30 @@ describe("provider stand-in as a go-plugin", () => {
     for (const x of Object.values(c)) x.close();
   });
 
+  test("announces bpg's server capabilities (its tf6muxserver's) and answers a destroy plan as the mux does", async () => {
+    const p = await startPlugin({ [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, PLUGIN_PROTOCOL_VERSIONS: "6" });
+    const c = clients(p.line.split("|")[3], grpc.credentials.createInsecure());
+    try {
+      // terraform-plugin-mux v0.23.1 tf6muxserver/server_capabilities.go (generate_resource_config is not in tfplugin6.8).
+      const bpg = { plan_destroy: true, get_provider_schema_optional: true, move_resource_state: true };
+      assert.deepEqual((await call(c.provider, "GetMetadata")).server_capabilities, bpg);
+      assert.deepEqual((await call(c.provider, "GetProviderSchema")).server_capabilities, bpg);
+      // plan_destroy: terraform now sends destroy plans; the answer is a null plan keeping the prior private state.
+      const prior = { msgpack: encodeMsgpack(CONTAINER_TYPE, fromJson(CONTAINER_TYPE, { id: "101", node_name: "pve", vm_id: 101 })) };
+      const nul = { msgpack: Buffer.from([0xc0]) };
+      const plan = await call(c.provider, "PlanResourceChange", { type_name: CONTAINER, prior_state: prior, proposed_new_state: nul, config: nul, prior_private: Buffer.from("p") });
+      assert.deepEqual(plan.diagnostics, []);
+      assert.equal(decodeMsgpack(CONTAINER_TYPE, plan.planned_state.msgpack), null);
+      assert.deepEqual(plan.requires_replace, []);
+      assert.deepEqual(plan.planned_private, Buffer.from("p"));
+      await call(c.controller, "Shutdown");
+      assert.equal(await p.exited, 0);
+    } finally {
+      p.child.kill("SIGKILL"); // a failed assertion must not leave the plugin serving
+      for (const x of Object.values(c)) x.close();
+    }
+  });
+
   test("AutoMTLS: a self-signed localhost certificate in the handshake, client certificate required", async () => {
     const clientCert = generateServerCert(); // go-plugin's client cert has the same shape
     const p = await startPlugin({ [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, PLUGIN_CLIENT_CERT: clientCert.certPem });

@@ -5,7 +5,7 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -66,8 +66,8 @@ describe("precompiled plugin protocol descriptors", () => {
 });
 
 /** Starts the installed shim as terraform does; resolves with its handshake line, its stderr and its exit. */
-function startShim(env: NodeJS.ProcessEnv) {
-  const child = spawn(mirror.executable, [], { env: { PATH: process.env.PATH, [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+function startShim(env: NodeJS.ProcessEnv, executable = mirror.executable) {
+  const child = spawn(executable, [], { env: { PATH: process.env.PATH, [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   child.stderr.on("data", (c: Buffer) => (err += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
@@ -87,8 +87,10 @@ function startShim(env: NodeJS.ProcessEnv) {
 describe("the installed shim", () => {
   test("runs the one-file bundle with a code cache and answers every start with the certificate made at install", async () => {
     const script = await readFile(mirror.executable, "utf8");
-    assert.match(script, /PVE_SIM_PROVIDER_CERT_FILE='[^']+' exec '[^']+' '[^']+\/provider-start\.cjs' "\$@"/);
-    assert.ok((await readFile(join(root, "tf", "provider-start.cjs"), "utf8")).includes(`/${PROVIDER_BUNDLE}"`), "the loader runs the bundle");
+    // node runs the executable itself (no /bin/sh in between): the loader, naming the install's certificate.
+    assert.ok(script.startsWith(`#!${process.execPath} --use-openssl-ca\n`), script.split("\n")[0]);
+    assert.ok(script.includes(`/${PROVIDER_BUNDLE}"`), "the loader runs the bundle");
+    assert.ok(script.includes(`process.env.PVE_SIM_PROVIDER_CERT_FILE = ${JSON.stringify(join(root, "tf", "provider-server-cert.json"))};`));
     const made = JSON.parse(await readFile(join(root, "tf", "provider-server-cert.json"), "utf8")) as { certPem: string };
     // The handshake carries the certificate's DER, unpadded base64: the PEM's body.
     const der = new X509Certificate(made.certPem).raw.toString("base64").replace(/=+$/, "");
@@ -120,5 +122,18 @@ describe("the installed shim", () => {
     assert.equal(lines[0].tag, "1234 apply");
     assert.ok(lines[0].userMs > 0 && lines[0].systemMs >= 0, JSON.stringify(lines[0]));
     assert.ok((await stat(join(root, "tf", "provider-code-cache"))).size > 0, "the first clean exit wrote the code cache");
+  });
+
+  test('under a package.json with "type": "module" (where node refuses the name\'s ".1" extension) a /bin/sh wrapper runs the loader', async () => {
+    const scope = join(root, "esm-scope");
+    await mkdir(scope);
+    await writeFile(join(scope, "package.json"), '{ "type": "module" }\n');
+    const esm = await installProviderMirror(join(scope, "tf"));
+    const script = await readFile(esm.executable, "utf8");
+    assert.match(script, /^#!\/bin\/sh\n[^]*PVE_SIM_PROVIDER_CERT_FILE='[^']+' exec '[^']+' '--use-openssl-ca' '[^']+\/provider-start\.cjs' "\$@"/);
+    const p = startShim({}, esm.executable);
+    assert.match(await p.line, /^1\|6\|tcp\|127\.0\.0\.1:\d+\|grpc\|$/);
+    p.child.kill("SIGKILL");
+    await p.exited;
   });
 });

@@ -6,23 +6,12 @@ import { pino } from "pino";
 import { Store } from "../../listener/store.js";
 import { Pipeline, type PipelineSettings } from "../../listener/pipeline.js";
 import type { GitHubAdapter } from "../../listener/github.js";
+import { testPipelineSettings } from "../fixtures/pipeline-settings.js";
 
 const NAME = "runner-0b007ed0";
 
 function settings(): PipelineSettings {
-  return {
-    stateDir: "/nonexistent",
-    labelSets: [{ name: "linux", labels: ["self-hosted", "linux"], cores: 1, memoryMb: 512, swapMb: 0, maxRunners: 4, warm: 0 }],
-    allow: { any: true },
-    runnerScope: "repo",
-    maxRunners: 4,
-    maxRunnersPerRepo: 4,
-    proxmox: { endpoint: "https://pve.invalid:8006/", node: "pve", templates: [{ node: "pve", vmid: 9000, sourceNode: "pve", key: "pve/9000" }], nodeLimits: {}, bridge: "vmbr0", linkedClone: true, vmids: { first: 100000, last: 100999 } },
-    timeouts: { applyMs: 1000, destroyMs: 1000, bootMs: 60_000, idleMs: 60_000 },
-    applyAttempts: 1,
-    retryBackoffMs: 10,
-    onlinePollMs: 10,
-  };
+  return testPipelineSettings({ vmidsLast: 100999, timeouts: { bootMs: 60_000, idleMs: 60_000 } });
 }
 
 async function boot(ctx: TestContext, startFails: boolean) {

@@ -14,6 +14,7 @@ import { ProxmoxError } from "../../listener/proxmox.js";
 import { containerPresence, type ContainerPresence } from "../../listener/container-check.js";
 import { isRunnersContainer } from "../../listener/ownership.js";
 import type { GitHubAdapter } from "../../listener/github.js";
+import { testPipelineSettings } from "../fixtures/pipeline-settings.js";
 
 const NAME = "runner-0d35c0de";
 const CTL = "pve-runners-ctl-0123456789abcdef";
@@ -66,19 +67,7 @@ describe("containerPresence", () => {
 });
 
 function settings(stateDir: string): PipelineSettings {
-  return {
-    stateDir,
-    labelSets: [{ name: "linux", labels: ["self-hosted", "linux"], cores: 1, memoryMb: 512, swapMb: 0, maxRunners: 4, warm: 0 }],
-    allow: { any: true },
-    runnerScope: "repo",
-    maxRunners: 4,
-    maxRunnersPerRepo: 4,
-    proxmox: { endpoint: "https://pve.invalid:8006/", node: "pve", templates: [{ node: "pve", vmid: 9000, sourceNode: "pve", key: "pve/9000" }], nodeLimits: {}, bridge: "vmbr0", linkedClone: true, vmids: { first: 100000, last: 100999 } },
-    timeouts: { applyMs: 1000, destroyMs: 1000, bootMs: 1000, idleMs: 60_000 },
-    applyAttempts: 3,
-    retryBackoffMs: 10,
-    onlinePollMs: 10,
-  };
+  return testPipelineSettings({ stateDir, vmidsLast: 100999, applyAttempts: 3, timeouts: { idleMs: 60_000 } });
 }
 
 describe("pipeline: how a runner's stack is destroyed", () => {

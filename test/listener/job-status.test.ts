@@ -8,6 +8,7 @@ import { Pipeline, type PipelineSettings } from "../../listener/pipeline.js";
 import { heldStatus } from "../../listener/job-status.js";
 import { refreshStaleQueued, type RecoveryReport } from "../../sweeper/recovery.js";
 import type { GitHubAdapter, JobState } from "../../listener/github.js";
+import { testPipelineSettings } from "../fixtures/pipeline-settings.js";
 
 const log = pino({ level: "silent" });
 const emptyReport = (): RecoveryReport => ({ deliveriesSeen: 0, redelivered: 0, reposChecked: 0, queuedSeen: 0, jobsFed: 0, staleFixed: 0, errors: [] });
@@ -64,19 +65,7 @@ describe("store: queued and waiting rank the same, so order cannot decide", () =
 });
 
 describe("pipeline: job status from the payload, disputes asked at GitHub", () => {
-  const settings: PipelineSettings = {
-    stateDir: "/nonexistent",
-    labelSets: [{ name: "linux", labels: ["self-hosted", "linux"], cores: 1, memoryMb: 512, swapMb: 0, maxRunners: 4, warm: 0 }],
-    allow: { any: true },
-    runnerScope: "repo",
-    maxRunners: 4,
-    maxRunnersPerRepo: 4,
-    proxmox: { endpoint: "https://pve.invalid:8006/", node: "pve", templates: [{ node: "pve", vmid: 9000, sourceNode: "pve", key: "pve/9000" }], nodeLimits: {}, bridge: "vmbr0", linkedClone: true, vmids: { first: 100000, last: 100099 } },
-    timeouts: { applyMs: 1000, destroyMs: 1000, bootMs: 1000, idleMs: 1000 },
-    applyAttempts: 1,
-    retryBackoffMs: 10,
-    onlinePollMs: 10,
-  };
+  const settings: PipelineSettings = testPipelineSettings();
   let n = 0;
   /** A pipeline that records jobs but makes no runner (draining): demand is read from the store. */
   function setUp() {

@@ -12,23 +12,12 @@ import { Pipeline, type PipelineSettings } from "../../listener/pipeline.js";
 import { whyNotThisRunner } from "../../listener/runner-match.js";
 import type { Allowlist } from "../../listener/allowlist.js";
 import type { GitHubAdapter } from "../../listener/github.js";
+import { testPipelineSettings } from "../fixtures/pipeline-settings.js";
 
 const LABELS = ["self-hosted", "linux"];
 
 function settingsFor(runnerScope: "repo" | "org", allow: Allowlist, stateDir = "/nonexistent"): PipelineSettings {
-  return {
-    stateDir,
-    labelSets: [{ name: "linux", labels: LABELS, cores: 1, memoryMb: 512, swapMb: 0, maxRunners: 4, warm: 0 }],
-    allow,
-    runnerScope,
-    maxRunners: 4,
-    maxRunnersPerRepo: 4,
-    proxmox: { endpoint: "https://pve.invalid:8006/", node: "pve", templates: [{ node: "pve", vmid: 9000, sourceNode: "pve", key: "pve/9000" }], nodeLimits: {}, bridge: "vmbr0", linkedClone: true, vmids: { first: 100000, last: 100099 } },
-    timeouts: { applyMs: 1000, destroyMs: 1000, bootMs: 1000, idleMs: 60_000 },
-    applyAttempts: 1,
-    retryBackoffMs: 10,
-    onlinePollMs: 10,
-  };
+  return testPipelineSettings({ stateDir, allow, runnerScope, labelSets: [{ name: "linux", labels: LABELS, cores: 1, memoryMb: 512, swapMb: 0, maxRunners: 4, warm: 0 }], timeouts: { idleMs: 60_000 } });
 }
 
 /** Every log line, parsed. */

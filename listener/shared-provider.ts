@@ -73,12 +73,21 @@ export class SharedProvider {
   async acquire(env: NodeJS.ProcessEnv): Promise<ProviderLease> {
     if (this.closed) throw new Error("the shared provider is stopped (the listener is shutting down)");
     const envKey = JSON.stringify(Object.entries(env).sort(([a], [b]) => a.localeCompare(b)));
-    let running = this.current ? await this.current.catch(() => null) : null;
-    if (!running || running.exited || running.envKey !== envKey) {
+    let running: Running | null;
+    for (;;) {
+      const pending = this.current;
+      running = pending ? await pending.catch(() => null) : null;
+      // Another run (re)started it while we waited: look at that one instead of starting a second.
+      if (this.current !== pending) continue;
+      if (running && !running.exited && running.envKey === envKey) break;
       if (running && !running.exited) this.retire(running);
-      this.current = this.start(env, envKey);
-      this.current.catch(() => (this.current = null)); // the next run tries again
-      running = await this.current;
+      const starting = this.start(env, envKey);
+      this.current = starting;
+      starting.catch(() => {
+        if (this.current === starting) this.current = null; // the next run tries again
+      });
+      running = await starting;
+      break;
     }
     const r = running;
     r.users++;

@@ -117,6 +117,11 @@ export class SharedProvider {
     await Promise.all([...this.retired, ...(r ? [r] : [])].map((x) => this.stopOne(x)));
   }
 
+  /** The provider's last stderr lines, scrubbed, for a log line or an error. */
+  private lastLines(r: Running): string {
+    return this.opts.scrub(r.stderrTail.trim().split("\n").slice(-5).join("\n"));
+  }
+
   private retire(r: Running): void {
     this.retired.add(r);
     if (r.users === 0) void this.stopOne(r);
@@ -161,7 +166,7 @@ export class SharedProvider {
       const fail = (why: string) => {
         clearTimeout(timer);
         signalGroup(child, "SIGKILL");
-        const tail = this.opts.scrub(r.stderrTail.trim().split("\n").slice(-5).join("\n"));
+        const tail = this.lastLines(r);
         reject(new Error(`the shared provider (${executable} -debug) ${why}${tail ? `: ${tail}` : ""}`));
       };
       child.on("error", (err) => fail(`could not start: ${err.message}`));
@@ -185,7 +190,7 @@ export class SharedProvider {
     child.on("exit", (code, signal) => {
       r.exited = true;
       this.retired.delete(r);
-      if (!this.closed) log.warn({ providerPid: child.pid, code, signal, users: r.users, stderr: this.opts.scrub(r.stderrTail.trim().split("\n").slice(-5).join("\n")) }, "shared terraform provider exited: the next run starts a new one");
+      if (!this.closed) log.warn({ providerPid: child.pid, code, signal, users: r.users, stderr: this.lastLines(r) }, "shared terraform provider exited: the next run starts a new one");
     });
     log.info({ providerPid: child.pid }, "shared terraform provider started: terraform runs attach to it (terraform.sharedProvider)");
     return r;

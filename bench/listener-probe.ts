@@ -43,8 +43,8 @@ const CATEGORIES: Array<[string, (f: CallFrame) => boolean]> = [
   ["stack synthesis (cdktn)", (f) => /\/(cdktn|constructs)\/|runner-stack\.js|bpg-proxmox\.js/.test(f.url)],
   ["module loading", (f) => /internal\/modules\//.test(f.url)],
   ["child_process.spawn (terraform)", (f) => f.functionName === "spawn" && /child_process/.test(f.url)],
-  ["webhook: record commit (SQLite, fsync)", (f) => f.functionName === "recordDeliveriesChecked"],
-  ["pipeline: apply deliveries commit (SQLite, fsync)", (f) => f.functionName === "deliveries" && /pipeline\.js$/.test(f.url)],
+  ["webhook: record commit (SQLite; its WAL sync is off the loop)", (f) => f.functionName === "recordDeliveriesChecked"],
+  ["pipeline: apply deliveries (parse, SQLite, unsynced commit)", (f) => f.functionName === "deliveries" && /pipeline\.js$/.test(f.url)],
   ["webhook: signature (HMAC)", (f) => /webhooks-methods/.test(f.url)],
   ["webhook: route (parse, validate)", (f) => /listener\/webhook\.js$/.test(f.url)],
   ["http + express", (f) => /node:_http|\/(router|express|body-parser|raw-body)\//.test(f.url)],
@@ -106,6 +106,9 @@ function install(outFile: string): void {
         breakdownMs: err ? {} : categorize(r.profile as unknown as Profile),
       };
       writeFileSync(outFile, JSON.stringify(result));
+      // The whole profile too, for a look in Chrome's DevTools (PVE_RUNNERS_BENCH_PROBE_RAW: a directory).
+      const raw = process.env.PVE_RUNNERS_BENCH_PROBE_RAW;
+      if (raw && !err) writeFileSync(`${raw}/listener-${Date.now()}.cpuprofile`, JSON.stringify(r.profile));
     });
     opened = null;
   });

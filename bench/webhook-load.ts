@@ -604,7 +604,7 @@ async function ownProcessPhase(o: WebhookLoadOptions, applies: number, jobIdBase
   });
   const probeFile = join(world.dir, "listener-probe.json");
   const probeUrl = probeModule();
-  const serveEnv = probeUrl ? { ...world.serveEnv, NODE_OPTIONS: `--import=${probeUrl}`, [PROBE_OUT_ENV]: probeFile } : world.serveEnv;
+  const serveEnv = probeUrl ? { ...world.serveEnv, NODE_OPTIONS: `--import=${probeUrl}`, [PROBE_OUT_ENV]: probeFile, ...(process.env.PVE_RUNNERS_BENCH_PROBE_RAW ? { PVE_RUNNERS_BENCH_PROBE_RAW: process.env.PVE_RUNNERS_BENCH_PROBE_RAW } : {}) } : world.serveEnv;
   const listener = new ListenerProcess({ ...world, serveEnv }, join(world.dir, "listener.log"));
   try {
     const url = `http://127.0.0.1:${port}${world.config.github.webhookPath}`;

@@ -61,8 +61,10 @@ export interface CloneGateOptions {
   logger: pino.Logger;
   /** Where the gate writes its certificate (clone-gate.pem, mode 0644). The key is never written. */
   certDir: string;
-  /** Task status poll interval while holding the lane (default 250 ms). */
+  /** Task status poll interval while holding the lane (default 100 ms). */
   pollMs?: number;
+  /** The longest a clone's answer waits for its task to stop (default 60 s; tests shorten it). */
+  answerHoldMs?: number;
   /** Safety cap on holding a lane for one clone task (default 30 min: bpg's timeout_clone default). */
   maxHoldMs?: number;
   /** Metrics hook: seconds a clone waited for its lane. */
@@ -81,6 +83,11 @@ export function isVmidClash(err: unknown): boolean {
 }
 /** Consecutive failed task-status polls after which the lane is released anyway. */
 const POLL_FAILURE_LIMIT = 5;
+/**
+ * A clone's answer is held at most this long: bpg's HTTP client gives up on a request after 5 min
+ * (proxmox/api/client.go httpClientTimeout) and would then retry the clone.
+ */
+const ANSWER_HOLD_MS = 60_000;
 /** One task-status poll gives up after this long (counts as a failure). */
 const POLL_TIMEOUT_MS = 10_000;
 /** A clone's parameters are a few hundred bytes; pveproxy refuses big bodies with this 501. */
@@ -113,6 +120,7 @@ export class CloneGate {
   private readonly agent: http.Agent;
   private readonly pollMs: number;
   private readonly maxHoldMs: number;
+  private readonly answerHoldMs: number;
   private readonly holding = new Map<string, string | null>();
   /** The per-start secret path segment every request must begin with ("/<32 hex>/"). */
   private readonly prefix = `/${randomBytes(16).toString("hex")}/`;
@@ -128,7 +136,8 @@ export class CloneGate {
     const u = new URL(opts.upstream);
     if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error(`clone gate: upstream must be http(s) (got ${u.protocol})`);
     this.upstream = u;
-    this.pollMs = opts.pollMs ?? 250;
+    this.pollMs = opts.pollMs ?? 100;
+    this.answerHoldMs = opts.answerHoldMs ?? ANSWER_HOLD_MS;
     this.maxHoldMs = opts.maxHoldMs ?? 30 * 60_000;
     for (const t of opts.templates) this.holding.set(t, null);
     this.agent = u.protocol === "https:" ? new https.Agent({ keepAlive: true, rejectUnauthorized: !opts.insecure, ca: opts.insecure ? undefined : upstreamRoots() }) : new http.Agent({ keepAlive: true });
@@ -315,17 +324,28 @@ export class CloneGate {
           }
           this.log.info({ runner, templateKey, newid }, "clone gate: the vmid holds this runner's own earlier clone: passed on");
         }
-        // The client gets its answer at once; only the lane waits for the task.
-        if (!clientGone) {
+        const reply = () => {
+          if (clientGone || res.headersSent) return;
           writeHead(res, answer.status, answer.message, answer.headers);
           res.end(answer.body);
-        }
+        };
         upid = answer.status === 200 ? upidOf(answer.body) : undefined;
         if (!upid) {
+          reply();
           reason = answer.status === 200 ? "no task in the answer" : `clone refused (${answer.status})`;
           return;
         }
-        reason = await this.holdUntilStopped(upid, node, req.headers, { runner, templateKey });
+        // The answer (the task's UPID) goes out when the task has stopped, at most ANSWER_HOLD_MS
+        // after: bpg's WaitForTask asks for the status at once and then only every second
+        // (proxmox/nodes/tasks/tasks.go: retry.FixedDelay, retry.Delay(time.Second)), so it
+        // finds the clone done at its first look instead of up to a second late.
+        const replyAnyway = setTimeout(reply, Math.min(this.answerHoldMs, this.maxHoldMs));
+        try {
+          reason = await this.holdUntilStopped(upid, node, req.headers, { runner, templateKey });
+        } finally {
+          clearTimeout(replyAnyway);
+          reply();
+        }
       } finally {
         const heldMs = Date.now() - entered;
         this.holding.set(templateKey, null);

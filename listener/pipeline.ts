@@ -192,7 +192,9 @@ export class Pipeline {
    * "processed" marks, then one rebalancing pass if any of them concerns us.
    */
   private readonly deliveries = new GroupCommit<string, boolean>((guids) => {
-    const relevant = this.d.store.transaction(() => guids.map((g) => this.applyDelivery(g)));
+    // Not synced: after a power loss a lost commit is made again from the durable deliveries
+    // (resume re-applies those not marked processed), and any later synced commit carries it.
+    const relevant = this.d.store.transaction(() => guids.map((g) => this.applyDelivery(g)), { sync: false });
     // Deliveries that are not ours (other labels, other repositories) change no demand.
     if (relevant.some(Boolean)) this.reconcile();
     // Asked after the commit: the dispute is durable before the question goes out.

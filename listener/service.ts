@@ -125,6 +125,10 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
   // A dry run works on a copy: it must not create or change a file in the state dir.
   const dbFile = join(config.stateDir, "pve-runners.sqlite");
   const store = new Store(o.dryRun ? storeSnapshot(dbFile) : dbFile);
+  // The listener's event loop answers webhooks: the store's checkpoints (a copy and two fsyncs) run beside it.
+  if (o.serving && !o.dryRun) {
+    store.checkpointInBackground({ onError: (message) => logger.warn({ err: message }, "store checkpoint thread failed; checkpoints are back on the main thread") });
+  }
   const github = new GitHubAdapter({
     appId: config.github.appId,
     privateKey: secrets.githubAppPrivateKey,
@@ -476,6 +480,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       await pipeline.stop();
       await terraform.close();
       await gate?.stop();
+      await store.stopBackgroundCheckpoints();
       store.close();
     },
   };

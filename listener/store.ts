@@ -2,8 +2,11 @@
 // SQLite (better-sqlite3) so a restart — or a SIGKILL — loses nothing that was acknowledged.
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import { newControllerId } from "./ownership.js";
+import { WalSync } from "./wal-sync.js";
+import { Worker } from "node:worker_threads";
 
 export type JobStatus = "queued" | "waiting" | "in_progress" | "completed";
 export type RunnerState =
@@ -215,7 +218,76 @@ export class Store {
   }
 
   close(): void {
+    this.checkpointer?.postMessage("close");
+    this.checkpointer = null;
     this.db.close();
+    const wal = this.wal;
+    this.wal = null;
+    void wal?.handle.close().catch(() => undefined);
+  }
+
+  // ---- durability off the event loop ----
+
+  private checkpointer: Worker | null = null;
+
+  /**
+   * Moves checkpoints off the event loop: a worker thread with its own connection checkpoints the
+   * WAL every `intervalMs` (wal-checkpoint-worker.ts). This connection keeps a checkpoint of its
+   * own only as a safety net, past `fallbackPages` of WAL (the worker fell behind or died), and
+   * takes them all back (SQLite's default, 1,000 pages) if the worker fails.
+   */
+  checkpointInBackground(o: { intervalMs?: number; fallbackPages?: number; onError?: (message: string) => void } = {}): void {
+    if (this.db.memory || this.checkpointer) return;
+    this.sql(`PRAGMA wal_autocheckpoint = ${Math.max(1000, Math.floor(o.fallbackPages ?? 16_000))}`).run();
+    const worker = new Worker(new URL("./wal-checkpoint-worker.js", import.meta.url), { workerData: { file: this.db.name, intervalMs: o.intervalMs ?? 1000 } });
+    worker.unref();
+    const giveBack = (message: string) => {
+      if (this.checkpointer !== worker) return;
+      this.checkpointer = null;
+      void worker.terminate();
+      if (this.db.open) this.sql(`PRAGMA wal_autocheckpoint = 1000`).run();
+      o.onError?.(message);
+    };
+    worker.on("message", (m: { error?: string }) => m.error !== undefined && giveBack(m.error));
+    worker.on("error", (err) => giveBack(err.message));
+    worker.on("exit", (code) => this.checkpointer === worker && giveBack(`checkpoint thread exited (${code})`));
+    this.checkpointer = worker;
+  }
+
+  /** Stops the checkpoint thread and waits until it has closed its connection. */
+  async stopBackgroundCheckpoints(): Promise<void> {
+    const worker = this.checkpointer;
+    if (!worker) return;
+    this.checkpointer = null;
+    const exited = new Promise<void>((r) => worker.once("exit", () => r()));
+    // Unref'd while it runs (it must not keep a process alive); waited for now.
+    worker.ref();
+    worker.postMessage("close");
+    await exited;
+  }
+
+  /** The WAL file we sync (null for an in-memory database), opened at the first sync. */
+  private wal: { handle: FileHandle } | null = null;
+  private readonly walSync = new WalSync(() => this.datasyncWal());
+
+  /**
+   * Makes every commit so far durable, the ones made with `{ sync: false }` included: one fdatasync
+   * of the WAL in the thread pool, shared by everyone waiting (wal-sync.ts says why that is FULL's
+   * guarantee). A webhook is acknowledged only after this.
+   */
+  syncWal(): Promise<void> {
+    return this.walSync.sync();
+  }
+
+  private async datasyncWal(): Promise<void> {
+    if (this.db.memory) return;
+    const path = `${this.db.name}-wal`;
+    if (!this.wal) {
+      this.wal = { handle: await open(path, "r+") };
+    }
+    // The same file for as long as this connection is open: SQLite deletes the WAL only when the
+    // last connection to the database closes (and makes a new one at the next open).
+    await this.wal.handle.datasync();
   }
 
   private readonly statements = new Map<string, Database.Statement>();
@@ -257,9 +329,9 @@ export class Store {
     return this.recordDeliveriesChecked(ds).map((r) => r === "fresh");
   }
 
-  /** recordDeliveryChecked for a batch, in one transaction (one fsync). */
-  recordDeliveriesChecked(ds: NewDelivery[]): DeliveryRecorded[] {
-    return this.transaction(() => ds.map((d) => this.recordDeliveryChecked(d)));
+  /** recordDeliveryChecked for a batch, in one transaction (one fsync; none with `sync: false`, see syncWal). */
+  recordDeliveriesChecked(ds: NewDelivery[], options: { sync?: boolean } = {}): DeliveryRecorded[] {
+    return this.transaction(() => ds.map((d) => this.recordDeliveryChecked(d)), options);
   }
 
   /**
@@ -297,9 +369,21 @@ export class Store {
     return r ? toDelivery(r) : undefined;
   }
 
-  /** Runs `fn` in one transaction: one commit (one fsync) for several writes. */
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+  /**
+   * Runs `fn` in one transaction: one commit (one fsync) for several writes. With `sync: false` the
+   * commit is not synced (synchronous=NORMAL): it becomes durable with the next synced commit or
+   * syncWal(), since the WAL is replayed in order; after a power loss it may be missing, never torn.
+   * Only for writes that can be made again from durable ones, or that syncWal() waits for.
+   * Nested calls are savepoints of the outer transaction and follow its setting.
+   */
+  transaction<T>(fn: () => T, options: { sync?: boolean } = {}): T {
+    if (options.sync !== false || this.db.inTransaction) return this.db.transaction(fn)();
+    this.sql("PRAGMA synchronous = NORMAL").run();
+    try {
+      return this.db.transaction(fn)();
+    } finally {
+      this.sql("PRAGMA synchronous = FULL").run();
+    }
   }
 
   /** Deliveries acknowledged but not yet applied (e.g. the process died in between), oldest first. */

@@ -63,8 +63,9 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
   const raw = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
 
   const limiter = new FailureLimiter(opts.failuresPerMinute ?? 30, 60_000);
-  // Deliveries recorded in the same event-loop turn share one commit (one fsync).
-  const inbox = new GroupCommit<NewDelivery, DeliveryRecorded>((ds) => opts.store.recordDeliveriesChecked(ds));
+  // Deliveries recorded in the same event-loop turn share one commit. It is not synced on the loop:
+  // each answer waits for a WAL sync in the thread pool (Store.syncWal), shared by all waiting.
+  const inbox = new GroupCommit<NewDelivery, DeliveryRecorded>((ds) => opts.store.recordDeliveriesChecked(ds, { sync: false }));
   const ipOf = (req: Request) => req.ip ?? "unknown";
   /** A failed answer is counted; our own 5xx are not held against the sender. */
   const fail = (res: Response, status: number, message: string): void => {
@@ -139,6 +140,17 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
       // Not recorded means not accepted: answer 5xx so the failure shows in GitHub's delivery log for redelivery.
       log.error({ err, delivery: guid }, "could not record delivery");
       return fail(res, 503, "could not record delivery; redeliver later");
+    }
+    try {
+      // Durable before acknowledged, a duplicate's answer too (its first record may not be synced yet).
+      await opts.store.syncWal();
+    } catch (err) {
+      // Recorded but maybe not on disk: not acknowledged, yet processed, since a redelivery would
+      // now be answered as a duplicate and not handed on.
+      log.error({ err, delivery: guid }, "could not sync the recorded delivery to disk");
+      fail(res, 503, "could not store delivery durably; redeliver later");
+      if (recorded === "fresh") setImmediate(() => opts.onDelivery(guid));
+      return;
     }
     const fresh = recorded === "fresh";
     // A replay is answered like a redelivery (2xx: GitHub must never see an error from us), not processed.

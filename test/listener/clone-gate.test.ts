@@ -146,9 +146,13 @@ describe("CloneGate", () => {
     assert.deepEqual([x.status, y.status], [200, 200], `${x.reason} / ${y.reason}`);
     const [first, second] = x.ms <= y.ms ? [x, y] : [x, y].reverse();
     const [firstRunner, secondRunner] = first === x ? ["runner-x", "runner-y"] : ["runner-y", "runner-x"];
-    assert.ok(first.ms < 500, `the first clone is answered at once with its UPID (${first.ms} ms), not after its task`);
-    assert.ok(second.ms >= 20_000 * SCALE * 0.85, `the second waited for the first task (${second.ms} ms)`);
-    assert.deepEqual([await waitTask(gateUrl, first.data, ca), await waitTask(gateUrl, second.data, ca)], ["OK", "OK"]);
+    // Each answer (the UPID) goes out once its task stopped: bpg's first status poll finds it done.
+    assert.ok(first.ms >= 20_000 * SCALE * 0.85 && first.ms < 2 * 20_000 * SCALE * 0.85, `the first clone is answered when its task stopped (${first.ms} ms)`);
+    assert.ok(second.ms >= 2 * 20_000 * SCALE * 0.85, `the second waited for the first task, then for its own (${second.ms} ms)`);
+    for (const r of [first, second]) {
+      const status = await call<{ status: string; exitstatus?: string }>(gateUrl, "GET", taskPath(r.data), {}, { ca });
+      assert.deepEqual([status.data.status, status.data.exitstatus], ["stopped", "OK"], "done at the first look");
+    }
     assert.equal(sim.containers().length, before + 2);
 
     const idx = (msg: string, runner: string) => log.lines.findIndex((l) => l.msg === msg && l.runner === runner && (l.time as number) >= t0);
@@ -169,30 +173,55 @@ describe("CloneGate", () => {
 
   test("while a clone holds its lane: other requests and another template's clone pass undelayed", async () => {
     sim.setLatency({ cloneLinked: 40_000 }); // 2 s
-    const held = await viaGate<string>("POST", clonePath(), cloneParams("runner-holder"));
-    assert.equal(held.status, 200);
-    assert.deepEqual(gate.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], { holding: "runner-holder" });
+    const heldP = viaGate<string>("POST", clonePath(), cloneParams("runner-holder"));
+    await until("the lane held", () => gate.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`]?.holding === "runner-holder");
     const version = await viaGate<{ version: string }>("GET", "/version");
     assert.equal(version.status, 200);
     assert.ok(version.ms < 300, `GET /version not delayed (${version.ms} ms)`);
-    const status = await viaGate<{ status: string }>("GET", taskPath(held.data));
+    const runningClone = () => sim.tasks().find((t) => t.type === "vzclone" && t.status === "running");
+    await until("the clone task runs", () => runningClone() !== undefined);
+    const running = runningClone()!;
+    const status = await viaGate<{ status: string }>("GET", taskPath(running.upid));
     assert.deepEqual([status.status, status.data.status], [200, "running"]);
     assert.ok(status.ms < 300);
     const tplConfig = await viaGate("GET", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/config`);
     assert.equal(tplConfig.status, 200);
-    // Another template's clone has its own lane.
-    const other = await viaGate<string>("POST", clonePath(OTHER_TEMPLATE), cloneParams("runner-other"));
-    assert.equal(other.status, 200, other.reason);
-    assert.ok(other.ms < 500, `another template's clone is not queued behind this one (${other.ms} ms)`);
-    assert.deepEqual(gate.stats()[`${SIM_NODE}/${OTHER_TEMPLATE}`], { holding: "runner-other" });
+    // Another template's clone has its own lane: it enters while this one is held.
+    const otherP = viaGate<string>("POST", clonePath(OTHER_TEMPLATE), cloneParams("runner-other"));
+    await until("the other lane held alongside", () => gate.stats()[`${SIM_NODE}/${OTHER_TEMPLATE}`]?.holding === "runner-other", 500);
+    assert.equal(gate.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`].holding, "runner-holder");
+    const [held, other] = await Promise.all([heldP, otherP]);
+    assert.deepEqual([held.status, other.status], [200, 200], other.reason);
+    assert.equal(held.data, running.upid);
+    assert.ok(other.ms < held.ms + 500, `another template's clone was not queued behind this one (${other.ms} ms vs ${held.ms} ms)`);
     assert.deepEqual([await waitTask(gateUrl, held.data, ca), await waitTask(gateUrl, other.data, ca)], ["OK", "OK"]);
     await until("both lanes released", () => Object.values(gate.stats()).every((s) => s.holding === null));
   });
 
+  test("a clone's answer waits for its task at most answerHoldMs (bpg's client gives up at 5 min); the lane stays held to the end", async () => {
+    sim.setLatency({ cloneLinked: 30_000 }); // 1.5 s
+    const capDir = await mkdtemp(join(tmpdir(), "clone-gate-cap-"));
+    const capLane = new CloneLane({ logger: log.logger });
+    const capped = new CloneGate({ upstream: `${simUrl}/`, templates: TEMPLATE_KEYS, lane: capLane, logger: log.logger, certDir: capDir, pollMs: 20, answerHoldMs: 200 });
+    const { url, caFile: capCa } = await capped.start();
+    try {
+      const r = await call<string>(url, "POST", clonePath(), cloneParams("runner-answer-capped"), { ca: await readFile(capCa, "utf8") });
+      assert.equal(r.status, 200);
+      assert.ok(r.ms >= 150 && r.ms < 1_000, `answered after the cap, before the task ended (${r.ms} ms)`);
+      assert.deepEqual(capped.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], { holding: "runner-answer-capped" }, "the lane is still held");
+      assert.equal(await waitTask(simUrl, r.data), "OK");
+      await until("lane released", () => capped.stats()[`${SIM_NODE}/${SIM_TEMPLATE_VMID}`]?.holding !== "runner-answer-capped");
+    } finally {
+      await capped.stop();
+      await rm(capDir, { recursive: true, force: true });
+    }
+  });
+
   test("a client that disconnects while waiting in the lane causes no clone", async () => {
     sim.setLatency({ cloneLinked: 30_000 }); // 1.5 s
-    const held = await viaGate<string>("POST", clonePath(), cloneParams("runner-holder2"));
-    assert.equal(held.status, 200);
+    const clonesBefore = cloneTasks();
+    const heldP = viaGate<string>("POST", clonePath(), cloneParams("runner-holder2"));
+    await until("the holder's clone forwarded", () => cloneTasks() > clonesBefore);
     const containers = sim.containers().length;
     const tasks = cloneTasks();
     let req: http.ClientRequest | undefined;
@@ -200,6 +229,8 @@ describe("CloneGate", () => {
     await log.waitFor((l) => l.msg === "waiting for the clone lane" && l.runner === "runner-quitter");
     req!.destroy();
     assert.ok((await quitter) instanceof Error, "the client saw its own disconnect");
+    const held = await heldP;
+    assert.equal(held.status, 200);
     await log.waitFor((l) => l.msg === "clone gate: client left while waiting for the clone lane, clone dropped" && l.runner === "runner-quitter");
     assert.equal(await waitTask(gateUrl, held.data, ca), "OK");
     await sim.settle();

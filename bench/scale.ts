@@ -59,6 +59,10 @@ export async function world(shape: WorldShape): Promise<E2E> {
       if (shape.sharedProvider) c.terraform.sharedProvider = true;
     },
     overrides: { onlinePollMs: 50, cloneGate: shape.cloneGate },
+  }).then(async (e) => {
+    // As a listener that has been up a while: its start-up `terraform init` is done.
+    await e.service.terraformInitialised;
+    return e;
   });
 }
 

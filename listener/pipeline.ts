@@ -81,7 +81,7 @@ export interface PipelineSettings {
 /** What the pipeline needs from the terraform adapter (listener/terraform.ts). */
 export interface TerraformLike {
   prepare(stackFile: string): Promise<void>;
-  apply(workingDir: string, ctx: { runner: string; signal?: AbortSignal; timeoutMs?: number }): Promise<unknown>;
+  apply(workingDir: string, ctx: { runner: string; lane?: string; signal?: AbortSignal; timeoutMs?: number }): Promise<unknown>;
   /** `refresh: false`: -refresh=false (the caller has seen the container through the API). */
   destroy(workingDir: string, ctx: { runner: string; signal?: AbortSignal; timeoutMs?: number; refresh?: boolean }): Promise<void>;
   output(workingDir: string): Promise<Record<string, unknown>>;
@@ -524,6 +524,33 @@ export class Pipeline {
 
   // ---------------------------------------------------------------- lifecycle drivers
 
+  /**
+   * At start, beside resume(): `terraform init` into the shared dir now, so the first job after a
+   * (re)start does not wait for it (about a second of the first burst's critical path). The stack
+   * is a stand-in runner's: init reads only the provider requirements. A failure is left to the
+   * first job, whose prepare() runs init again.
+   */
+  async initTerraform(): Promise<void> {
+    const s = this.d.settings;
+    const copy = s.proxmox.templates[0];
+    const set = s.labelSets[0];
+    if (!copy || !set) return;
+    const stack = synthRunnerStack(join(s.stateDir, "terraform-init-stack"), {
+      runnerName: newRunnerName(this.d.settings.namePrefix ?? DEFAULT_NAME_PREFIX),
+      labelSet: set.name,
+      controllerId: this.d.store.controllerId(),
+      node: copy.node,
+      templateVmid: copy.vmid,
+      templateNode: copy.sourceNode,
+      bridge: s.proxmox.bridge,
+      linkedClone: s.proxmox.linkedClone,
+      cores: set.cores,
+      memoryMb: set.memoryMb,
+      swapMb: set.swapMb,
+    });
+    await this.d.terraform.prepare(stack.file);
+  }
+
   /** At start: re-apply deliveries that were acknowledged but not applied, and drive every live runner on. */
   async resume(): Promise<void> {
     // In the order received, in one batch.
@@ -743,7 +770,7 @@ export class Pipeline {
         const entered = Date.now();
         if (this.d.lane) this.d.metrics?.phase("lane_wait", (entered - started) / 1000);
         try {
-          const out = await this.d.terraform.apply(stack.workingDir, { runner: r.name, signal, timeoutMs: s.timeouts.applyMs });
+          const out = await this.d.terraform.apply(stack.workingDir, { runner: r.name, lane: copy.key, signal, timeoutMs: s.timeouts.applyMs });
           this.d.metrics?.terraformRun("apply", (Date.now() - entered) / 1000, true);
           this.d.metrics?.phase("apply", (Date.now() - entered) / 1000);
           return out;

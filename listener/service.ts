@@ -80,6 +80,8 @@ export interface Service {
   checkRunnerFreshness(): Promise<void> | null;
   /** The pid of the provider every terraform run attaches to (terraform.sharedProvider), if one runs. */
   sharedProviderPid(): Promise<number | undefined>;
+  /** Settles when the `terraform init` started with the listener has ended (done or failed). */
+  readonly terraformInitialised: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -403,6 +405,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       hooks: { snapshot, setDraining, sweep: (dryRun) => runSweep({ dryRun }), renderPage: renderStatusPage, templates: templateHooks },
     });
   }
+  // Not awaited: serving starts now, and the first job's prepare() joins this init.
+  const initialising = pipeline.initTerraform().catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "terraform init at start failed; the first job runs it again"));
   await pipeline.resume();
   freshness?.start();
   let schedule: SweepSchedule | undefined;
@@ -466,6 +470,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     reload,
     checkRunnerFreshness: () => freshness?.tick({ force: true }) ?? null,
     sharedProviderPid: () => terraform.sharedProviderPid(),
+    terraformInitialised: initialising.then(() => undefined),
     async stop() {
       clearInterval(retireTimer);
       unwatch();
@@ -478,6 +483,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       server.closeAllConnections();
       await closed;
       await pipeline.stop();
+      await initialising;
       await terraform.close();
       await gate?.stop();
       await store.stopBackgroundCheckpoints();

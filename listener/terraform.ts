@@ -7,7 +7,7 @@
 // - Cancel (AbortSignal or timeout): SIGINT once, so terraform stops its providers and persists
 //   state; SIGKILL to the whole process group after a grace period.
 // - Each stack has its own dir, state and state lock: nothing here serializes two stacks.
-import PQueue from "p-queue";
+import { TerraformSlots } from "./terraform-slots.js";
 import { spawn } from "node:child_process";
 import { constants, existsSync } from "node:fs";
 import { access, cp, copyFile, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
@@ -79,6 +79,8 @@ export interface TerraformOptions {
 
 export interface RunContext {
   runner: string;
+  /** The clone lane (template key) an apply will wait in: slots are handed out to keep every lane fed. */
+  lane?: string;
   signal?: AbortSignal;
   timeoutMs?: number;
 }
@@ -152,6 +154,8 @@ interface RunSpec {
   log: Logger;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** RunContext.lane: the slot group. */
+  lane?: string;
 }
 
 interface RunOutcome {
@@ -174,7 +178,7 @@ export class Terraform {
   private preparing: Promise<void> | null = null;
   private versionInfo: Promise<{ version: string; engine: "terraform" | "tofu" }> | null = null;
 
-  private readonly slots: PQueue;
+  private readonly slots: TerraformSlots;
   private readonly requireRootOwned: boolean;
   /** What the shell execs: the configured binary, or (requireRootOwned) its checked absolute path. */
   private binaryToRun: string;
@@ -182,7 +186,7 @@ export class Terraform {
 
   constructor(private readonly opts: TerraformOptions) {
     this.killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
-    this.slots = new PQueue({ concurrency: opts.maxConcurrent ?? 8 });
+    this.slots = new TerraformSlots(opts.maxConcurrent ?? 8);
     this.requireRootOwned = opts.requireRootOwned ?? runningAsRoot();
     this.binaryToRun = opts.binary;
     if (opts.sharedProviderDir) {
@@ -247,6 +251,7 @@ export class Terraform {
       log,
       signal: ctx.signal,
       timeoutMs: ctx.timeoutMs,
+      lane: ctx.lane,
     });
     const changes = out.changes.find((c) => c.operation === "apply") ?? null;
     log.info({ ms: out.durationMs, changes }, "terraform apply complete");
@@ -486,7 +491,7 @@ export class Terraform {
     const command = this.commandName(spec.args);
     // `version` runs in / and reads nothing there; every other command reads its working dir.
     await this.assertTrustedDir(spec.cwd, spec.args[0] ?? "", spec.args[0] !== "version");
-    const out = isHeavy(spec.args) ? ((await this.slots.add(() => this.runAttached(spec))) as RunOutcome) : await this.runAttached(spec);
+    const out = isHeavy(spec.args) ? await this.slots.run(spec.lane, () => this.runAttached(spec)) : await this.runAttached(spec);
     if (out.exitCode === 0 && !out.cancelled && !out.timedOut && !out.refused) return out;
     const firstError = out.diagnostics.find((d) => d.severity === "error");
     let why: string;

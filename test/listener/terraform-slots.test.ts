@@ -1,0 +1,72 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { TerraformSlots } from "../../listener/terraform-slots.js";
+
+function gate() {
+  let open!: () => void;
+  const p = new Promise<void>((r) => (open = r));
+  return { p, open };
+}
+const tick = () => new Promise((r) => setImmediate(r));
+
+test("at most N at once; a freed slot goes to the lane with the fewest runs going, first come first among equals", async () => {
+  const slots = new TerraformSlots(3);
+  const started: string[] = [];
+  const gates = new Map<string, ReturnType<typeof gate>>();
+  const run = (lane: string | undefined, name: string) => {
+    const g = gate();
+    gates.set(name, g);
+    return slots.run(lane, async () => {
+      started.push(name);
+      await g.p;
+      return name;
+    });
+  };
+  // Three applies take the slots: two for lane A, one for B (the order they came in).
+  const all = [run("A", "a1"), run("A", "a2"), run("B", "b1")];
+  // Waiting: A's third and fourth came first, then C's first, then B's second.
+  all.push(run("A", "a3"), run("A", "a4"), run("C", "c1"), run("B", "b2"));
+  await tick();
+  assert.deepEqual(started, ["a1", "a2", "b1"]);
+  assert.deepEqual(slots.stats(), { running: 3, waiting: 4, byGroup: { A: 2, B: 1 } });
+  // b1 ends: C has nothing going, so c1 goes before a3 (which waited longer).
+  gates.get("b1")!.open();
+  await tick();
+  assert.deepEqual(started.slice(3), ["c1"]);
+  // a1 ends: A 1, B 0, C 1 going → b2.
+  gates.get("a1")!.open();
+  await tick();
+  assert.deepEqual(started.slice(4), ["b2"]);
+  // c1 ends: A 1, B 1, C 0; only A's wait → the earlier of them.
+  gates.get("c1")!.open();
+  await tick();
+  assert.deepEqual(started.slice(5), ["a3"]);
+  for (const name of ["a2", "b2", "a3"]) gates.get(name)!.open();
+  await tick();
+  assert.deepEqual(started.slice(6), ["a4"]);
+  gates.get("a4")!.open();
+  assert.deepEqual(await Promise.all(all), ["a1", "a2", "b1", "a3", "a4", "c1", "b2"]);
+  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {} });
+});
+
+test("runs without a lane (destroys) form a group of their own; a failing run frees its slot", async () => {
+  const slots = new TerraformSlots(1);
+  const started: string[] = [];
+  const first = gate();
+  const a = slots.run("A", async () => {
+    started.push("a1");
+    await first.p;
+    throw new Error("apply failed");
+  });
+  const waiting = [
+    slots.run("A", async () => void started.push("a2")),
+    slots.run(undefined, async () => void started.push("destroy")),
+  ];
+  await tick();
+  first.open();
+  await assert.rejects(a, /apply failed/);
+  await Promise.all(waiting);
+  // With A's run gone neither group has one going: the earlier (a2) first.
+  assert.deepEqual(started, ["a1", "a2", "destroy"]);
+  assert.equal(slots.stats().running, 0);
+});

@@ -44,7 +44,7 @@ const CATEGORIES: Array<[string, (f: CallFrame) => boolean]> = [
   ["module loading", (f) => /internal\/modules\//.test(f.url)],
   ["child_process.spawn (terraform)", (f) => f.functionName === "spawn" && /child_process/.test(f.url)],
   ["webhook: record commit (SQLite; its WAL sync is off the loop)", (f) => f.functionName === "recordDeliveriesChecked"],
-  ["pipeline: apply deliveries (parse, SQLite, unsynced commit)", (f) => f.functionName === "deliveries" && /pipeline\.js$/.test(f.url)],
+  ["pipeline: apply deliveries (SQLite, unsynced commit)", (f) => f.functionName === "applyDeliveries"],
   ["webhook: signature (HMAC)", (f) => /webhooks-methods/.test(f.url)],
   ["webhook: route (parse, validate)", (f) => /listener\/webhook\.js$/.test(f.url)],
   ["http + express", (f) => /node:_http|\/(router|express|body-parser|raw-body)\//.test(f.url)],

@@ -81,7 +81,9 @@ export interface PipelineSettings {
 /** What the pipeline needs from the terraform adapter (listener/terraform.ts). */
 export interface TerraformLike {
   prepare(stackFile: string): Promise<void>;
-  apply(workingDir: string, ctx: { runner: string; lane?: string; signal?: AbortSignal; timeoutMs?: number }): Promise<unknown>;
+  apply(workingDir: string, ctx: { runner: string; lane?: string; slot?: { release(): void }; signal?: AbortSignal; timeoutMs?: number }): Promise<unknown>;
+  /** Holds a run slot ahead of apply (optional: fakes run without). */
+  reserveSlot?(lane: string | undefined, signal?: AbortSignal): Promise<{ release(): void }>;
   /** `refresh: false`: -refresh=false (the caller has seen the container through the API). */
   destroy(workingDir: string, ctx: { runner: string; signal?: AbortSignal; timeoutMs?: number; refresh?: boolean }): Promise<void>;
   output(workingDir: string): Promise<Record<string, unknown>>;
@@ -188,19 +190,26 @@ export class Pipeline {
   // ---------------------------------------------------------------- events
 
   /**
-   * Deliveries recorded in the same turn are applied together: one commit for all their events and
-   * "processed" marks, then one rebalancing pass if any of them concerns us.
+   * Deliveries handed on within 10 ms of each other are applied together: one commit for all their
+   * events and "processed" marks, then one rebalancing pass if any of them concerns us.
    */
-  private readonly deliveries = new GroupCommit<string, boolean>((guids) => {
+  private readonly deliveries = new GroupCommit<{ guid: string; payload?: WorkflowJobPayload }, boolean>(
+    (items) => this.applyDeliveries(items),
+    // Nobody waits on this commit (the webhook is answered): 10 ms of deliveries share one.
+    { delayMs: 10 },
+  );
+
+  /** One batch of deliveries: their events and "processed" marks in one commit, then one rebalancing pass. */
+  private applyDeliveries(items: Array<{ guid: string; payload?: WorkflowJobPayload }>): boolean[] {
     // Not synced: after a power loss a lost commit is made again from the durable deliveries
     // (resume re-applies those not marked processed), and any later synced commit carries it.
-    const relevant = this.d.store.transaction(() => guids.map((g) => this.applyDelivery(g)), { sync: false });
+    const relevant = this.d.store.transaction(() => items.map((d) => this.applyDelivery(d.guid, d.payload)), { sync: false });
     // Deliveries that are not ours (other labels, other repositories) change no demand.
     if (relevant.some(Boolean)) this.reconcile();
     // Asked after the commit: the dispute is durable before the question goes out.
     for (const jobId of this.disputed.splice(0)) this.settleDispute(jobId);
     return relevant;
-  });
+  }
 
   /** Jobs whose deliveries disagreed (queued vs waiting) in the batch being applied. */
   private disputed: number[] = [];
@@ -234,21 +243,34 @@ export class Pipeline {
   /** Questions to GitHub in flight (stop() waits for them: their answers go to the store). */
   private readonly asking = new Set<Promise<void>>();
 
-  /** Applies one recorded delivery (idempotent), then rebalances supply against demand. */
-  async handleDelivery(guid: string): Promise<void> {
-    await this.deliveries.add(guid);
+  /**
+   * Applies one recorded delivery (idempotent), then rebalances supply against demand. `payload`:
+   * the route's own check of the body just recorded, which spares reading and parsing it again.
+   */
+  async handleDelivery(guid: string, payload?: WorkflowJobPayload): Promise<void> {
+    await this.deliveries.add({ guid, payload });
   }
 
   /** One delivery's event and its "processed" mark; true when it concerns us. Never throws: a bad one must not sink its batch. */
-  private applyDelivery(guid: string): boolean {
-    const delivery = this.d.store.unprocessedDelivery(guid);
-    if (!delivery) return false;
+  private applyDelivery(guid: string, checked?: WorkflowJobPayload): boolean {
+    let payload: () => WorkflowJobPayload | null;
+    if (checked) {
+      if (!this.d.store.isUnprocessedDelivery(guid)) return false;
+      payload = () => checked;
+    } else {
+      const delivery = this.d.store.unprocessedDelivery(guid);
+      if (!delivery) return false;
+      payload = () => {
+        const parsed = WorkflowJobPayload.safeParse(JSON.parse(delivery.payload));
+        return parsed.success ? parsed.data : null;
+      };
+    }
     let relevant = false;
     try {
       // A savepoint of its own: a failure rolls back this delivery's writes only.
       this.d.store.transaction(() => {
-        const parsed = WorkflowJobPayload.safeParse(JSON.parse(delivery.payload));
-        if (parsed.success) relevant = this.applyJobEvent(parsed.data, guid);
+        const p = payload();
+        if (p) relevant = this.applyJobEvent(p, guid);
         else this.log.warn({ delivery: guid }, "stored delivery no longer parses: skipped");
       });
     } catch (err) {
@@ -741,6 +763,24 @@ export class Pipeline {
     const copy = placed.copy;
     this.d.store.setPlacement(r.name, copy.node, copy.key);
     log.info({ node: copy.node, template: copy.key }, "runner placed");
+    // With the clone gate, the terraform slot is taken before the stack is made: in a burst the
+    // first applies run while later runners are still synthesized. (Around whole applies, the
+    // lane is taken first and the slot inside it, as before.)
+    const slot = this.d.lane ? undefined : await this.d.terraform.reserveSlot?.(copy.key, signal);
+    try {
+      await this.provisionPlaced(r, log, signal, { set, stackDir, vmid, copy, slot });
+    } finally {
+      slot?.release();
+    }
+  }
+
+  private async provisionPlaced(
+    r: RunnerRow,
+    log: Logger,
+    signal: AbortSignal,
+    { set, stackDir, vmid, copy, slot }: { set: PipelineSettings["labelSets"][number]; stackDir: string; vmid: number; copy: TemplateCopy; slot?: { release(): void } },
+  ): Promise<void> {
+    const s = this.d.settings;
     const stack = synthRunnerStack(stackDir, {
       runnerName: r.name,
       labelSet: set.name,
@@ -770,7 +810,7 @@ export class Pipeline {
         const entered = Date.now();
         if (this.d.lane) this.d.metrics?.phase("lane_wait", (entered - started) / 1000);
         try {
-          const out = await this.d.terraform.apply(stack.workingDir, { runner: r.name, lane: copy.key, signal, timeoutMs: s.timeouts.applyMs });
+          const out = await this.d.terraform.apply(stack.workingDir, { runner: r.name, lane: copy.key, slot, signal, timeoutMs: s.timeouts.applyMs });
           this.d.metrics?.terraformRun("apply", (Date.now() - entered) / 1000, true);
           this.d.metrics?.phase("apply", (Date.now() - entered) / 1000);
           return out;

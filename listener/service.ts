@@ -385,7 +385,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       store,
       logger: logger.child({ part: "webhook" }),
       onResult: (r) => metrics.delivery(r),
-      onDelivery: (guid) => void pipeline.handleDelivery(guid).catch((err) => logger.error({ err: String(err), delivery: guid }, "delivery processing failed")),
+      onDelivery: (guid, payload) => void pipeline.handleDelivery(guid, payload).catch((err) => logger.error({ err: String(err), delivery: guid }, "delivery processing failed")),
     },
     // The store answering is what the listener needs to take deliveries.
     healthy: () => (store.countRunners(LIVE_STATES), true),

@@ -279,6 +279,11 @@ export class Store {
     return this.walSync.sync();
   }
 
+  /** The WAL sync running now (null when none): webhook commits gather until it ends. */
+  walSyncInFlight(): Promise<void> | null {
+    return this.walSync.inFlight();
+  }
+
   private async datasyncWal(): Promise<void> {
     if (this.db.memory) return;
     const path = `${this.db.name}-wal`;
@@ -364,6 +369,11 @@ export class Store {
   }
 
   /** One delivery, if recorded and not yet applied. */
+  /** Whether a delivery is recorded and not yet applied, without reading its payload. */
+  isUnprocessedDelivery(guid: string): boolean {
+    return this.sql(`SELECT 1 FROM deliveries WHERE guid = ? AND processed_at IS NULL`).get(guid) !== undefined;
+  }
+
   unprocessedDelivery(guid: string): Delivery | undefined {
     const r = this.sql(`SELECT * FROM deliveries WHERE guid = ? AND processed_at IS NULL`).get(guid);
     return r ? toDelivery(r) : undefined;

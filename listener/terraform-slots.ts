@@ -9,6 +9,11 @@ interface Waiting {
   start: () => void;
 }
 
+/** A slot held until release() (idempotent). */
+export interface SlotLease {
+  release(): void;
+}
+
 export class TerraformSlots {
   private running = 0;
   private readonly byGroup = new Map<string, number>();
@@ -18,14 +23,39 @@ export class TerraformSlots {
 
   /** Runs `fn` in a slot; `group` is the clone lane (template key) the run will wait in, if any. */
   async run<T>(group: string | undefined, fn: () => Promise<T>): Promise<T> {
-    const key = group ?? "";
-    if (this.running >= this.concurrency) await new Promise<void>((start) => this.waiting.push({ group: key, start }));
-    else this.take(key);
+    const lease = await this.acquire(group);
     try {
       return await fn();
     } finally {
-      this.release(key);
+      lease.release();
     }
+  }
+
+  /** Waits for a slot and holds it until the lease is released; an abort while waiting rejects. */
+  async acquire(group: string | undefined, signal?: AbortSignal): Promise<SlotLease> {
+    const key = group ?? "";
+    signal?.throwIfAborted();
+    if (this.running < this.concurrency) this.take(key);
+    else {
+      await new Promise<void>((start, reject) => {
+        const entry: Waiting = { group: key, start: () => (signal?.removeEventListener("abort", onAbort), start()) };
+        const onAbort = () => {
+          const at = this.waiting.indexOf(entry);
+          if (at >= 0) this.waiting.splice(at, 1);
+          reject(signal!.reason);
+        };
+        signal?.addEventListener("abort", onAbort, { once: true });
+        this.waiting.push(entry);
+      });
+    }
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.release(key);
+      },
+    };
   }
 
   /** Runs going and waiting, for logs and tests. */

@@ -7,7 +7,7 @@
 // - Cancel (AbortSignal or timeout): SIGINT once, so terraform stops its providers and persists
 //   state; SIGKILL to the whole process group after a grace period.
 // - Each stack has its own dir, state and state lock: nothing here serializes two stacks.
-import { TerraformSlots } from "./terraform-slots.js";
+import { TerraformSlots, type SlotLease } from "./terraform-slots.js";
 import { spawn } from "node:child_process";
 import { constants, existsSync } from "node:fs";
 import { access, cp, copyFile, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
@@ -81,6 +81,8 @@ export interface RunContext {
   runner: string;
   /** The clone lane (template key) an apply will wait in: slots are handed out to keep every lane fed. */
   lane?: string;
+  /** A slot reserved beforehand (reserveSlot): the run uses it and releases it when it ends. */
+  slot?: SlotLease;
   signal?: AbortSignal;
   timeoutMs?: number;
 }
@@ -156,6 +158,8 @@ interface RunSpec {
   timeoutMs?: number;
   /** RunContext.lane: the slot group. */
   lane?: string;
+  /** RunContext.slot. */
+  slot?: SlotLease;
 }
 
 interface RunOutcome {
@@ -240,6 +244,15 @@ export class Terraform {
     return this.preparing;
   }
 
+  /**
+   * Holds a terraform slot before the work that leads to a run (the stack's synthesis): in a burst
+   * the first applies start while later runners are still being prepared, instead of after all of
+   * them. Pass it to apply() as `slot`, or release it.
+   */
+  reserveSlot(lane: string | undefined, signal?: AbortSignal): Promise<SlotLease> {
+    return this.slots.acquire(lane, signal);
+  }
+
   /** `apply` in one stack dir (copying the shared .terraform in first if the dir has none). */
   async apply(workingDir: string, ctx: RunContext): Promise<ApplyResult> {
     const log = this.opts.logger.child({ runner: ctx.runner });
@@ -252,6 +265,7 @@ export class Terraform {
       signal: ctx.signal,
       timeoutMs: ctx.timeoutMs,
       lane: ctx.lane,
+      slot: ctx.slot,
     });
     const changes = out.changes.find((c) => c.operation === "apply") ?? null;
     log.info({ ms: out.durationMs, changes }, "terraform apply complete");
@@ -491,7 +505,14 @@ export class Terraform {
     const command = this.commandName(spec.args);
     // `version` runs in / and reads nothing there; every other command reads its working dir.
     await this.assertTrustedDir(spec.cwd, spec.args[0] ?? "", spec.args[0] !== "version");
-    const out = isHeavy(spec.args) ? await this.slots.run(spec.lane, () => this.runAttached(spec)) : await this.runAttached(spec);
+    let out: RunOutcome;
+    if (spec.slot) {
+      try {
+        out = await this.runAttached(spec);
+      } finally {
+        spec.slot.release();
+      }
+    } else out = isHeavy(spec.args) ? await this.slots.run(spec.lane, () => this.runAttached(spec)) : await this.runAttached(spec);
     if (out.exitCode === 0 && !out.cancelled && !out.timedOut && !out.refused) return out;
     const firstError = out.diagnostics.find((d) => d.severity === "error");
     let why: string;

@@ -27,6 +27,11 @@ export class WalSync {
     return this.next;
   }
 
+  /** The sync running now, if any. */
+  inFlight(): Promise<void> | null {
+    return this.running;
+  }
+
   private start(): Promise<void> {
     const p: Promise<void> = this.syncOnce().finally(() => {
       if (this.running === p) this.running = null;

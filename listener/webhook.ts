@@ -39,8 +39,8 @@ export interface WebhookOptions {
   bodyLimitBytes: number;
   store: Store;
   logger: Logger;
-  /** Called after the 2xx went out, for a new (non-duplicate) workflow_job delivery. */
-  onDelivery: (guid: string) => void;
+  /** Called after the 2xx went out, for a new (non-duplicate) workflow_job delivery, with its checked payload. */
+  onDelivery: (guid: string, payload: WorkflowJobPayload) => void;
   /** Failed requests allowed per address per minute before 429 (default 30). */
   failuresPerMinute?: number;
   /** Counts every answer (metrics). */
@@ -65,7 +65,8 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
   const limiter = new FailureLimiter(opts.failuresPerMinute ?? 30, 60_000);
   // Deliveries recorded in the same event-loop turn share one commit. It is not synced on the loop:
   // each answer waits for a WAL sync in the thread pool (Store.syncWal), shared by all waiting.
-  const inbox = new GroupCommit<NewDelivery, DeliveryRecorded>((ds) => opts.store.recordDeliveriesChecked(ds, { sync: false }));
+  // While a sync runs, new records gather and commit together when it ends, ready for the next.
+  const inbox = new GroupCommit<NewDelivery, DeliveryRecorded>((ds) => opts.store.recordDeliveriesChecked(ds, { sync: false }), { busy: () => opts.store.walSyncInFlight() });
   const ipOf = (req: Request) => req.ip ?? "unknown";
   /** A failed answer is counted; our own 5xx are not held against the sender. */
   const fail = (res: Response, status: number, message: string): void => {
@@ -149,7 +150,7 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
       // now be answered as a duplicate and not handed on.
       log.error({ err, delivery: guid }, "could not sync the recorded delivery to disk");
       fail(res, 503, "could not store delivery durably; redeliver later");
-      if (recorded === "fresh") setImmediate(() => opts.onDelivery(guid));
+      if (recorded === "fresh") setImmediate(() => opts.onDelivery(guid, p));
       return;
     }
     const fresh = recorded === "fresh";
@@ -158,7 +159,7 @@ export function webhookRouter(path: string, opts: WebhookOptions): Router {
     opts.onResult?.(recorded === "fresh" ? "accepted" : recorded);
     if (recorded === "replay") log.warn({ delivery: guid, action: p.action, job: p.workflow_job.id, ip: req.ip, bodySha }, "webhook replayed: a body already received under another delivery GUID; not processed again");
     else log.debug({ delivery: guid, action: p.action, job: p.workflow_job.id, duplicate: !fresh }, "webhook recorded");
-    if (fresh) setImmediate(() => opts.onDelivery(guid));
+    if (fresh) setImmediate(() => opts.onDelivery(guid, p));
   });
   return router;
 }

@@ -44,4 +44,33 @@ describe("group commit", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  test("delayMs: items added over the delay share one commit", async () => {
+    const batches: number[][] = [];
+    const g = new GroupCommit<number, number>((xs) => (batches.push(xs), xs), { delayMs: 30 });
+    const first = g.add(1);
+    await new Promise((r) => setTimeout(r, 5));
+    const second = g.add(2);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(batches, [], "nothing committed before the delay");
+    assert.deepEqual(await Promise.all([first, second]), [1, 2]);
+    assert.deepEqual(batches, [[1, 2]]);
+  });
+
+  test("busy: while it is pending the batch gathers, and commits once it settles (resolved or rejected)", async () => {
+    const batches: number[][] = [];
+    let release!: (ok: boolean) => void;
+    let busy: Promise<void> | null = new Promise<void>((res, rej) => (release = (ok) => (ok ? res() : rej(new Error("sync failed")))));
+    const g = new GroupCommit<number, number>((xs) => (batches.push(xs), xs), { busy: () => busy });
+    const items = [g.add(1)];
+    await new Promise((r) => setTimeout(r, 20));
+    items.push(g.add(2), g.add(3));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(batches, [], "held while busy");
+    release(false);
+    assert.deepEqual(await Promise.all(items), [1, 2, 3]);
+    assert.deepEqual(batches, [[1, 2, 3]], "one commit for all who gathered");
+    busy = null;
+    assert.equal(await g.add(4), 4);
+    assert.deepEqual(batches, [[1, 2, 3], [4]], "not busy: at once");
+  });
 });

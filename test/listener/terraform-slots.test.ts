@@ -70,3 +70,24 @@ test("runs without a lane (destroys) form a group of their own; a failing run fr
   assert.deepEqual(started, ["a1", "a2", "destroy"]);
   assert.equal(slots.stats().running, 0);
 });
+
+test("acquire: a lease holds its slot until released (twice is once); an abort while waiting leaves the queue", async () => {
+  const slots = new TerraformSlots(1);
+  const lease = await slots.acquire("A");
+  const abort = new AbortController();
+  const waiting = slots.acquire("B", abort.signal);
+  let next = false;
+  const after = slots.acquire("C").then((l) => ((next = true), l));
+  assert.deepEqual(slots.stats(), { running: 1, waiting: 2, byGroup: { A: 1 } });
+  abort.abort(new Error("runner stopped"));
+  await assert.rejects(waiting, /runner stopped/);
+  assert.equal(slots.stats().waiting, 1, "the aborted one left the queue");
+  lease.release();
+  lease.release();
+  const c = await after;
+  assert.equal(next, true);
+  assert.deepEqual(slots.stats(), { running: 1, waiting: 0, byGroup: { C: 1 } }, "a second release frees nothing more");
+  c.release();
+  await assert.rejects(slots.acquire("D", AbortSignal.abort(new Error("already stopped"))), /already stopped/);
+  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {} });
+});

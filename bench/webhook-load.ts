@@ -529,6 +529,8 @@ function summaryLine(r: WebhookLoadResult): string {
 export interface OwnProcessPhase {
   side: SenderSide;
   lost: number;
+  /** The lost ones by what they got: an HTTP status, or 0 for no answer at all. */
+  lostBy: Record<string, number>;
   ackedNotInStore: number;
   guids: number;
   /** The listener's main thread in the window, from inside (bench/listener-probe.ts); null if it wrote nothing. */
@@ -645,11 +647,16 @@ async function ownProcessPhase(o: WebhookLoadOptions, applies: number, jobIdBase
     const store = new Store(join(world.config.stateDir, "pve-runners.sqlite"));
     let lost = 0;
     let ackedNotInStore = 0;
+    const lostBy: Record<string, number> = {};
     raw.guids.forEach((g, i) => {
       const status = i < WARMUP ? raw.warmupStatus[i] : raw.status[i - WARMUP];
       const ok = status >= 200 && status < 300;
       const stored = store.hasDelivery(g);
-      if (!ok || !stored) lost++;
+      if (!ok || !stored) {
+        lost++;
+        const why = ok ? "2xx not stored" : String(status);
+        lostBy[why] = (lostBy[why] ?? 0) + 1;
+      }
       if (ok && !stored) ackedNotInStore++;
     });
     store.close();
@@ -659,11 +666,17 @@ async function ownProcessPhase(o: WebhookLoadOptions, applies: number, jobIdBase
       inListenerSession: sum(raw.procs.map((p) => p.heavyInRootSession)),
       maxAtOnce: meanMax(raw.procs.map((p) => p.terraform + p.provider)).max,
     };
-    return { side: s, lost, ackedNotInStore, guids: raw.guids.length, probe, mainThread, cpuSeconds, heavy, mechanism: mechanismOf(heavy), loadAvg: { before: loadBefore, after: loadavg()[0] } };
+    return { side: s, lost, lostBy, ackedNotInStore, guids: raw.guids.length, probe, mainThread, cpuSeconds, heavy, mechanism: mechanismOf(heavy), loadAvg: { before: loadBefore, after: loadavg()[0] } };
   } finally {
     await listener.stop().catch(() => undefined);
     await world.stop();
   }
+}
+
+/** "by status 503: 12, no answer: 3" for the lost deliveries. */
+function lostLine(by: Record<string, number>): string {
+  const parts = Object.entries(by).map(([k, n]) => `${k === "0" ? "no answer" : k}: ${n}`);
+  return parts.length ? `by status ${parts.join(", ")}` : "none";
 }
 
 /** "name 123 ms" for the largest categories of the probe's breakdown, idle left out. */
@@ -692,7 +705,7 @@ export async function benchWebhookOwnProcess(o: WebhookLoadOptions): Promise<Own
   const summary =
     `webhook ack, listener in its own process, at ${o.deliveriesPerSecond}/s × ${o.seconds} s while ${o.applies} jobs are cloned: ` +
     `p50 ${fmtMs(s.latency.p50)}, p99 ${fmtMs(s.latency.p99)}, max ${fmtMs(s.latency.max)}; bare express p99 ${fmtMs(baseline.latency.p99)}; ` +
-    `ratio p99 ${fmtX(ratio(s.latency.p99, baseline.latency.p99))}; lost ${ours.lost}/${ours.guids} (acked but not stored: ${ours.ackedNotInStore}); ` +
+    `ratio p99 ${fmtX(ratio(s.latency.p99, baseline.latency.p99))}; lost ${ours.lost}/${ours.guids} (${lostLine(ours.lostBy)}; acked but not stored: ${ours.ackedNotInStore}); ` +
     `no applies: p50 ${fmtMs(idle.side.latency.p50)}, p99 ${fmtMs(idle.side.latency.p99)}, lost ${idle.lost}/${idle.guids}; load avg ${ours.loadAvg.before.toFixed(1)}\n` +
     `  terraform's priority: ${ours.mechanism} (≤${ours.heavy.maxAtOnce} at once)\n` +
     `  under applies: ${thread(ours)}; window time by what it went to (wall, includes waiting for a CPU): ${breakdownLine(ours.probe)}\n` +

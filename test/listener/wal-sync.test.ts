@@ -21,13 +21,19 @@ function deferred() {
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe("WalSync: shared syncs that never miss a commit", () => {
-  test("callers while a sync runs wait for the next one, and share it", async () => {
+  /** A WalSync whose syncs end when the test says: one deferred per sync started. */
+  function controlledSync() {
     const runs: Array<ReturnType<typeof deferred>> = [];
     const w = new WalSync(() => {
       const d = deferred();
       runs.push(d);
       return d.promise;
     });
+    return { w, runs };
+  }
+
+  test("callers while a sync runs wait for the next one, and share it", async () => {
+    const { w, runs } = controlledSync();
     const done: string[] = [];
     const a = w.sync().then(() => done.push("a"));
     assert.equal(runs.length, 1, "the first caller starts a sync");
@@ -51,12 +57,7 @@ describe("WalSync: shared syncs that never miss a commit", () => {
   });
 
   test("a failed sync fails its callers only; the next one is tried afresh", async () => {
-    const runs: Array<ReturnType<typeof deferred>> = [];
-    const w = new WalSync(() => {
-      const d = deferred();
-      runs.push(d);
-      return d.promise;
-    });
+    const { w, runs } = controlledSync();
     const a = w.sync();
     const b = w.sync();
     runs[0].reject(new Error("EIO"));

@@ -4,7 +4,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startWorld, type World } from "../../sim/world.js";
@@ -50,6 +50,20 @@ function snapshot(dir: string, skip: string[] = []): Map<string, string> {
   return out;
 }
 
+/** Waits until the listener's start-up init is done (its lock file written) and the state dir is still for 300 ms. */
+async function settledDir(dir: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  const lockFile = join(dir, "terraform-init", ".terraform.lock.hcl");
+  let last = "";
+  for (;;) {
+    const now = existsSync(lockFile) ? JSON.stringify([...snapshot(dir, [".terraform.lock.hcl"]).entries()].map(([k, v]) => [k, v.slice(0, 40)])) : "";
+    if (now !== "" && now === last) return;
+    if (Date.now() > deadline) throw new Error("the state dir did not settle after start");
+    last = now;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
 describe("one listener per state dir", { concurrency: 1 }, () => {
   test("a second `serve` on the same config exits 1 with one line (its port is held) and changes no file; after a SIGKILL a new one starts at once", async () => {
     // A fixed port: the second instance is started on the very same config (and port) as the first.
@@ -61,6 +75,8 @@ describe("one listener per state dir", { concurrency: 1 }, () => {
       children.push(first);
       await up(world, first);
       assert.ok(readdirSync(world.config.stateDir).includes("clone-gate.pem"), "the clone gate made its certificate");
+      // Its start-up `terraform init` (a child process, which SIGSTOP would not stop) ends first.
+      await settledDir(world.config.stateDir);
       // Stopped (its lock held) so that nothing it does itself changes a file meanwhile.
       first.kill("SIGSTOP");
       const before = snapshot(world.config.stateDir);

@@ -223,7 +223,7 @@ export class Store {
     this.db.close();
     const wal = this.wal;
     this.wal = null;
-    void wal?.handle.close().catch(() => undefined);
+    void wal?.close().catch(() => undefined);
   }
 
   // ---- durability off the event loop ----
@@ -267,7 +267,7 @@ export class Store {
   }
 
   /** The WAL file we sync (null for an in-memory database), opened at the first sync. */
-  private wal: { handle: FileHandle } | null = null;
+  private wal: FileHandle | null = null;
   private readonly walSync = new WalSync(() => this.datasyncWal());
 
   /**
@@ -287,12 +287,10 @@ export class Store {
   private async datasyncWal(): Promise<void> {
     if (this.db.memory) return;
     const path = `${this.db.name}-wal`;
-    if (!this.wal) {
-      this.wal = { handle: await open(path, "r+") };
-    }
     // The same file for as long as this connection is open: SQLite deletes the WAL only when the
     // last connection to the database closes (and makes a new one at the next open).
-    await this.wal.handle.datasync();
+    this.wal ??= await open(path, "r+");
+    await this.wal.datasync();
   }
 
   private readonly statements = new Map<string, Database.Statement>();
@@ -368,12 +366,12 @@ export class Store {
     this.sql(`UPDATE deliveries SET processed_at = ? WHERE guid = ?`).run(this.now(), guid);
   }
 
-  /** One delivery, if recorded and not yet applied. */
   /** Whether a delivery is recorded and not yet applied, without reading its payload. */
   isUnprocessedDelivery(guid: string): boolean {
     return this.sql(`SELECT 1 FROM deliveries WHERE guid = ? AND processed_at IS NULL`).get(guid) !== undefined;
   }
 
+  /** One delivery, if recorded and not yet applied. */
   unprocessedDelivery(guid: string): Delivery | undefined {
     const r = this.sql(`SELECT * FROM deliveries WHERE guid = ? AND processed_at IS NULL`).get(guid);
     return r ? toDelivery(r) : undefined;

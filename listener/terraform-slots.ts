@@ -21,17 +21,10 @@ export class TerraformSlots {
 
   constructor(private readonly concurrency: number) {}
 
-  /** Runs `fn` in a slot; `group` is the clone lane (template key) the run will wait in, if any. */
-  async run<T>(group: string | undefined, fn: () => Promise<T>): Promise<T> {
-    const lease = await this.acquire(group);
-    try {
-      return await fn();
-    } finally {
-      lease.release();
-    }
-  }
-
-  /** Waits for a slot and holds it until the lease is released; an abort while waiting rejects. */
+  /**
+   * Waits for a slot and holds it until the lease is released; an abort while waiting rejects.
+   * `group` is the clone lane (template key) the run will wait in, if any.
+   */
   async acquire(group: string | undefined, signal?: AbortSignal): Promise<SlotLease> {
     const key = group ?? "";
     signal?.throwIfAborted();

@@ -505,14 +505,14 @@ export class Terraform {
     const command = this.commandName(spec.args);
     // `version` runs in / and reads nothing there; every other command reads its working dir.
     await this.assertTrustedDir(spec.cwd, spec.args[0] ?? "", spec.args[0] !== "version");
+    // A slot reserved beforehand (reserveSlot) is used and released here like one taken now.
+    const slot = spec.slot ?? (isHeavy(spec.args) ? await this.slots.acquire(spec.lane) : undefined);
     let out: RunOutcome;
-    if (spec.slot) {
-      try {
-        out = await this.runAttached(spec);
-      } finally {
-        spec.slot.release();
-      }
-    } else out = isHeavy(spec.args) ? await this.slots.run(spec.lane, () => this.runAttached(spec)) : await this.runAttached(spec);
+    try {
+      out = await this.runAttached(spec);
+    } finally {
+      slot?.release();
+    }
     if (out.exitCode === 0 && !out.cancelled && !out.timedOut && !out.refused) return out;
     const firstError = out.diagnostics.find((d) => d.severity === "error");
     let why: string;

@@ -9,6 +9,16 @@ function gate() {
 }
 const tick = () => new Promise((r) => setImmediate(r));
 
+/** `fn` in a slot of `slots`, as terraform's runs take one. */
+async function inSlot<T>(slots: TerraformSlots, group: string | undefined, fn: () => Promise<T>): Promise<T> {
+  const lease = await slots.acquire(group);
+  try {
+    return await fn();
+  } finally {
+    lease.release();
+  }
+}
+
 test("at most N at once; a freed slot goes to the lane with the fewest runs going, first come first among equals", async () => {
   const slots = new TerraformSlots(3);
   const started: string[] = [];
@@ -16,7 +26,7 @@ test("at most N at once; a freed slot goes to the lane with the fewest runs goin
   const run = (lane: string | undefined, name: string) => {
     const g = gate();
     gates.set(name, g);
-    return slots.run(lane, async () => {
+    return inSlot(slots, lane, async () => {
       started.push(name);
       await g.p;
       return name;
@@ -53,14 +63,14 @@ test("runs without a lane (destroys) form a group of their own; a failing run fr
   const slots = new TerraformSlots(1);
   const started: string[] = [];
   const first = gate();
-  const a = slots.run("A", async () => {
+  const a = inSlot(slots, "A", async () => {
     started.push("a1");
     await first.p;
     throw new Error("apply failed");
   });
   const waiting = [
-    slots.run("A", async () => void started.push("a2")),
-    slots.run(undefined, async () => void started.push("destroy")),
+    inSlot(slots, "A", async () => void started.push("a2")),
+    inSlot(slots, undefined, async () => void started.push("destroy")),
   ];
   await tick();
   first.open();

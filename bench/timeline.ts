@@ -2,7 +2,7 @@
 // the stand-ins about it (and every PVE API request), as milliseconds after the job was queued.
 // Where benchSingle's time beyond the ideal (clone + start + boot) goes. Figures only.
 //
-//   node dist/bench/timeline.js [timeScale]      (default 1)
+//   node dist/bench/timeline.js [timeScale] [shared]      (default 1; shared: terraform.sharedProvider)
 import { pino } from "pino";
 import { Writable } from "node:stream";
 import { waitFor } from "../test/e2e/harness.js";
@@ -14,7 +14,7 @@ interface Line {
   [k: string]: unknown;
 }
 
-export async function jobTimeline(o: { timeScale: number }): Promise<string> {
+export async function jobTimeline(o: { timeScale: number; sharedProvider?: boolean }): Promise<string> {
   const lines: Line[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -23,7 +23,7 @@ export async function jobTimeline(o: { timeScale: number }): Promise<string> {
     },
   });
   const logger = pino({ level: "debug" }, sink);
-  const e = await world({ timeScale: o.timeScale, nodes: [{ name: "pve" }], templates: [{ node: "pve", vmid: 9000 }], maxRunners: 2, logger });
+  const e = await world({ timeScale: o.timeScale, nodes: [{ name: "pve" }], templates: [{ node: "pve", vmid: 9000 }], maxRunners: 2, logger, sharedProvider: o.sharedProvider });
   try {
     await runJobs(e, 1, 120_000, 100);
     await waitFor("warm-up runner gone", () => e.service.store.runners(["requested", "provisioning", "booting", "idle", "busy", "done", "destroying"]).length === 0, 120_000);
@@ -49,6 +49,6 @@ export async function jobTimeline(o: { timeScale: number }): Promise<string> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  console.log(await jobTimeline({ timeScale: Number(process.argv[2] ?? 1) }));
+  console.log(await jobTimeline({ timeScale: Number(process.argv[2] ?? 1), sharedProvider: process.argv[3] === "shared" }));
   process.exit(0);
 }

@@ -71,6 +71,8 @@ export interface CloneGateOptions {
   onLaneWait?: (templateKey: string, seconds: number) => void;
   /** Metrics hook: seconds a clone held its lane. */
   onLaneHeld?: (templateKey: string, seconds: number) => void;
+  /** A clone request is queued in its lane, named by the runner (the hostname it asks for). */
+  onCloneQueued?: (runner: string, templateKey: string) => void;
 }
 
 export const CLONE_GATE_PEM = "clone-gate.pem";
@@ -90,6 +92,25 @@ const POLL_FAILURE_LIMIT = 5;
 const ANSWER_HOLD_MS = 60_000;
 /** One task-status poll gives up after this long (counts as a failure). */
 const POLL_TIMEOUT_MS = 10_000;
+/**
+ * Near a clone's expected end (the last clone of its template took as long) the status is polled
+ * this often, from FINE_LEAD_MS before it (or 15 % of the clone, if longer) to as long after: the
+ * lane and the runner's apply wait for the poll that sees the task stop, on average half an
+ * interval. About ten more light GETs per clone.
+ */
+const FINE_POLL_MS = 25;
+const FINE_LEAD_MS = 250;
+
+/** How long to sleep before the next status poll, `elapsedMs` into a clone expected to take `expectedMs`. */
+export function nextPollDelay(elapsedMs: number, expectedMs: number | undefined, pollMs: number): number {
+  const fine = Math.min(FINE_POLL_MS, pollMs);
+  if (expectedMs === undefined) return pollMs;
+  const lead = Math.max(FINE_LEAD_MS, expectedMs * 0.15);
+  const [from, until] = [expectedMs - lead, expectedMs + lead];
+  if (elapsedMs >= from && elapsedMs < until) return fine;
+  // A coarse sleep stops where the fine window starts.
+  return elapsedMs < from ? Math.min(pollMs, Math.max(fine, from - elapsedMs)) : pollMs;
+}
 /** A clone's parameters are a few hundred bytes; pveproxy refuses big bodies with this 501. */
 const MAX_CLONE_BODY = 64 * 1024;
 const CLONE_PATH = /^\/api2\/json\/nodes\/([^/]+)\/lxc\/(\d+)\/clone\/?$/;
@@ -122,6 +143,8 @@ export class CloneGate {
   private readonly maxHoldMs: number;
   private readonly answerHoldMs: number;
   private readonly holding = new Map<string, string | null>();
+  /** By template: how long its last successful clone took, answer to the poll that saw it stop. */
+  private readonly lastCloneMs = new Map<string, number>();
   /** The per-start secret path segment every request must begin with ("/<32 hex>/"). */
   private readonly prefix = `/${randomBytes(16).toString("hex")}/`;
   private refusedSinceLog = 0;
@@ -284,6 +307,7 @@ export class CloneGate {
       if (!res.writableFinished) clientGone = true;
     });
     const enqueued = Date.now();
+    this.opts.onCloneQueued?.(runner, templateKey);
     const work = this.opts.lane.run(templateKey, runner, async () => {
       const waitedMs = Date.now() - enqueued;
       this.opts.onLaneWait?.(templateKey, waitedMs / 1000);
@@ -384,12 +408,14 @@ export class CloneGate {
     const statusPath = `/api2/json/nodes/${encodeURIComponent(node)}/tasks/${encodeURIComponent(upid)}/status`;
     const headers: http.OutgoingHttpHeaders = { accept: "application/json" };
     for (const h of ["authorization", "cookie", "csrfpreventiontoken"]) if (clientHeaders[h] !== undefined) headers[h] = clientHeaders[h];
-    const deadline = Date.now() + this.maxHoldMs;
+    const started = Date.now();
+    const deadline = started + this.maxHoldMs;
+    const expectedMs = this.lastCloneMs.get(ctx.templateKey);
     let failures = 0;
     let lastError = "";
     for (;;) {
       try {
-        await sleep(Math.max(0, Math.min(this.pollMs, deadline - Date.now())), undefined, { signal: this.stopped.signal });
+        await sleep(Math.max(0, Math.min(nextPollDelay(Date.now() - started, expectedMs, this.pollMs), deadline - Date.now())), undefined, { signal: this.stopped.signal });
       } catch {
         return "gate stopped";
       }
@@ -403,6 +429,7 @@ export class CloneGate {
           const data = (JSON.parse(r.body.toString("utf8")) as { data?: { status?: string; exitstatus?: string } | null }).data;
           failures = 0;
           if (data?.status === "stopped") {
+            if (data.exitstatus === "OK") this.lastCloneMs.set(ctx.templateKey, Date.now() - started);
             this.log.info({ ...ctx, upid, exitstatus: data.exitstatus }, "clone gate: clone task stopped");
             return "task stopped";
           }

@@ -83,7 +83,9 @@ export interface TerraformLike {
   prepare(stackFile: string): Promise<void>;
   apply(workingDir: string, ctx: { runner: string; lane?: string; slot?: { release(): void }; signal?: AbortSignal; timeoutMs?: number }): Promise<unknown>;
   /** Holds a run slot ahead of apply (optional: fakes run without). */
-  reserveSlot?(lane: string | undefined, signal?: AbortSignal): Promise<{ release(): void }>;
+  reserveSlot?(lane: string | undefined, signal?: AbortSignal, runner?: string): Promise<{ release(): void }>;
+  /** Starts the shared provider now, when terraform.sharedProvider is on, instead of at the first apply. */
+  startSharedProvider?(): Promise<void>;
   /** `refresh: false`: -refresh=false (the caller has seen the container through the API). */
   destroy(workingDir: string, ctx: { runner: string; signal?: AbortSignal; timeoutMs?: number; refresh?: boolean }): Promise<void>;
   output(workingDir: string): Promise<Record<string, unknown>>;
@@ -549,8 +551,9 @@ export class Pipeline {
   /**
    * At start, beside resume(): `terraform init` into the shared dir now, so the first job after a
    * (re)start does not wait for it (about a second of the first burst's critical path). The stack
-   * is a stand-in runner's: init reads only the provider requirements. A failure is left to the
-   * first job, whose prepare() runs init again.
+   * is a stand-in runner's: init reads only the provider requirements. With terraform.sharedProvider
+   * the provider is started here too. A failure is left to the first job, whose prepare() runs init
+   * again (and whose apply starts the provider).
    */
   async initTerraform(): Promise<void> {
     const s = this.d.settings;
@@ -571,6 +574,7 @@ export class Pipeline {
       swapMb: set.swapMb,
     });
     await this.d.terraform.prepare(stack.file);
+    await this.d.terraform.startSharedProvider?.();
   }
 
   /** At start: re-apply deliveries that were acknowledged but not applied, and drive every live runner on. */
@@ -746,13 +750,15 @@ export class Pipeline {
     const stackDir = r.stackDir ?? join(s.stateDir, "runners", r.name);
     // Chosen once, before the clone, and kept across attempts and restarts: the re-run after a
     // restart targets the same vmid. Only a clash at clone time gives the runner a fresh one.
+    // The node loads are read meanwhile: two API round trips side by side, not one after the other.
+    const loading = this.placement.loads();
     let vmid = r.vmid;
     if (vmid === null) {
       vmid = await this.vmids.allocate(r.name);
       log.info({ vmid }, "vmid reserved");
     }
     // Placed on every attempt: after a failure (a node down) the next attempt may go elsewhere.
-    const loads = await this.placement.loads();
+    const loads = await loading;
     const placed = this.placement.choose(r, this.d.store.runners(LIVE_STATES), loads);
     if ("wait" in placed) {
       log.info({ why: placed.wait }, "no node can take this runner now: waiting");
@@ -766,7 +772,7 @@ export class Pipeline {
     // With the clone gate, the terraform slot is taken before the stack is made: in a burst the
     // first applies run while later runners are still synthesized. (Around whole applies, the
     // lane is taken first and the slot inside it, as before.)
-    const slot = this.d.lane ? undefined : await this.d.terraform.reserveSlot?.(copy.key, signal);
+    const slot = this.d.lane ? undefined : await this.d.terraform.reserveSlot?.(copy.key, signal, r.name);
     try {
       await this.provisionPlaced(r, log, signal, { set, stackDir, vmid, copy, slot });
     } finally {

@@ -156,6 +156,17 @@ export class ProxmoxApi {
     await this.waitTask(node, upid);
   }
 
+  /**
+   * Starts the container unless it runs already (after a restart it may). PVE refuses to start a
+   * running CT before it makes a task ("CT N already running", pve-container API2/LXC/Status.pm
+   * vm_start), so there is no status read first: that round trip was on every runner's way to its job.
+   */
+  async ensureStarted(node: string, vmid: number): Promise<void> {
+    await this.start(node, vmid).catch((err: Error) => {
+      if (!/already running/.test(err.message)) throw err;
+    });
+  }
+
   async stop(node: string, vmid: number): Promise<void> {
     const upid = await this.request<string>("POST", `/nodes/${node}/lxc/${vmid}/status/stop`);
     await this.waitTask(node, upid);

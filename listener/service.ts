@@ -145,6 +145,8 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     cliConfigFile: config.terraform.cliConfigFile,
     sharedInitDir: join(config.stateDir, "terraform-init"),
     maxConcurrent: config.terraform.maxConcurrent,
+    // The gate tells when an apply's clone request reached its lane (onCloneQueued below).
+    oneApproachPerLane: o.cloneGate !== false,
     schedIdle: config.terraform.schedIdle,
     nice: config.terraform.nice,
     // Only the long-running listener keeps a provider alive; the one-shot CLI runs start their own.
@@ -247,6 +249,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       logger: logger.child({ part: "clone-gate" }),
       // Called only once clones run, after `metrics` below exists.
       onLaneWait: (_key, seconds) => metrics.phase("lane_wait", seconds),
+      onCloneQueued: (runner) => terraform.reachedLane(runner),
     });
     const { url, caFile } = await gate.start();
     // The URL's path is the gate's per-start secret: in terraform's environment, never in its output.
@@ -254,13 +257,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   }
   // One line at start saying whether terraform really runs below the listener's priority.
   void terraform.checkPriority().catch((err: Error) => logger.warn({ err: err.message }, "could not check terraform's CPU priority"));
-  // Idempotent: after a restart the container may already run; a racing start says "already running".
-  const startContainer = async (node: string, vmid: number) => {
-    if ((await pve.containerStatus(node, vmid)).status === "running") return;
-    await pve.start(node, vmid).catch((err: Error) => {
-      if (!/already running/.test(err.message)) throw err;
-    });
-  };
+  // Idempotent: after a restart the container may already run.
+  const startContainer = (node: string, vmid: number) => pve.ensureStarted(node, vmid);
   // Cluster-wide: the container may be on any node (one that is down still lists its guests).
   const containerExists = async (name: string) => (await pve.clusterResources("vm")).some((c) => c.name === name);
   // At the runner's recorded node and vmid, by our marks: decides how (and whether) its stack is destroyed.

@@ -48,6 +48,11 @@ export interface TerraformOptions {
    */
   maxConcurrent?: number;
   /**
+   * A lane's applies start one after another, each once the one before reached its clone lane
+   * (reachedLane) or ended: the clone gate's mode, where it reports the arrivals.
+   */
+  oneApproachPerLane?: boolean;
+  /**
    * Run apply/destroy (terraform and the provider processes it starts) under SCHED_IDLE (default
    * true): a burst of applies is throughput work and must not take the CPU from the listener, whose
    * webhook answers and lifecycle steps are latency work. See launchScript().
@@ -158,6 +163,8 @@ interface RunSpec {
   timeoutMs?: number;
   /** RunContext.lane: the slot group. */
   lane?: string;
+  /** RunContext.runner: names the run to the slots (reachedLane). */
+  runner?: string;
   /** RunContext.slot. */
   slot?: SlotLease;
 }
@@ -190,7 +197,7 @@ export class Terraform {
 
   constructor(private readonly opts: TerraformOptions) {
     this.killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
-    this.slots = new TerraformSlots(opts.maxConcurrent ?? 8);
+    this.slots = new TerraformSlots(opts.maxConcurrent ?? 8, { oneApproachPerLane: opts.oneApproachPerLane });
     this.requireRootOwned = opts.requireRootOwned ?? runningAsRoot();
     this.binaryToRun = opts.binary;
     if (opts.sharedProviderDir) {
@@ -249,8 +256,18 @@ export class Terraform {
    * the first applies start while later runners are still being prepared, instead of after all of
    * them. Pass it to apply() as `slot`, or release it.
    */
-  reserveSlot(lane: string | undefined, signal?: AbortSignal): Promise<SlotLease> {
-    return this.slots.acquire(lane, signal);
+  reserveSlot(lane: string | undefined, signal?: AbortSignal, runner?: string): Promise<SlotLease> {
+    return this.slots.acquire(lane, signal, runner);
+  }
+
+  /** Starts the shared provider (when on) so that the first apply does not wait for its start. */
+  async startSharedProvider(): Promise<void> {
+    if (this.shared) (await this.shared.acquire(this.env())).release();
+  }
+
+  /** The runner's clone request is queued in its clone lane (the clone gate saw it). */
+  reachedLane(runner: string): void {
+    this.slots.reachedLane(runner);
   }
 
   /** `apply` in one stack dir (copying the shared .terraform in first if the dir has none). */
@@ -265,6 +282,7 @@ export class Terraform {
       signal: ctx.signal,
       timeoutMs: ctx.timeoutMs,
       lane: ctx.lane,
+      runner: ctx.runner,
       slot: ctx.slot,
     });
     const changes = out.changes.find((c) => c.operation === "apply") ?? null;
@@ -506,7 +524,7 @@ export class Terraform {
     // `version` runs in / and reads nothing there; every other command reads its working dir.
     await this.assertTrustedDir(spec.cwd, spec.args[0] ?? "", spec.args[0] !== "version");
     // A slot reserved beforehand (reserveSlot) is used and released here like one taken now.
-    const slot = spec.slot ?? (isHeavy(spec.args) ? await this.slots.acquire(spec.lane) : undefined);
+    const slot = spec.slot ?? (isHeavy(spec.args) ? await this.slots.acquire(spec.lane, undefined, spec.runner) : undefined);
     let out: RunOutcome;
     try {
       out = await this.runAttached(spec);

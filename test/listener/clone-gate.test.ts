@@ -11,7 +11,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CloneGate, isVmidClash, VMID_CLASH } from "../../listener/clone-gate.js";
+import { CloneGate, isVmidClash, nextPollDelay, VMID_CLASH } from "../../listener/clone-gate.js";
 import { CloneLane } from "../../listener/clone-lane.js";
 import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type TokenDef } from "../../sim/pve/index.js";
 import { PveClient } from "../../sim/provider/pve-client.js";
@@ -579,5 +579,80 @@ describe("CloneGate against hostile local callers", () => {
     const anonymous = seen.slice(0, -1);
     for (const s of anonymous) assert.deepEqual({ url: s.url, authorization: s.authorization ?? null, cookie: s.cookie ?? null }, { url: s.url, authorization: null, cookie: null }, "no credentials added");
     assert.equal(seen[seen.length - 1].authorization, token, "the caller's own token passes unchanged");
+  });
+});
+
+// The lane and the runner's apply wait for the poll that sees the clone stop. Near the end the last
+// clone of the same template predicts, the gate polls every 25 ms instead of every 100; elsewhere,
+// and without a prediction, as before. At time scale 1: the gain is real milliseconds.
+describe("CloneGate polls densely only near a clone's expected end", () => {
+  test("nextPollDelay: coarse without a prediction, fine within its window, never sleeping past the window's start", () => {
+    assert.equal(nextPollDelay(0, undefined, 100), 100);
+    assert.equal(nextPollDelay(5_000, undefined, 100), 100);
+    // Expected 2 s: the window is 1.7–2.3 s (15 % of the clone, more than 250 ms).
+    assert.equal(nextPollDelay(0, 2_000, 100), 100);
+    assert.equal(nextPollDelay(1_650, 2_000, 100), 50, "a coarse sleep stops where the window starts");
+    assert.equal(nextPollDelay(1_690, 2_000, 100), 25, "no sleep shorter than a fine one");
+    assert.equal(nextPollDelay(1_700, 2_000, 100), 25);
+    assert.equal(nextPollDelay(2_299, 2_000, 100), 25);
+    assert.equal(nextPollDelay(2_300, 2_000, 100), 100, "a clone far longer than the last goes back to coarse polls");
+    // Short clones: the window is ±250 ms; a configured poll below 25 ms is never slowed down.
+    assert.equal(nextPollDelay(0, 400, 100), 100);
+    assert.equal(nextPollDelay(150, 400, 100), 25);
+    assert.equal(nextPollDelay(0, 400, 10), 10);
+  });
+
+  test("the first clone of a template is polled every pollMs; the next one every 25 ms around when the first ended", async () => {
+    const log = captureLog("debug");
+    const lane = new CloneLane({ logger: log.logger });
+    const CLONE_MS = 700;
+    const polls: number[][] = [];
+    let postedAt = 0;
+    const upstream = http.createServer((req, res) => {
+      req.resume();
+      let data: unknown = { version: "9.0.0" };
+      if (req.method === "POST" && /\/clone$/.test(req.url ?? "")) {
+        postedAt = Date.now();
+        polls.push([]);
+        data = `UPID:${SIM_NODE}:00001234:00000000:00000000:vzclone:${polls.length}:root@pam:`;
+      } else if (/\/tasks\//.test(req.url ?? "")) {
+        const at = Date.now() - postedAt;
+        polls.at(-1)!.push(at);
+        data = at >= CLONE_MS ? { status: "stopped", exitstatus: "OK" } : { status: "running" };
+      }
+      res.writeHead(200, { "content-type": "application/json;charset=UTF-8" });
+      res.end(JSON.stringify({ data }));
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const dir = await mkdtemp(join(tmpdir(), "clone-gate-fine-"));
+    // The gate tells terraform's slots when a runner's clone request reached its lane.
+    const queued: Array<[string, string, number]> = [];
+    const gate = new CloneGate({ upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane, logger: log.logger, certDir: dir, onCloneQueued: (runner, key) => queued.push([runner, key, polls.length]) });
+    try {
+      const { url, caFile } = await gate.start();
+      const ca = await readFile(caFile, "utf8");
+      for (const [i, hostname] of ["runner-fine-1", "runner-fine-2"].entries()) {
+        const r = await call(url, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 500 + i, hostname }, { ca });
+        assert.equal(r.status, 200);
+      }
+      // Each reported before its clone was forwarded (polls.length counts the clones PVE got).
+      assert.deepEqual(queued, [["runner-fine-1", `${SIM_NODE}/${SIM_TEMPLATE_VMID}`, 0], ["runner-fine-2", `${SIM_NODE}/${SIM_TEMPLATE_VMID}`, 1]]);
+      const gaps = (ts: number[]) => ts.slice(1).map((t, i) => t - ts[i]);
+      const [first, second] = polls;
+      // The default poll (100 ms): no two polls of the first clone closer than 80 ms.
+      assert.ok(Math.min(...gaps(first)) >= 80, `first clone polled at ${first.join(", ")} ms`);
+      assert.ok(first.at(-1)! >= CLONE_MS, "the lane is held until a poll saw the task stop");
+      // The second: coarse until ~250 ms before the first's observed end, 25 ms apart from there.
+      const windowFrom = first.at(-1)! - 250;
+      const early = second.filter((t) => t < windowFrom - 30);
+      assert.ok(early.length > 0 && Math.min(...gaps(early)) >= 80, `second clone polled coarsely before the window: ${second.join(", ")} ms`);
+      const late = second.filter((t) => t >= windowFrom);
+      assert.ok(late.length >= 3 && Math.max(...gaps(late)) <= 60, `second clone polled densely near the end: ${second.join(", ")} ms`);
+      assert.ok(second.at(-1)! - CLONE_MS <= 60, `the second clone's stop seen within a fine poll (+ a request) of it: ${second.at(-1)} ms`);
+    } finally {
+      await gate.stop();
+      await new Promise<void>((r) => upstream.close(() => r()));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

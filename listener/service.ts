@@ -1,6 +1,7 @@
 // Wires the listener together from a validated config: store, adapters, clone lane, pipeline, HTTP.
 import { dirname, join } from "node:path";
 import { readFile, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
 import type { Config, Secrets } from "./config.js";
 import { GitHubAdapter } from "./github.js";
@@ -145,8 +146,9 @@ export function buildParts(config: Config, secrets: Secrets, logger: Logger, o: 
     cliConfigFile: config.terraform.cliConfigFile,
     sharedInitDir: join(config.stateDir, "terraform-init"),
     maxConcurrent: config.terraform.maxConcurrent,
-    // The gate tells when an apply's clone request reached its lane (onCloneQueued below).
-    oneApproachPerLane: o.cloneGate !== false,
+    // No more applies on their way to their lanes than cores (one per lane always): the gate tells
+    // when one's clone request reached its lane (onCloneQueued below).
+    approachCap: o.cloneGate !== false ? availableParallelism() : undefined,
     schedIdle: config.terraform.schedIdle,
     nice: config.terraform.nice,
     // Only the long-running listener keeps a provider alive; the one-shot CLI runs start their own.

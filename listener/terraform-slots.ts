@@ -4,10 +4,12 @@
 // to the waiting run whose lane has the fewest runs going, the earliest first among equals; runs
 // without a lane (destroys) form a group of their own.
 //
-// With `oneApproachPerLane` (the clone gate's mode), a lane's next run starts only once the one
-// before it has reached the lane (its clone request is queued there) or ended. Until then its CPU
-// would only slow the run ahead, which its lane waits for: at the start of a 50-job burst, eight
-// applies planning at once on 2 cores brought each lane's first clone 1 s later than four did.
+// With `approachCap` (the clone gate's mode), runs on their way to their lane (started, their
+// clone request not yet queued there) are limited to that many at once, the host's cores, except
+// that each lane may always have one. Beyond that a run's CPU would only slow the runs ahead, which
+// their lanes wait for: at the start of a 50-job burst on 2 cores, eight applies planning at once
+// brought every lane's first clone later than four did. With cores to spare the cap lets a lane
+// have several on their way, so a lane whose clones are quicker than terraform's plan is not starved.
 
 interface Waiting {
   group: string;
@@ -21,8 +23,8 @@ export interface SlotLease {
 }
 
 export interface SlotOptions {
-  /** A lane's runs start one after another: each once the previous reached the lane. */
-  oneApproachPerLane?: boolean;
+  /** Runs on their way to their lanes at once, at most (one per lane always may). Off when absent. */
+  approachCap?: number;
   /**
    * How long a run counts as on its way to its lane at most (default 10 s): one that stalls before
    * its clone (an API that does not answer) holds back its lane's next run no longer than this.
@@ -97,11 +99,13 @@ export class TerraformSlots {
   }
 
   private approachLimited(key: string): boolean {
-    return this.opts.oneApproachPerLane === true && key !== "";
+    return this.opts.approachCap !== undefined && key !== "";
   }
 
   private mayStart(key: string): boolean {
-    return this.running < this.concurrency && !(this.approachLimited(key) && (this.approachingIn.get(key) ?? 0) > 0);
+    if (this.running >= this.concurrency) return false;
+    if (!this.approachLimited(key) || !this.approachingIn.has(key)) return true;
+    return this.approaching.size < this.opts.approachCap!;
   }
 
   private take(key: string, token: string | symbol): void {

@@ -48,10 +48,10 @@ export interface TerraformOptions {
    */
   maxConcurrent?: number;
   /**
-   * A lane's applies start one after another, each once the one before reached its clone lane
-   * (reachedLane) or ended: the clone gate's mode, where it reports the arrivals.
+   * Applies on their way to their clone lane (started, not yet reachedLane) at once, at most; one
+   * per lane always may. The clone gate's mode, where it reports the arrivals; off when absent.
    */
-  oneApproachPerLane?: boolean;
+  approachCap?: number;
   /**
    * Run apply/destroy (terraform and the provider processes it starts) under SCHED_IDLE (default
    * true): a burst of applies is throughput work and must not take the CPU from the listener, whose
@@ -197,7 +197,7 @@ export class Terraform {
 
   constructor(private readonly opts: TerraformOptions) {
     this.killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
-    this.slots = new TerraformSlots(opts.maxConcurrent ?? 8, { oneApproachPerLane: opts.oneApproachPerLane });
+    this.slots = new TerraformSlots(opts.maxConcurrent ?? 8, { approachCap: opts.approachCap });
     this.requireRootOwned = opts.requireRootOwned ?? runningAsRoot();
     this.binaryToRun = opts.binary;
     if (opts.sharedProviderDir) {

@@ -102,8 +102,8 @@ test("acquire: a lease holds its slot until released (twice is once); an abort w
   assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {} });
 });
 
-test("oneApproachPerLane: a lane's next run starts once the one before reached the lane or ended; other lanes and destroys are not held", async () => {
-  const slots = new TerraformSlots(4, { oneApproachPerLane: true });
+test("approachCap 1: a lane's next run starts once the one before reached the lane or ended; other lanes and destroys are not held", async () => {
+  const slots = new TerraformSlots(4, { approachCap: 1 });
   const started: string[] = [];
   const leases = new Map<string, Awaited<ReturnType<TerraformSlots["acquire"]>>>();
   const acquire = (lane: string | undefined, id: string) =>
@@ -113,10 +113,11 @@ test("oneApproachPerLane: a lane's next run starts once the one before reached t
     });
   const all = [acquire("A", "a1"), acquire("A", "a2"), acquire("B", "b1"), acquire("A", "a3"), acquire(undefined, "destroy")];
   await tick();
-  // Slots are free, yet a2 waits: a1 is still on its way to lane A.
+  // Slots are free, yet a2 waits: a1 is still on its way to lane A. B's first may always go.
   assert.deepEqual(started, ["a1", "b1", "destroy"]);
   assert.deepEqual(slots.stats(), { running: 3, waiting: 2, byGroup: { A: 1, B: 1, "": 1 }, approaching: { A: 1, B: 1 } });
-  // a1's clone request is queued in lane A: a2 starts (a3 still waits for a2).
+  // a1's clone request is queued in lane A: A has none on its way, so a2 goes (b1 still on its
+  // way does not count against a lane's first).
   slots.reachedLane("a1");
   await tick();
   assert.deepEqual(started.slice(3), ["a2"]);
@@ -132,8 +133,26 @@ test("oneApproachPerLane: a lane's next run starts once the one before reached t
   assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {} });
 });
 
-test("oneApproachPerLane: a run that stalls on its way holds its lane's next one back no longer than approachLimitMs", async () => {
-  const slots = new TerraformSlots(4, { oneApproachPerLane: true, approachLimitMs: 50 });
+test("approachCap: with cores to spare a lane may have several on their way, up to the cap in all", async () => {
+  const slots = new TerraformSlots(8, { approachCap: 3 });
+  const leases = await Promise.all(["a1", "a2", "a3"].map((id) => slots.acquire("A", undefined, id)));
+  let fourth = false;
+  const a4 = slots.acquire("A", undefined, "a4").then((l) => ((fourth = true), l));
+  // Another lane's first goes past the cap: every lane always has one on its way.
+  const b1 = await slots.acquire("B", undefined, "b1");
+  await tick();
+  assert.equal(fourth, false);
+  assert.deepEqual(slots.stats().approaching, { A: 3, B: 1 });
+  slots.reachedLane("a1");
+  slots.reachedLane("b1");
+  await tick();
+  assert.equal(fourth, true, "3 on their way again once two arrived");
+  for (const l of [...leases, b1, await a4]) l.release();
+  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {} });
+});
+
+test("approachCap: a run that stalls on its way holds its lane's next one back no longer than approachLimitMs", async () => {
+  const slots = new TerraformSlots(4, { approachCap: 1, approachLimitMs: 50 });
   const first = await slots.acquire("A", undefined, "a1");
   let second = false;
   const next = slots.acquire("A", undefined, "a2").then((l) => ((second = true), l));
@@ -146,7 +165,7 @@ test("oneApproachPerLane: a run that stalls on its way holds its lane's next one
   assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {} });
 });
 
-test("without oneApproachPerLane a lane's runs start side by side (the lane around whole applies)", async () => {
+test("without approachCap a lane's runs start side by side (the lane around whole applies)", async () => {
   const slots = new TerraformSlots(3);
   const leases = await Promise.all([slots.acquire("A", undefined, "a1"), slots.acquire("A", undefined, "a2"), slots.acquire("A")]);
   assert.deepEqual(slots.stats(), { running: 3, waiting: 0, byGroup: { A: 3 }, approaching: {} });

@@ -40,6 +40,9 @@ export interface ContainerStatus {
   uptime?: number;
 }
 
+/** Consecutive failed status polls after which waitTask gives up. */
+const TASK_POLL_FAILURES = 5;
+
 /** OpenSSL's certificate errors, for a clear message when the PVE certificate is not trusted. */
 const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|HOSTNAME|ALTNAME/;
 
@@ -124,8 +127,20 @@ export class ProxmoxApi {
   /** Waits for a task to stop; throws with its exit status unless it is OK (or WARNINGS). */
   async waitTask(node: string, upid: string, timeoutMs = 300_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    let failures = 0;
     while (Date.now() < deadline) {
-      const t = await this.request<{ status: string; exitstatus?: string }>("GET", `/nodes/${node}/tasks/${encodeURIComponent(upid)}/status`);
+      let t: { status: string; exitstatus?: string };
+      try {
+        t = await this.request<{ status: string; exitstatus?: string }>("GET", `/nodes/${node}/tasks/${encodeURIComponent(upid)}/status`);
+        failures = 0;
+      } catch (err) {
+        // The task runs on whether or not we could look: a dropped keep-alive socket or pveproxy's
+        // 595/596 is asked again; 4xx, or the same failure 5 times running, is an answer.
+        const transient = err instanceof ProxmoxError && (err.status === 0 || err.status >= 500);
+        if (!transient || ++failures >= TASK_POLL_FAILURES) throw err;
+        await new Promise((r) => setTimeout(r, this.opts.pollMs ?? 500));
+        continue;
+      }
       if (t.status === "stopped") {
         if (t.exitstatus === "OK" || t.exitstatus?.startsWith("WARNINGS")) return;
         throw new ProxmoxError(500, `task ${upid.split(":")[5] ?? ""} failed: ${t.exitstatus}`);

@@ -94,18 +94,19 @@ const ANSWER_HOLD_MS = 60_000;
 const POLL_TIMEOUT_MS = 10_000;
 /**
  * Near a clone's expected end (the last clone of its template took as long) the status is polled
- * this often, from FINE_LEAD_MS before it (or 15 % of the clone, if longer) to as long after: the
- * lane and the runner's apply wait for the poll that sees the task stop, on average half an
- * interval. About ten more light GETs per clone.
+ * this often, from FINE_LEAD_MS before it (or 15 % of the clone, if longer, up to FINE_LEAD_MAX_MS)
+ * to as long after: the lane and the runner's apply wait for the poll that sees the task stop, on
+ * average half an interval. About ten more light GETs for a 2-s clone, at most about 30 for any.
  */
 const FINE_POLL_MS = 25;
 const FINE_LEAD_MS = 250;
+const FINE_LEAD_MAX_MS = 1_000;
 
 /** How long to sleep before the next status poll, `elapsedMs` into a clone expected to take `expectedMs`. */
 export function nextPollDelay(elapsedMs: number, expectedMs: number | undefined, pollMs: number): number {
   const fine = Math.min(FINE_POLL_MS, pollMs);
   if (expectedMs === undefined) return pollMs;
-  const lead = Math.max(FINE_LEAD_MS, expectedMs * 0.15);
+  const lead = Math.min(FINE_LEAD_MAX_MS, Math.max(FINE_LEAD_MS, expectedMs * 0.15));
   const [from, until] = [expectedMs - lead, expectedMs + lead];
   if (elapsedMs >= from && elapsedMs < until) return fine;
   // A coarse sleep stops where the fine window starts.

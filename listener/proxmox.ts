@@ -42,6 +42,8 @@ export interface ContainerStatus {
 
 /** Consecutive failed status polls after which waitTask gives up. */
 const TASK_POLL_FAILURES = 5;
+/** No answer at all (0), a proxy's 502/503, pveproxy's 595 (no route to pvedaemon) and 596 (timeout). */
+const TRANSIENT_STATUS = new Set([0, 502, 503, 595, 596]);
 
 /** OpenSSL's certificate errors, for a clear message when the PVE certificate is not trusted. */
 const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|HOSTNAME|ALTNAME/;
@@ -134,9 +136,10 @@ export class ProxmoxApi {
         t = await this.request<{ status: string; exitstatus?: string }>("GET", `/nodes/${node}/tasks/${encodeURIComponent(upid)}/status`);
         failures = 0;
       } catch (err) {
-        // The task runs on whether or not we could look: a dropped keep-alive socket or pveproxy's
-        // 595/596 is asked again; 4xx, or the same failure 5 times running, is an answer.
-        const transient = err instanceof ProxmoxError && (err.status === 0 || err.status >= 500);
+        // The task runs on whether or not we could look: no answer (a dropped keep-alive socket),
+        // a proxy's 502/503 or pveproxy's 595/596 is asked again; anything else, or 5 failures in a
+        // row, is the answer.
+        const transient = err instanceof ProxmoxError && TRANSIENT_STATUS.has(err.status);
         if (!transient || ++failures >= TASK_POLL_FAILURES) throw err;
         await new Promise((r) => setTimeout(r, this.opts.pollMs ?? 500));
         continue;

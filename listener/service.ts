@@ -83,6 +83,8 @@ export interface Service {
   sharedProviderPid(): Promise<number | undefined>;
   /** Settles when the `terraform init` started with the listener has ended (done or failed). */
   readonly terraformInitialised: Promise<void>;
+  /** terraform's slots: runs going, waiting, on their way to their lanes, and how many the clone gate saw arrive. */
+  terraformSlots(): ReturnType<Terraform["slotStats"]>;
   stop(): Promise<void>;
 }
 
@@ -406,7 +408,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     });
   }
   // Not awaited: serving starts now, and the first job's prepare() joins this init.
-  const initialising = pipeline.initTerraform().catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "terraform init at start failed; the first job runs it again"));
+  const initialising = pipeline.initTerraform().catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "terraform init (or the shared provider's start) at listener start failed; the first job tries again"));
   await pipeline.resume();
   freshness?.start();
   let schedule: SweepSchedule | undefined;
@@ -470,6 +472,7 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
     reload,
     checkRunnerFreshness: () => freshness?.tick({ force: true }) ?? null,
     sharedProviderPid: () => terraform.sharedProviderPid(),
+    terraformSlots: () => terraform.slotStats(),
     terraformInitialised: initialising.then(() => undefined),
     async stop() {
       clearInterval(retireTimer);

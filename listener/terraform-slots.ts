@@ -45,6 +45,8 @@ export class TerraformSlots {
   private readonly approaching = new Map<string | symbol, Approach>();
   private readonly approachingIn = new Map<string, number>();
   private readonly approachLimitMs: number;
+  /** Runs on their way that reachedLane() let go (not those released or timed out). */
+  private reported = 0;
 
   constructor(
     private readonly concurrency: number,
@@ -60,7 +62,8 @@ export class TerraformSlots {
    */
   async acquire(group: string | undefined, signal?: AbortSignal, id?: string): Promise<SlotLease> {
     const key = group ?? "";
-    // A run with no id cannot be told it arrived: it counts as on its way until it ends.
+    // A run with no id cannot be told it arrived: it counts as on its way until it ends (or for
+    // approachLimitMs, whichever comes first).
     const token = id ?? Symbol("run");
     signal?.throwIfAborted();
     // Whoever still waits cannot start now (dispatch() starts them as soon as they can).
@@ -90,12 +93,12 @@ export class TerraformSlots {
 
   /** The run `id`'s clone request is queued in its lane: the lane's next run may start. */
   reachedLane(id: string): void {
-    this.arrived(id);
+    if (this.arrived(id)) this.reported++;
   }
 
   /** Runs going and waiting, for logs and tests. */
-  stats(): { running: number; waiting: number; byGroup: Record<string, number>; approaching: Record<string, number> } {
-    return { running: this.running, waiting: this.waiting.length, byGroup: Object.fromEntries(this.byGroup), approaching: Object.fromEntries(this.approachingIn) };
+  stats(): { running: number; waiting: number; byGroup: Record<string, number>; approaching: Record<string, number>; reachedLane: number } {
+    return { running: this.running, waiting: this.waiting.length, byGroup: Object.fromEntries(this.byGroup), approaching: Object.fromEntries(this.approachingIn), reachedLane: this.reported };
   }
 
   private approachLimited(key: string): boolean {
@@ -118,15 +121,17 @@ export class TerraformSlots {
     this.approachingIn.set(key, (this.approachingIn.get(key) ?? 0) + 1);
   }
 
-  private arrived(token: string | symbol): void {
+  /** Ends a run's approach; false when it was not on its way. */
+  private arrived(token: string | symbol): boolean {
     const a = this.approaching.get(token);
-    if (!a) return;
+    if (!a) return false;
     clearTimeout(a.timer);
     this.approaching.delete(token);
     const left = (this.approachingIn.get(a.group) ?? 1) - 1;
     if (left > 0) this.approachingIn.set(a.group, left);
     else this.approachingIn.delete(a.group);
     this.dispatch();
+    return true;
   }
 
   private release(key: string): void {

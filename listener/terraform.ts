@@ -265,6 +265,11 @@ export class Terraform {
     if (this.shared) (await this.shared.acquire(this.env())).release();
   }
 
+  /** The slots' counts (tests, logs). */
+  slotStats(): ReturnType<TerraformSlots["stats"]> {
+    return this.slots.stats();
+  }
+
   /** The runner's clone request is queued in its clone lane (the clone gate saw it). */
   reachedLane(runner: string): void {
     this.slots.reachedLane(runner);

@@ -55,6 +55,9 @@ test("a burst of 6 jobs runs on one shared provider process: no provider start p
     assert.equal((await stat(dir)).mode & 0o777, 0o700);
     await settled(e, ids, 180_000);
     for (const id of ids) assert.equal(e.world.github.jobs().find((j) => j.id === id)?.conclusion, "success");
+    // Every clone the gate saw let its lane's next apply start (else each would wait out 10 s).
+    assert.ok(e.service.terraformSlots().reachedLane >= ids.length, `the gate reported ${e.service.terraformSlots().reachedLane} arrivals for ${ids.length} clones`);
+    assert.deepEqual(e.service.terraformSlots().approaching, {});
     assert.deepEqual(await containersLeft(e), []);
     assert.deepEqual(registrationsLeft(e), []);
     // 6 applies and 6 destroys went by and no provider process has exited: terraform started none.

@@ -600,6 +600,11 @@ describe("CloneGate polls densely only near a clone's expected end", () => {
     assert.equal(nextPollDelay(0, 400, 100), 100);
     assert.equal(nextPollDelay(150, 400, 100), 25);
     assert.equal(nextPollDelay(0, 400, 10), 10);
+    // A long clone (a full one): the window is ±1 s at most, not 15 % of a minute.
+    assert.equal(nextPollDelay(58_000, 60_000, 100), 100);
+    assert.equal(nextPollDelay(58_950, 60_000, 100), 50);
+    assert.equal(nextPollDelay(59_000, 60_000, 100), 25);
+    assert.equal(nextPollDelay(61_000, 60_000, 100), 100);
   });
 
   test("the first clone of a template is polled every pollMs; the next one every 25 ms around when the first ended", async () => {
@@ -638,17 +643,18 @@ describe("CloneGate polls densely only near a clone's expected end", () => {
       // Each reported before its clone was forwarded (polls.length counts the clones PVE got).
       assert.deepEqual(queued, [["runner-fine-1", `${SIM_NODE}/${SIM_TEMPLATE_VMID}`, 0], ["runner-fine-2", `${SIM_NODE}/${SIM_TEMPLATE_VMID}`, 1]]);
       const gaps = (ts: number[]) => ts.slice(1).map((t, i) => t - ts[i]);
+      // Medians, not extremes: one stall of a loaded machine's loop must not decide.
+      const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
       const [first, second] = polls;
-      // The default poll (100 ms): no two polls of the first clone closer than 80 ms.
-      assert.ok(Math.min(...gaps(first)) >= 80, `first clone polled at ${first.join(", ")} ms`);
+      // The default poll (100 ms) for the first clone.
+      assert.ok(first.length > 2 && median(gaps(first)) >= 80, `first clone polled every 100 ms: ${first.join(", ")} ms`);
       assert.ok(first.at(-1)! >= CLONE_MS, "the lane is held until a poll saw the task stop");
       // The second: coarse until ~250 ms before the first's observed end, 25 ms apart from there.
       const windowFrom = first.at(-1)! - 250;
       const early = second.filter((t) => t < windowFrom - 30);
-      assert.ok(early.length > 0 && Math.min(...gaps(early)) >= 80, `second clone polled coarsely before the window: ${second.join(", ")} ms`);
+      assert.ok(early.length > 1 && median(gaps(early)) >= 80, `second clone polled coarsely before the window: ${second.join(", ")} ms`);
       const late = second.filter((t) => t >= windowFrom);
-      assert.ok(late.length >= 3 && Math.max(...gaps(late)) <= 60, `second clone polled densely near the end: ${second.join(", ")} ms`);
-      assert.ok(second.at(-1)! - CLONE_MS <= 60, `the second clone's stop seen within a fine poll (+ a request) of it: ${second.at(-1)} ms`);
+      assert.ok(late.length >= 4 && median(gaps(late)) <= 50, `second clone polled densely near the end (25 ms, not 100): ${second.join(", ")} ms`);
     } finally {
       await gate.stop();
       await new Promise<void>((r) => upstream.close(() => r()));

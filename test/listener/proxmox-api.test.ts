@@ -26,6 +26,7 @@ test("ensureStarted starts a stopped container; on a running one it succeeds and
     reads.push(`${args[0]} ${args[1]}`);
     return request<T>(...args);
   }) as ProxmoxApi["request"];
+  try {
 
   await pve.ensureStarted(SIM_NODE, 150);
   assert.deepEqual(reads.filter((r) => !r.includes("/tasks/")), [`POST /nodes/${SIM_NODE}/lxc/150/status/start`], "no status read before the start");
@@ -37,31 +38,36 @@ test("ensureStarted starts a stopped container; on a running one it succeeds and
   assert.equal((await pve.containerStatus(SIM_NODE, 150)).status, "running");
 
   await assert.rejects(pve.ensureStarted(SIM_NODE, 151), (err: unknown) => err instanceof ProxmoxError && !/already running/.test(err.message));
+  } finally {
+    pve.request = ProxmoxApi.prototype.request;
+  }
 });
 
 test("waitTask asks again after a failed status poll (pveproxy's 596) and gives up after 5 in a row", async () => {
-  const clone = (newid: number) => pve.request<string>("POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid, hostname: `runner-wait-${newid}`, pool: "ci" });
+  // One clone of the template at a time (PVE: "CT is locked (disk)").
+  const clone = (newid: number) => ProxmoxApi.prototype.request.call(pve, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid, hostname: `runner-wait-${newid}`, pool: "ci" }) as Promise<string>;
+  const upid1 = await clone(160);
+  // Status polls fail as pveproxy's timeout does: every other one, then every one.
+  let polls = 0;
+  let failEvery = 2;
+  pve.request = (<T>(...args: Parameters<ProxmoxApi["request"]>) => {
+    if (args[1].includes("/tasks/") && ++polls % failEvery === 0) return Promise.reject(new ProxmoxError(596, `GET ${args[1]}: 596 Connection timed out`));
+    return ProxmoxApi.prototype.request.apply(pve, args) as Promise<T>;
+  }) as ProxmoxApi["request"];
   try {
-    // Every other status poll fails: the task is still followed to its end.
-    sim.setFaults({ timeoutRate: 0.5, paths: "/tasks/" });
-    await pve.waitTask(SIM_NODE, await clone(160));
+    await pve.waitTask(SIM_NODE, upid1);
+    assert.ok(polls >= 2, "at least one poll failed on the way");
     assert.equal((await pve.containerConfig(SIM_NODE, 160)).hostname, "runner-wait-160");
-    // Every poll fails: the fifth failure is the answer, with PVE's reason.
-    sim.setFaults({ timeoutRate: 1, paths: "/tasks/" });
-    const upid = await clone(161);
-    let polls = 0;
-    const request = pve.request;
-    pve.request = (<T>(...args: Parameters<ProxmoxApi["request"]>) => {
-      if (args[1].includes("/tasks/")) polls++;
-      return request.call(pve, ...args) as Promise<T>;
-    }) as ProxmoxApi["request"];
-    try {
-      await assert.rejects(pve.waitTask(SIM_NODE, upid), (err: unknown) => err instanceof ProxmoxError && err.status === 596);
-    } finally {
-      pve.request = request;
-    }
-    assert.equal(polls, 5);
+    const upid2 = await clone(161);
+    [polls, failEvery] = [0, 1];
+    await assert.rejects(pve.waitTask(SIM_NODE, upid2), (err: unknown) => err instanceof ProxmoxError && err.status === 596);
+    assert.equal(polls, 5, "the fifth failure in a row is the answer");
+    // Anything but no answer, 502/503 or 595/596 is an answer at once.
+    polls = 0;
+    pve.request = (() => (polls++, Promise.reject(new ProxmoxError(403, "GET: 403 Permission check failed")))) as ProxmoxApi["request"];
+    await assert.rejects(pve.waitTask(SIM_NODE, upid2), (err: unknown) => err instanceof ProxmoxError && err.status === 403);
+    assert.equal(polls, 1);
   } finally {
-    sim.clearFaults();
+    pve.request = ProxmoxApi.prototype.request;
   }
 });

@@ -38,7 +38,7 @@ test("at most N at once; a freed slot goes to the lane with the fewest runs goin
   all.push(run("A", "a3"), run("A", "a4"), run("C", "c1"), run("B", "b2"));
   await tick();
   assert.deepEqual(started, ["a1", "a2", "b1"]);
-  assert.deepEqual(slots.stats(), { running: 3, waiting: 4, byGroup: { A: 2, B: 1 }, approaching: {} });
+  assert.deepEqual(slots.stats(), { running: 3, waiting: 4, byGroup: { A: 2, B: 1 }, approaching: {}, reachedLane: 0 });
   // b1 ends: C has nothing going, so c1 goes before a3 (which waited longer).
   gates.get("b1")!.open();
   await tick();
@@ -56,7 +56,7 @@ test("at most N at once; a freed slot goes to the lane with the fewest runs goin
   assert.deepEqual(started.slice(6), ["a4"]);
   gates.get("a4")!.open();
   assert.deepEqual(await Promise.all(all), ["a1", "a2", "b1", "a3", "a4", "c1", "b2"]);
-  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {} });
+  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {}, reachedLane: 0 });
 });
 
 test("runs without a lane (destroys) form a group of their own; a failing run frees its slot", async () => {
@@ -88,7 +88,7 @@ test("acquire: a lease holds its slot until released (twice is once); an abort w
   const waiting = slots.acquire("B", abort.signal);
   let next = false;
   const after = slots.acquire("C").then((l) => ((next = true), l));
-  assert.deepEqual(slots.stats(), { running: 1, waiting: 2, byGroup: { A: 1 }, approaching: {} });
+  assert.deepEqual(slots.stats(), { running: 1, waiting: 2, byGroup: { A: 1 }, approaching: {}, reachedLane: 0 });
   abort.abort(new Error("runner stopped"));
   await assert.rejects(waiting, /runner stopped/);
   assert.equal(slots.stats().waiting, 1, "the aborted one left the queue");
@@ -96,10 +96,10 @@ test("acquire: a lease holds its slot until released (twice is once); an abort w
   lease.release();
   const c = await after;
   assert.equal(next, true);
-  assert.deepEqual(slots.stats(), { running: 1, waiting: 0, byGroup: { C: 1 }, approaching: {} }, "a second release frees nothing more");
+  assert.deepEqual(slots.stats(), { running: 1, waiting: 0, byGroup: { C: 1 }, approaching: {}, reachedLane: 0 }, "a second release frees nothing more");
   c.release();
   await assert.rejects(slots.acquire("D", AbortSignal.abort(new Error("already stopped"))), /already stopped/);
-  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {} });
+  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {}, reachedLane: 0 });
 });
 
 test("approachCap 1: a lane's next run starts once the one before reached the lane or ended; other lanes and destroys are not held", async () => {
@@ -115,7 +115,7 @@ test("approachCap 1: a lane's next run starts once the one before reached the la
   await tick();
   // Slots are free, yet a2 waits: a1 is still on its way to lane A. B's first may always go.
   assert.deepEqual(started, ["a1", "b1", "destroy"]);
-  assert.deepEqual(slots.stats(), { running: 3, waiting: 2, byGroup: { A: 1, B: 1, "": 1 }, approaching: { A: 1, B: 1 } });
+  assert.deepEqual(slots.stats(), { running: 3, waiting: 2, byGroup: { A: 1, B: 1, "": 1 }, approaching: { A: 1, B: 1 }, reachedLane: 0 });
   // a1's clone request is queued in lane A: A has none on its way, so a2 goes (b1 still on its
   // way does not count against a lane's first).
   slots.reachedLane("a1");
@@ -130,7 +130,7 @@ test("approachCap 1: a lane's next run starts once the one before reached the la
   assert.deepEqual(started.slice(4), ["a3"]);
   for (const id of ["a1", "b1", "a3", "destroy"]) leases.get(id)!.release();
   await Promise.all(all);
-  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {} });
+  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {}, reachedLane: 1 });
 });
 
 test("approachCap: with cores to spare a lane may have several on their way, up to the cap in all", async () => {
@@ -148,7 +148,7 @@ test("approachCap: with cores to spare a lane may have several on their way, up 
   await tick();
   assert.equal(fourth, true, "3 on their way again once two arrived");
   for (const l of [...leases, b1, await a4]) l.release();
-  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {} });
+  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {}, reachedLane: 2 });
 });
 
 test("approachCap: a run that stalls on its way holds its lane's next one back no longer than approachLimitMs", async () => {
@@ -162,12 +162,12 @@ test("approachCap: a run that stalls on its way holds its lane's next one back n
   assert.equal(second, true, "a1 stalled: a2 started after the limit");
   first.release();
   l2.release();
-  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {} });
+  assert.deepEqual(slots.stats(), { running: 0, waiting: 0, byGroup: {}, approaching: {}, reachedLane: 0 });
 });
 
 test("without approachCap a lane's runs start side by side (the lane around whole applies)", async () => {
   const slots = new TerraformSlots(3);
   const leases = await Promise.all([slots.acquire("A", undefined, "a1"), slots.acquire("A", undefined, "a2"), slots.acquire("A")]);
-  assert.deepEqual(slots.stats(), { running: 3, waiting: 0, byGroup: { A: 3 }, approaching: {} });
+  assert.deepEqual(slots.stats(), { running: 3, waiting: 0, byGroup: { A: 3 }, approaching: {}, reachedLane: 0 });
   for (const l of leases) l.release();
 });

@@ -41,9 +41,8 @@ export class TerraformSlots {
   private running = 0;
   private readonly byGroup = new Map<string, number>();
   private readonly waiting: Waiting[] = [];
-  /** Runs on their way to their lane, by id; a group's count in `approachingIn`. */
+  /** Runs on their way to their lane, by id (a few: at most the slots). */
   private readonly approaching = new Map<string | symbol, Approach>();
-  private readonly approachingIn = new Map<string, number>();
   private readonly approachLimitMs: number;
   /** Runs on their way that reachedLane() let go (not those released or timed out). */
   private reported = 0;
@@ -98,7 +97,13 @@ export class TerraformSlots {
 
   /** Runs going and waiting, for logs and tests. */
   stats(): { running: number; waiting: number; byGroup: Record<string, number>; approaching: Record<string, number>; reachedLane: number } {
-    return { running: this.running, waiting: this.waiting.length, byGroup: Object.fromEntries(this.byGroup), approaching: Object.fromEntries(this.approachingIn), reachedLane: this.reported };
+    return { running: this.running, waiting: this.waiting.length, byGroup: Object.fromEntries(this.byGroup), approaching: this.approachingByGroup(), reachedLane: this.reported };
+  }
+
+  private approachingByGroup(): Record<string, number> {
+    const by: Record<string, number> = {};
+    for (const a of this.approaching.values()) by[a.group] = (by[a.group] ?? 0) + 1;
+    return by;
   }
 
   private approachLimited(key: string): boolean {
@@ -107,7 +112,7 @@ export class TerraformSlots {
 
   private mayStart(key: string): boolean {
     if (this.running >= this.concurrency) return false;
-    if (!this.approachLimited(key) || !this.approachingIn.has(key)) return true;
+    if (!this.approachLimited(key) || ![...this.approaching.values()].some((a) => a.group === key)) return true;
     return this.approaching.size < this.opts.approachCap!;
   }
 
@@ -118,7 +123,6 @@ export class TerraformSlots {
     // Not unref'd: a run waiting behind it depends on it. Cleared on arrival or release.
     const timer = setTimeout(() => this.arrived(token), this.approachLimitMs);
     this.approaching.set(token, { group: key, timer });
-    this.approachingIn.set(key, (this.approachingIn.get(key) ?? 0) + 1);
   }
 
   /** Ends a run's approach; false when it was not on its way. */
@@ -127,9 +131,6 @@ export class TerraformSlots {
     if (!a) return false;
     clearTimeout(a.timer);
     this.approaching.delete(token);
-    const left = (this.approachingIn.get(a.group) ?? 1) - 1;
-    if (left > 0) this.approachingIn.set(a.group, left);
-    else this.approachingIn.delete(a.group);
     this.dispatch();
     return true;
   }

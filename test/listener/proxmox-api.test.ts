@@ -16,9 +16,13 @@ before(async () => {
 });
 after(() => sim.stop());
 
+/** A runner-like clone of the template, with no interception (one at a time: "CT is locked (disk)"). */
+async function cloneCt(newid: number): Promise<string> {
+  return (await ProxmoxApi.prototype.request.call(pve, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid, hostname: `runner-${newid}`, pool: "ci" })) as string;
+}
+
 test("ensureStarted starts a stopped container; on a running one it succeeds and starts nothing; other refusals are errors", async () => {
-  const upid = await pve.request<string>("POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 150, hostname: "runner-start", pool: "ci" });
-  await pve.waitTask(SIM_NODE, upid);
+  await pve.waitTask(SIM_NODE, await cloneCt(150));
   const starts = () => sim.tasks().filter((t) => t.type === "vzstart").length;
   const reads: string[] = [];
   const request = pve.request.bind(pve);
@@ -27,26 +31,23 @@ test("ensureStarted starts a stopped container; on a running one it succeeds and
     return request<T>(...args);
   }) as ProxmoxApi["request"];
   try {
+    await pve.ensureStarted(SIM_NODE, 150);
+    assert.deepEqual(reads.filter((r) => !r.includes("/tasks/")), [`POST /nodes/${SIM_NODE}/lxc/150/status/start`], "no status read before the start");
+    assert.equal((await pve.containerStatus(SIM_NODE, 150)).status, "running");
+    assert.equal(starts(), 1);
 
-  await pve.ensureStarted(SIM_NODE, 150);
-  assert.deepEqual(reads.filter((r) => !r.includes("/tasks/")), [`POST /nodes/${SIM_NODE}/lxc/150/status/start`], "no status read before the start");
-  assert.equal((await pve.containerStatus(SIM_NODE, 150)).status, "running");
-  assert.equal(starts(), 1);
+    await pve.ensureStarted(SIM_NODE, 150);
+    assert.equal(starts(), 1, "PVE refused the second start before making a task");
+    assert.equal((await pve.containerStatus(SIM_NODE, 150)).status, "running");
 
-  await pve.ensureStarted(SIM_NODE, 150);
-  assert.equal(starts(), 1, "PVE refused the second start before making a task");
-  assert.equal((await pve.containerStatus(SIM_NODE, 150)).status, "running");
-
-  await assert.rejects(pve.ensureStarted(SIM_NODE, 151), (err: unknown) => err instanceof ProxmoxError && !/already running/.test(err.message));
+    await assert.rejects(pve.ensureStarted(SIM_NODE, 151), (err: unknown) => err instanceof ProxmoxError && !/already running/.test(err.message));
   } finally {
     pve.request = ProxmoxApi.prototype.request;
   }
 });
 
 test("waitTask asks again after a failed status poll (pveproxy's 596) and gives up after 5 in a row", async () => {
-  // One clone of the template at a time (PVE: "CT is locked (disk)").
-  const clone = (newid: number) => ProxmoxApi.prototype.request.call(pve, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid, hostname: `runner-wait-${newid}`, pool: "ci" }) as Promise<string>;
-  const upid1 = await clone(160);
+  const upid1 = await cloneCt(160);
   // Status polls fail as pveproxy's timeout does: every other one, then every one.
   let polls = 0;
   let failEvery = 2;
@@ -57,8 +58,8 @@ test("waitTask asks again after a failed status poll (pveproxy's 596) and gives 
   try {
     await pve.waitTask(SIM_NODE, upid1);
     assert.ok(polls >= 2, "at least one poll failed on the way");
-    assert.equal((await pve.containerConfig(SIM_NODE, 160)).hostname, "runner-wait-160");
-    const upid2 = await clone(161);
+    assert.equal((await pve.containerConfig(SIM_NODE, 160)).hostname, "runner-160");
+    const upid2 = await cloneCt(161);
     [polls, failEvery] = [0, 1];
     await assert.rejects(pve.waitTask(SIM_NODE, upid2), (err: unknown) => err instanceof ProxmoxError && err.status === 596);
     assert.equal(polls, 5, "the fifth failure in a row is the answer");

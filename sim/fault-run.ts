@@ -153,7 +153,9 @@ export async function runFaultRun(o: FaultRunOptions): Promise<FaultRunResult> {
     await listener.start();
     world.github.setFaults({ rate: o.githubErrorRate, statuses: [500, 502, 503, 429], retryAfterSeconds: 1, webhook: { dropRate: o.webhookDropRate, duplicateRate: o.webhookDuplicateRate } });
     const e = o.pveErrorRate;
-    world.pve.setFaults({ errorRate: { clone: e, start: e, stop: e, shutdown: e, destroy: e, config: e } });
+    // The random rate may by chance fail nothing in a short run; the first clone always fails, so
+    // every run with PVE faults on exercises a failed task.
+    world.pve.setFaults({ errorRate: { clone: e, start: e, stop: e, shutdown: e, destroy: e, config: e }, ...(e > 0 ? { next: { op: "clone" as const, count: 1 } } : {}) });
     out(`fault-run: ${o.jobs} jobs, webhooks dropped ${o.webhookDropRate * 100}% and duplicated ${o.webhookDuplicateRate * 100}%, PVE failing ${o.pveErrorRate * 100}%, GitHub 5xx/429 ${o.githubErrorRate * 100}%, ${o.kills} SIGKILLs`);
 
     // Jobs arrive over a while; kills land at random points among them.

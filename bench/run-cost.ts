@@ -103,7 +103,7 @@ export async function benchRunCost(o: { timeScale: number; sharedProvider?: bool
   const providerLog = join(dir, "provider-cpu.log");
   const wrapper = join(dir, "terraform");
   await writeFile(wrapper, wrapperScript(await onPath("terraform"), tfLog), { mode: 0o755 });
-  // The listener copies PVE_SIM_PROVIDER_* from its environment into terraform's (listener/terraform.ts).
+  // The listener copies PVE_SIM_PROVIDER_* from its environment into terraform's (listener/adapters/terraform/terraform.ts).
   const before = process.env.PVE_SIM_PROVIDER_CPU_LOG;
   process.env.PVE_SIM_PROVIDER_CPU_LOG = providerLog;
   const e = await world({ timeScale: o.timeScale, nodes: [{ name: "pve" }], templates: [{ node: "pve", vmid: 9000 }], maxRunners: 2, terraformBinary: wrapper, sharedProvider: o.sharedProvider });

@@ -9,8 +9,8 @@
 import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { ProxmoxError, type ProxmoxApi } from "../listener/proxmox.js";
-import type { TerraformLike } from "../listener/pipeline.js";
+import { ProxmoxError, type ProxmoxApi } from "../listener/adapters/proxmox/proxmox.js";
+import type { TerraformLike } from "../listener/lifecycle/pipeline.js";
 
 const CONTAINER = "proxmox_virtual_environment_container";
 

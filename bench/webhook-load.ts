@@ -24,11 +24,11 @@ import Database from "better-sqlite3";
 import childProcess from "node:child_process";
 import { syncBuiltinESMExports } from "node:module";
 import { pino } from "pino";
-import { listen } from "../listener/http-listen.js";
+import { listen } from "../listener/http/http-listen.js";
 import { startE2E, waitFor, type E2E } from "../test/e2e/harness.js";
 import { startWorld } from "../sim/world.js";
 import { ListenerProcess, freePort } from "../sim/fault-run.js";
-import { Store } from "../listener/store.js";
+import { Store } from "../listener/store/store.js";
 import { SENDER_KIND, type ProcSample, type SenderConfig, type SenderResult } from "./webhook-sender.js";
 import { fmtMs, fmtX, ratio, summarize, type Summary } from "./stats.js";
 import { PROBE_OUT_ENV, type ProbeResult } from "./listener-probe.js";
@@ -226,7 +226,7 @@ async function baselineRun(o: WebhookLoadOptions): Promise<SenderResult> {
   }
 }
 
-/** The cost of one durable SQLite commit on this disk now (the same settings as listener/store.ts). */
+/** The cost of one durable SQLite commit on this disk now (the same settings as listener/store/store.ts). */
 function diskCommit(dir: string): Summary {
   const file = join(dir, `commit-probe-${process.pid}.sqlite`);
   const db = new Database(file);

@@ -2,9 +2,9 @@
 // (or --json). The address and token come from the same config file the listener runs with.
 import { Command } from "commander";
 import { readFileSync } from "node:fs";
-import { loadConfig, orExit } from "../listener/config.js";
-import type { StatusSnapshot } from "../listener/status.js";
-import { RETIREMENT_REASONS, type JobRow, type RunnerRow } from "../listener/store.js";
+import { loadConfig, orExit } from "../listener/app/config.js";
+import type { StatusSnapshot } from "../listener/http/status.js";
+import { RETIREMENT_REASONS, type JobRow, type RunnerRow } from "../listener/store/store.js";
 
 export interface Target {
   url: string;

@@ -1,6 +1,6 @@
 // `pve-runners check --config F`: everything serve needs, one ✓/✗ line per check (listener/preflight.ts).
 import { Command } from "commander";
-import { SIMULATOR_PVE_ENV } from "../listener/config.js";
+import { SIMULATOR_PVE_ENV } from "../listener/app/config.js";
 import { preflight, type CheckResult } from "./preflight.js";
 import { plural } from "./text.js";
 

@@ -4,7 +4,7 @@
 // against a simulator that starts without any template.
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { Terraform, TerraformError } from "../listener/terraform.js";
+import { Terraform, TerraformError } from "../listener/adapters/terraform/terraform.js";
 import { SIM_ROOT_PASSWORD, TEMPLATE_BUILD_MARKER } from "../sim/pve/index.js";
 import type { World } from "../sim/world.js";
 import { templateSpec } from "../stacks/main.js";

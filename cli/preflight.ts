@@ -5,14 +5,14 @@
 import { createPrivateKey } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError, loadConfig, type Config, type Secrets } from "../listener/config.js";
-import { GitHubAdapter, type Scope } from "../listener/github.js";
-import { templateCopies, type TemplateCopy } from "../listener/placement.js";
-import { Store } from "../listener/store.js";
-import { storeSnapshot } from "../listener/store-snapshot.js";
-import { followReplacements } from "../listener/template-rotation.js";
-import { ProxmoxApi, ProxmoxError } from "../listener/proxmox.js";
-import { Terraform } from "../listener/terraform.js";
+import { ConfigError, loadConfig, type Config, type Secrets } from "../listener/app/config.js";
+import { GitHubAdapter, type Scope } from "../listener/adapters/github/github.js";
+import { templateCopies, type TemplateCopy } from "../listener/lifecycle/placement.js";
+import { Store } from "../listener/store/store.js";
+import { storeSnapshot } from "../listener/store/store-snapshot.js";
+import { followReplacements } from "../listener/templates/template-rotation.js";
+import { ProxmoxApi, ProxmoxError } from "../listener/adapters/proxmox/proxmox.js";
+import { Terraform } from "../listener/adapters/terraform/terraform.js";
 import { pino } from "pino";
 import { plural } from "./text.js";
 

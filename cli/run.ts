@@ -2,15 +2,15 @@
 import { Command, InvalidArgumentError } from "commander";
 import { resolve } from "node:path";
 import { createLogger } from "./log.js";
-import { ConfigError, SIMULATOR_PVE_ENV, loadConfig, orExit } from "../listener/config.js";
-import { buildParts, startService } from "../listener/service.js";
-import { StateDirBusyError } from "../listener/state-lock.js";
+import { ConfigError, SIMULATOR_PVE_ENV, loadConfig, orExit } from "../listener/app/config.js";
+import { buildParts, startService } from "../listener/app/service.js";
+import { StateDirBusyError } from "../listener/app/state-lock.js";
 import { sweep, sweepActionTarget, type SweepReport } from "../sweeper/sweep.js";
-import { runningAsRoot } from "../listener/trusted-path.js";
+import { runningAsRoot } from "../listener/adapters/terraform/trusted-path.js";
 import { adminRequest } from "./admin.js";
-import { templateCopies } from "../listener/placement.js";
+import { templateCopies } from "../listener/lifecycle/placement.js";
 import { deleteTimeoutFor, runnerNameProblem, synthRunnerStack } from "../stacks/runner-stack.js";
-import { PortInUseError } from "../listener/port-check.js";
+import { PortInUseError } from "../listener/app/port-check.js";
 import { UserError } from "./errors.js";
 import { plural } from "./text.js";
 

@@ -1,10 +1,10 @@
 // `pve-runners template deploy --replace`: blue/green. Each template copy is built again under a new
 // vmid, in a work dir (and so a terraform state) of its own, next to the old one, which this apply
 // never touches; then the running listener is told (admin API), places new runners on it at once,
-// and destroys the old template once no runner depends on it (listener/template-rotation.ts).
+// and destroys the old template once no runner depends on it (listener/templates/template-rotation.ts).
 import { join } from "node:path";
 import type { TemplateStackSpec } from "../stacks/template-stack.js";
-import type { TemplatesView } from "../listener/template-rotation.js";
+import type { TemplatesView } from "../listener/templates/template-rotation.js";
 import { table } from "./admin.js";
 
 export interface ReplaceDeps {

@@ -4,14 +4,14 @@ import { Command } from "commander";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createLogger } from "./log.js";
-import { SIMULATOR_PVE_ENV, loadConfig, orExit } from "../listener/config.js";
-import { Terraform, TerraformError } from "../listener/terraform.js";
-import { UntrustedPathError, assertRootOwned, assertRootOwnedParent, assertRootOwnedPath, runningAsRoot } from "../listener/trusted-path.js";
+import { SIMULATOR_PVE_ENV, loadConfig, orExit } from "../listener/app/config.js";
+import { Terraform, TerraformError } from "../listener/adapters/terraform/terraform.js";
+import { UntrustedPathError, assertRootOwned, assertRootOwnedParent, assertRootOwnedPath, runningAsRoot } from "../listener/adapters/terraform/trusted-path.js";
 import { templateSpec, templateSpecFromConfig } from "../stacks/main.js";
 import { synthTemplateStack, type TemplateStackSpec } from "../stacks/template-stack.js";
 import { adminRequest } from "./admin.js";
 import { replaceTemplates, templatesText } from "./template-replace.js";
-import type { TemplatesView } from "../listener/template-rotation.js";
+import type { TemplatesView } from "../listener/templates/template-rotation.js";
 
 const specOrExit = (path: string) => orExit(path, () => templateSpecFromConfig(path));
 

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { startWorld, type World } from "./world.js";
 import { createRng } from "./github/rng.js";
-import { Store } from "../listener/store.js";
+import { Store } from "../listener/store/store.js";
 
 export interface FaultRunOptions {
   jobs: number;

@@ -12,7 +12,7 @@ import { GitHubSim } from "./github/index.js";
 import type { WorldInstallationSpec } from "./github/world.js";
 import { installProviderMirror } from "./provider/install.js";
 import { installPctShim } from "./pct/install.js";
-import { parseConfig, SIMULATOR_PVE_ENV, type Config, type Secrets } from "../listener/config.js";
+import { parseConfig, SIMULATOR_PVE_ENV, type Config, type Secrets } from "../listener/app/config.js";
 
 export type { WorldInstallationSpec } from "./github/world.js";
 export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type SimNodeSpec, type SimTemplateSpec, type SimNodeInfo, type SimContainer } from "./pve/index.js";
@@ -61,7 +61,7 @@ export interface World {
   /**
    * Environment for the listener as its own process (`pve-runners serve --config configFile`):
    * helperEnv, the credentials directory and the provider's knobs (terraformEnv), which serve
-   * passes on to terraform (PVE_SIM_PROVIDER_* only, see listener/terraform.ts).
+   * passes on to terraform (PVE_SIM_PROVIDER_* only, see listener/adapters/terraform/terraform.ts).
    */
   readonly serveEnv: NodeJS.ProcessEnv;
   /** Stops the stand-ins and removes the temp dir, unless asked to keep it (debugging a failure). */

@@ -14,8 +14,8 @@
 // with PROXMOX_VE_USERNAME=root@pam and PROXMOX_VE_PASSWORD in the environment (see template-stack.ts).
 import { fileURLToPath } from "node:url";
 import { basename, dirname, resolve } from "node:path";
-import { ConfigError, loadConfig, orExit, type Config } from "../listener/config.js";
-import { templateCopies } from "../listener/placement.js";
+import { ConfigError, loadConfig, orExit, type Config } from "../listener/app/config.js";
+import { templateCopies } from "../listener/lifecycle/placement.js";
 import { synthTemplateStack, type TemplateStackSpec } from "./template-stack.js";
 
 /** The template stack's spec from the config file and the environment (no secret is read). */

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseRunnerVersion } from "../listener/runner-release.js";
+import { parseRunnerVersion } from "../listener/templates/runner-release.js";
 
 /** template/ of this package (dist/stacks/ → ../../template). */
 export const PACKAGE_TEMPLATE_DIR = fileURLToPath(new URL("../../template", import.meta.url));

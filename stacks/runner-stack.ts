@@ -5,7 +5,7 @@ import { App, LocalBackend, TerraformOutput, TerraformStack } from "cdktn";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Container, FirewallOptions, ProxmoxProvider } from "./bpg-proxmox.js";
-import { controllerMarker, PVE_RUNNERS_TAG, RUNNER_DESCRIPTION_PREFIX } from "../listener/ownership.js";
+import { controllerMarker, PVE_RUNNERS_TAG, RUNNER_DESCRIPTION_PREFIX } from "../listener/lifecycle/ownership.js";
 
 export { PVE_RUNNERS_TAG };
 /** cdktn writes each stack under <outdir>/stacks/<stack name>/. */
@@ -15,7 +15,7 @@ export interface RunnerStackSpec {
   /** <namePrefix><id>: also the container hostname and the GitHub runner name. */
   readonly runnerName: string;
   readonly labelSet: string;
-  /** This installation's (listener/ownership.ts): tagged and described, so the sweeper knows the container is ours. */
+  /** This installation's (listener/lifecycle/ownership.ts): tagged and described, so the sweeper knows the container is ours. */
   readonly controllerId: string;
   /** Absent: terraform gets it from PROXMOX_VE_ENDPOINT (the listener's clone gate). */
   readonly endpoint?: string;
@@ -46,7 +46,7 @@ export interface RunnerStackSpec {
   readonly ipfilter?: boolean;
 }
 
-/** The listener's default timeouts.destroy (listener/config.ts). */
+/** The listener's default timeouts.destroy (listener/app/config.ts). */
 const DEFAULT_DESTROY_TIMEOUT_SEC = 300;
 
 /**
@@ -66,7 +66,7 @@ export class RunnerStack extends TerraformStack {
   constructor(scope: App, spec: RunnerStackSpec) {
     super(scope, RUNNER_STACK_NAME);
     // Relative path: the backend block is byte-identical across runners, so a pre-initialised
-    // .terraform can be reused without `terraform init` (listener/terraform.ts copies it from the shared init).
+    // .terraform can be reused without `terraform init` (listener/adapters/terraform/terraform.ts copies it from the shared init).
     new LocalBackend(this, { path: "terraform.tfstate" });
     new ProxmoxProvider(this, "proxmox", { endpoint: spec.endpoint, insecure: spec.insecure });
     this.container = new Container(this, "runner", {

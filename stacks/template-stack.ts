@@ -24,7 +24,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ProxmoxProvider } from "./bpg-proxmox.js";
 import { DownloadFile, ImageContainer, type ChecksumAlgorithm } from "./bpg-proxmox-template.js";
-import { runnerVersionTag } from "../listener/runner-release.js";
+import { runnerVersionTag } from "../listener/templates/runner-release.js";
 import { pinnedRunnerVersion } from "./runner-pin.js";
 
 export const TEMPLATE_STACK_NAME = "template";
@@ -138,7 +138,7 @@ export class TemplateStack extends TerraformStack {
     const image = spec.image ?? UBUNTU_2404_STANDARD;
     const fingerprint = templateFingerprint(spec);
     // The runner provision.sh installs: tagged on the template so the listener can tell how far
-    // behind GitHub's releases it is (listener/runner-freshness.ts). provision.sh is in the
+    // behind GitHub's releases it is (listener/templates/runner-freshness.ts). provision.sh is in the
     // fingerprint, so a new pin rebuilds the template and the tag with it.
     const runnerVersion = pinnedRunnerVersion(spec.templateDir);
     new LocalBackend(this, { path: "terraform.tfstate" });

@@ -4,9 +4,9 @@
 // inbox has never heard of, are fed into demand through the inbox like any delivery; (3) jobs held
 // as queued or waiting for long, or disputed, are checked against GitHub's job API.
 import type { Logger } from "pino";
-import type { GitHubAdapter } from "../listener/github.js";
-import type { Store } from "../listener/store.js";
-import { checkJobAtGitHub } from "../listener/job-status.js";
+import type { GitHubAdapter } from "../listener/adapters/github/github.js";
+import type { Store } from "../listener/store/store.js";
+import { checkJobAtGitHub } from "../listener/lifecycle/job-status.js";
 
 export interface RecoveryDeps {
   store: Store;

@@ -2,7 +2,7 @@
 // ever. Once an hour (and at start) what is older than retention.days and finished is deleted
 // (Store.prune: never an unprocessed delivery, an open job of ours or a live runner).
 import type { Logger } from "pino";
-import type { PruneReport, Store } from "../listener/store.js";
+import type { PruneReport, Store } from "../listener/store/store.js";
 
 const DAY_MS = 86_400_000;
 

@@ -1,16 +1,16 @@
 // The sweeper: reconciles our records × Proxmox (containers marked as ours) × GitHub registrations
 // we made × stack dirs, so nothing leaks whatever failed. One pass is idempotent; every finding is
-// logged with what was done about it and why. Nothing is ours by its name (listener/ownership.ts):
+// logged with what was done about it and why. Nothing is ours by its name (listener/lifecycle/ownership.ts):
 // a registration is ours by the id we recorded or our controller label, a container by our
 // controller tag (or description) or the vmid we recorded for it.
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { parseScopeKey, type GitHubAdapter } from "../listener/github.js";
-import type { ProxmoxApi, ContainerStatus } from "../listener/proxmox.js";
-import { LIVE_STATES, type RunnerRow, type Store } from "../listener/store.js";
-import type { TerraformLike } from "../listener/pipeline.js";
-import { controllerMarker, hasLabel, PVE_RUNNERS_TAG, RUNNER_DESCRIPTION_PREFIX, tagsOf } from "../listener/ownership.js";
+import { parseScopeKey, type GitHubAdapter } from "../listener/adapters/github/github.js";
+import type { ProxmoxApi, ContainerStatus } from "../listener/adapters/proxmox/proxmox.js";
+import { LIVE_STATES, type RunnerRow, type Store } from "../listener/store/store.js";
+import type { TerraformLike } from "../listener/lifecycle/pipeline.js";
+import { controllerMarker, hasLabel, PVE_RUNNERS_TAG, RUNNER_DESCRIPTION_PREFIX, tagsOf } from "../listener/lifecycle/ownership.js";
 
 export interface SweepSettings {
   /** Nodes to look for runner containers on: the template copies' and every live runner's. */

@@ -26,7 +26,7 @@ import { RunnerRegistry, type SimRunner } from "./runners.js";
 import { Scheduler, type CreateJobInput, type SimJob, type SimRun } from "./scheduler.js";
 import { WebhookDispatcher, type HeldDelivery, type HoldMatch, type HoldRule, type SimDelivery } from "./webhooks.js";
 import { SimWorld, type WorldInstallationSpec } from "./world.js";
-import { listen } from "../../listener/http-listen.js";
+import { listen } from "../../listener/http/http-listen.js";
 
 export type { SimJob, SimRun, SimRunner, SimDelivery, CreateJobInput, FaultsBody, SimCheckRun, HoldMatch, HoldRule, HeldDelivery, SimReleaseSpec };
 export { encodeJitConfig, decodeJitConfig } from "./jit.js";

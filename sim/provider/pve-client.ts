@@ -68,7 +68,7 @@ export class PveClient {
     u.search = "";
     this.base = u;
     // Like bpg (Go's crypto/x509 on Linux, root_unix.go): SSL_CERT_FILE, if set, names the trusted
-    // roots — the listener points it at its clone gate's certificate (listener/clone-gate.ts). Go
+    // roots — the listener points it at its clone gate's certificate (listener/lifecycle/clone-gate.ts). Go
     // also keeps the certs in SSL_CERT_DIR (/etc/ssl/certs); this stand-in trusts the file alone.
     const ca = process.env.SSL_CERT_FILE ? readFileSync(process.env.SSL_CERT_FILE) : undefined;
     this.agent = u.protocol === "https:" ? new https.Agent({ keepAlive: true, rejectUnauthorized: !opts.insecure, ca }) : new http.Agent({ keepAlive: true });

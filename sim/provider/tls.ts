@@ -4,7 +4,7 @@
 // server auth), sends its DER in the handshake line, and serves TLS that requires that client cert.
 // node:crypto makes the key and signs (an ECDSA key takes microseconds, RSA-2048 ~150 ms per
 // provider start); node-forge only assembles the ASN.1.
-import { generateSelfSignedCert } from "../../listener/self-signed-cert.js";
+import { generateSelfSignedCert } from "../../listener/http/self-signed-cert.js";
 
 export interface ServerCert {
   certPem: string;

@@ -28,7 +28,7 @@ import { Downloads, type DownloadFixture } from "./downloads.js";
 import { PlainOsGuest, execInPlainOs } from "./provision.js";
 import { SIM_ROOT_PASSWORD, Tickets } from "./tickets.js";
 import { TaskRegistry, type SimTask } from "./tasks.js";
-import { listen } from "../../listener/http-listen.js";
+import { listen } from "../../listener/http/http-listen.js";
 
 export { SIM_NODE, SIM_TEMPLATE_VMID, SIM_POOL, SIM_BRIDGE, SIM_VLAN, NODE_CPUS, NODE_MEMORY, type SimNodeSpec, type SimTemplateSpec } from "./state.js";
 export { SIM_TOKENS, PVE_RUNNERS_ROLE, PVE_RUNNERS_SDN_ROLE, PVE_RUNNERS_ACLS, ALL_PRIVILEGES, type TokenDef, type AclEntry } from "./privileges.js";

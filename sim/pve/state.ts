@@ -7,7 +7,7 @@ import { configFlockTimeout, configMissing, die } from "./errors.js";
 import { FirewallFiles } from "./firewall.js";
 import { GuestFs } from "./guest-fs.js";
 import { diskSizeBytes, normalizeTags, parseMountpoint } from "./lxc-config.js";
-import { runnerVersionTag } from "../../listener/runner-release.js";
+import { runnerVersionTag } from "../../listener/templates/runner-release.js";
 import { pinnedRunnerVersion } from "../../stacks/runner-pin.js";
 import type { PoolMembers } from "./privileges.js";
 

@@ -2,8 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { runnersTable, templatesTable } from "../../cli/admin.js";
-import type { StatusSnapshot } from "../../listener/status.js";
-import type { RunnerRow } from "../../listener/store.js";
+import type { StatusSnapshot } from "../../listener/http/status.js";
+import type { RunnerRow } from "../../listener/store/store.js";
 
 const row = (name: string, lastError: string | null, state: RunnerRow["state"] = "gone"): RunnerRow => ({
   name, labelSet: "default", scope: "repo:acme/app", state, madeForJob: null, jobId: null, vmid: 100001, githubRunnerId: null,

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { Store } from "../../listener/store.js";
+import { Store } from "../../listener/store/store.js";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";

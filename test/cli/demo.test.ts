@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { demoLogger, runDemo, runnerLine } from "../../cli/demo.js";
-import type { RunnerRow } from "../../listener/store.js";
+import type { RunnerRow } from "../../listener/store/store.js";
 
 test("demo: every job served, each queued line once, runner changes as they happen, no JSON", { timeout: 240_000 }, async () => {
   const lines: string[] = [];

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AddressInfo } from "node:net";
 import { installProviderMirror } from "../../sim/provider/install.js";
-import { assertRootOwned, realFs, type FsView } from "../../listener/trusted-path.js";
+import { assertRootOwned, realFs, type FsView } from "../../listener/adapters/terraform/trusted-path.js";
 
 const repo = fileURLToPath(new URL("../../../", import.meta.url));
 const cli = join(repo, "dist", "cli", "main.js");

@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { startE2E, settled, waitFor } from "./harness.js";
-import { startAdmin } from "../../listener/admin.js";
-import { Metrics } from "../../listener/metrics.js";
-import type { StatusSnapshot } from "../../listener/status.js";
+import { startAdmin } from "../../listener/http/admin.js";
+import { Metrics } from "../../listener/metrics/metrics.js";
+import type { StatusSnapshot } from "../../listener/http/status.js";
 
 const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
 /** Async: the admin server under test runs in this process, so a blocking spawnSync would starve it. */

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { startE2E, waitFor, settled, containersLeft, type E2E } from "./harness.js";
-import { ProxmoxApi } from "../../listener/proxmox.js";
+import { ProxmoxApi } from "../../listener/adapters/proxmox/proxmox.js";
 import { SIM_NODE, SIM_TOKENS } from "../../sim/pve/index.js";
 
 const LABELS = ["self-hosted", "linux"];

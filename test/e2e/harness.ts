@@ -1,8 +1,8 @@
 // Starts the stand-in world and the real listener wired to it, for end-to-end tests.
 import { pino, type Logger } from "pino";
 import { startWorld, type World, type WorldInstallationSpec, type WorldOptions } from "../../sim/world.js";
-import { startService, type Service, type ServiceOverrides } from "../../listener/service.js";
-import type { Config } from "../../listener/config.js";
+import { startService, type Service, type ServiceOverrides } from "../../listener/app/service.js";
+import type { Config } from "../../listener/app/config.js";
 import type { TokenDef } from "../../sim/pve/index.js";
 
 export const quietLogger = () => pino({ level: process.env.LOG_LEVEL ?? "silent" });

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { startWorld } from "../../sim/world.js";
 import { ListenerProcess, freePort } from "../../sim/fault-run.js";
-import { Store } from "../../listener/store.js";
+import { Store } from "../../listener/store/store.js";
 import { waitFor } from "./harness.js";
 
 test("a listener killed mid-clone: the restarted one takes the runner's own clone over, no second container", { timeout: 180_000 }, async () => {

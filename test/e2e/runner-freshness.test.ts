@@ -9,7 +9,7 @@ import { pino } from "pino";
 import { settled, startE2E, waitFor } from "./harness.js";
 import { pinnedRunnerVersion } from "../../stacks/runner-pin.js";
 import { statusText } from "../../cli/admin.js";
-import type { StatusSnapshot } from "../../listener/status.js";
+import type { StatusSnapshot } from "../../listener/http/status.js";
 
 const DAY = 86_400_000;
 

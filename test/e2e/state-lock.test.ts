@@ -8,8 +8,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startWorld, type World } from "../../sim/world.js";
-import { startService, type Service } from "../../listener/service.js";
-import { LOCK_FILE, StateDirBusyError } from "../../listener/state-lock.js";
+import { startService, type Service } from "../../listener/app/service.js";
+import { LOCK_FILE, StateDirBusyError } from "../../listener/app/state-lock.js";
 import { freePort } from "../../sim/fault-run.js";
 import { quietLogger, startE2E } from "./harness.js";
 

@@ -5,8 +5,8 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pino } from "pino";
 import { startE2E, waitFor, settled, containersLeft, registrationsLeft, type E2E } from "./harness.js";
-import { ProxmoxApi } from "../../listener/proxmox.js";
-import { GitHubAdapter } from "../../listener/github.js";
+import { ProxmoxApi } from "../../listener/adapters/proxmox/proxmox.js";
+import { GitHubAdapter } from "../../listener/adapters/github/github.js";
 import { SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS } from "../../sim/pve/index.js";
 
 const quiet = pino({ level: "silent" });

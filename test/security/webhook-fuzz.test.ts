@@ -10,9 +10,9 @@ import type { Server } from "node:http";
 import { createHmac } from "node:crypto";
 import fc from "fast-check";
 import { pino } from "pino";
-import { Store } from "../../listener/store.js";
-import { webhookRouter } from "../../listener/webhook.js";
-import { FailureLimiter } from "../../listener/failure-limit.js";
+import { Store } from "../../listener/store/store.js";
+import { webhookRouter } from "../../listener/http/webhook.js";
+import { FailureLimiter } from "../../listener/http/failure-limit.js";
 
 const SECRET = "fuzz-webhook-secret-0123456789";
 const sig256 = (body: string, secret = SECRET) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;

@@ -5,10 +5,10 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { pino } from "pino";
-import { Store } from "../../listener/store.js";
-import { webhookApp } from "../../listener/webhook-app.js";
-import { listenLimited } from "../../listener/http-listen.js";
-import type { TrustProxy } from "../../listener/trust-proxy.js";
+import { Store } from "../../listener/store/store.js";
+import { webhookApp } from "../../listener/http/webhook-app.js";
+import { listenLimited } from "../../listener/http/http-listen.js";
+import type { TrustProxy } from "../../listener/http/trust-proxy.js";
 
 const SECRET = "proxy-webhook-secret-0123456789";
 const sig = (body: string) => `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`;

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { PveSim, SIM_NODE, SIM_TOKENS } from "../../sim/pve/index.js";
 import { installProviderMirror, type ProviderMirror } from "../../sim/provider/install.js";
 import { synthRunnerStack } from "../../stacks/runner-stack.js";
-import { checkedReattach } from "../../listener/shared-provider.js";
+import { checkedReattach } from "../../listener/adapters/terraform/shared-provider.js";
 
 const TOKEN = `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}`;
 const TEMPLATES = [9000, 9001];

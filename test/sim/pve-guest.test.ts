@@ -15,7 +15,7 @@ import { GitHubSim } from "../../sim/github/index.js";
 import { installPctShim } from "../../sim/pct/install.js";
 import { JIT_ENV, JIT_FILE, PveSim, SIM_TEMPLATE_VMID, SIM_TOKENS } from "../../sim/pve/index.js";
 import { PveSimClient } from "../../sim/pve/client.js";
-import { PctHelperDelivery } from "../../listener/jit-delivery.js";
+import { PctHelperDelivery } from "../../listener/adapters/jit/jit-delivery.js";
 
 const SCALE = 0.01;
 const DELIVER = ["/bin/sh", "-c", "umask 077; mkdir -p /run/pve-runners && cat > /run/pve-runners/jitconfig.tmp && mv /run/pve-runners/jitconfig.tmp /run/pve-runners/jitconfig"];

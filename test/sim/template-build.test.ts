@@ -12,7 +12,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SIMULATOR_PVE_ENV } from "../../listener/config.js";
+import { SIMULATOR_PVE_ENV } from "../../listener/app/config.js";
 import { PveSim, SIM_ROOT_PASSWORD, SIM_TOKENS, TEMPLATE_BUILD_MARKER, UPSTREAM_FILES } from "../../sim/pve/index.js";
 import { installPctShim } from "../../sim/pct/install.js";
 import { installProviderMirror, type ProviderMirror } from "../../sim/provider/install.js";

@@ -1,13 +1,13 @@
 // startWorld's knobs for acceptance tests: the fake GitHub's installations, and the provider
 // stand-in's env knobs reaching terraform when the listener runs as its own process (`serve`
-// builds terraform's environment from its own, see listener/terraform.ts).
+// builds terraform's environment from its own, see listener/adapters/terraform/terraform.ts).
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createAppAuth } from "@octokit/auth-app";
 import { Octokit } from "@octokit/rest";
 import { pino } from "pino";
 import { startWorld, type World } from "../../sim/world.js";
-import { Terraform } from "../../listener/terraform.js";
+import { Terraform } from "../../listener/adapters/terraform/terraform.js";
 import { captureLog, writeStack } from "../fixtures/terraform/helpers.js";
 import { join } from "node:path";
 

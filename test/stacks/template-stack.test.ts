@@ -11,7 +11,7 @@ import { synthTemplateStack, templateFingerprint, TEMPLATE_FILES, UBUNTU_2404_ST
 import { templateSpecFromConfig } from "../../stacks/main.js";
 import { installProviderMirror } from "../../sim/provider/install.js";
 import { pinnedRunnerVersion } from "../../stacks/runner-pin.js";
-import { runnerVersionOfTags } from "../../listener/runner-release.js";
+import { runnerVersionOfTags } from "../../listener/templates/runner-release.js";
 
 const root = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");
 const templateDir = join(root, "template");

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { buildParts } from "../../listener/service.js";
+import { buildParts } from "../../listener/app/service.js";
 import { sweep } from "../../sweeper/sweep.js";
 import { quietLogger, settled, startE2E } from "../e2e/harness.js";
 

@@ -8,10 +8,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { Store } from "../../listener/store.js";
-import type { ContainerStatus, ProxmoxApi } from "../../listener/proxmox.js";
-import type { GitHubAdapter, RunnerInfo } from "../../listener/github.js";
-import type { TerraformLike } from "../../listener/pipeline.js";
+import { Store } from "../../listener/store/store.js";
+import type { ContainerStatus, ProxmoxApi } from "../../listener/adapters/proxmox/proxmox.js";
+import type { GitHubAdapter, RunnerInfo } from "../../listener/adapters/github/github.js";
+import type { TerraformLike } from "../../listener/lifecycle/pipeline.js";
 import { sweep, type SweepReport } from "../../sweeper/sweep.js";
 
 const GRACE = 120_000;

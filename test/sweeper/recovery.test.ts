@@ -7,8 +7,8 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import { GitHubSim } from "../../sim/github/index.js";
-import { GitHubAdapter } from "../../listener/github.js";
-import { Store } from "../../listener/store.js";
+import { GitHubAdapter } from "../../listener/adapters/github/github.js";
+import { Store } from "../../listener/store/store.js";
 import { Recovery, feedUnseenQueuedJobs, refreshStaleQueued, type RecoveryReport } from "../../sweeper/recovery.js";
 
 const log = pino({ level: "silent" });

@@ -2,7 +2,7 @@
 // retention.days are deleted; nothing unprocessed, open or live ever is.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Store, type JobRow, type RunnerState } from "../../listener/store.js";
+import { Store, type JobRow, type RunnerState } from "../../listener/store/store.js";
 import { pruneOnce, scheduleRetention } from "../../sweeper/retention.js";
 import { captureLog } from "../fixtures/terraform/helpers.js";
 

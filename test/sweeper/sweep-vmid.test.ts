@@ -7,10 +7,10 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { Store } from "../../listener/store.js";
-import type { ContainerStatus, ProxmoxApi } from "../../listener/proxmox.js";
-import type { GitHubAdapter } from "../../listener/github.js";
-import type { TerraformLike } from "../../listener/pipeline.js";
+import { Store } from "../../listener/store/store.js";
+import type { ContainerStatus, ProxmoxApi } from "../../listener/adapters/proxmox/proxmox.js";
+import type { GitHubAdapter } from "../../listener/adapters/github/github.js";
+import type { TerraformLike } from "../../listener/lifecycle/pipeline.js";
 import { sweep } from "../../sweeper/sweep.js";
 
 test("a container named like a live runner at another vmid is destroyed through the API at once; the runner's own is kept", async () => {

@@ -11,7 +11,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pino } from "pino";
-import { PctHelperDelivery } from "../../listener/jit-delivery.js";
+import { PctHelperDelivery } from "../../listener/adapters/jit/jit-delivery.js";
 import { writeRecordingPct } from "../fixtures/recording-pct.js";
 
 const root = resolve(import.meta.dirname, import.meta.url.endsWith(".ts") ? "../.." : "../../..");

@@ -2,7 +2,7 @@
 // SystemCallFilter= lines merged as systemd merges them, expanded with `systemd-analyze
 // syscall-filter`, and applied by test/fixtures/seccomp-run (gcc + libseccomp, built here) with the
 // unit's errno, RestrictRealtime= and no capabilities. terraform runs through the listener's real
-// spawn path (listener/terraform.ts) and reports what /proc says about it and a process it started.
+// spawn path (listener/adapters/terraform/terraform.ts) and reports what /proc says about it and a process it started.
 //
 // Needs gcc, libseccomp-dev, systemd-analyze and terraform: skipped with one line without them,
 // mandatory when CI is set (.ci/run installs them).
@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, mkdirSync } from "node:
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { buildLauncher, launcherMissing, mergeSyscallFilter, parseSyscallFilterListing, systemdGroups, underUnitFilter, unitValues, type GroupLookup } from "../fixtures/syscall-filter.js";
-import { SCHED_IDLE, parseProcStat, type PriorityCheck } from "../../listener/terraform.js";
+import { SCHED_IDLE, parseProcStat, type PriorityCheck } from "../../listener/adapters/terraform/terraform.js";
 import { pino } from "pino";
 import { startWorld } from "../../sim/world.js";
 import { ListenerProcess, freePort } from "../../sim/fault-run.js";

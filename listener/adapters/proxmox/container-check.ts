@@ -1,5 +1,5 @@
 // Before a runner's stack is destroyed: is its container still there? One API read decides how the
-// destroy runs (listener/lifecycle/pipeline.ts stepDestroying):
+// destroy runs (listener/lifecycle/teardown.ts):
 //   present → `terraform destroy -refresh=false`: the state is ours alone and matches what is there,
 //             so the refresh (a provider read of every resource) buys nothing;
 //   gone    → nothing of the stack is left on PVE (the firewall options live in the container's

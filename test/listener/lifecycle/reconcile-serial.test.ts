@@ -1,7 +1,7 @@
-// Pipeline.reconcile(): one pass at a time, and no request for a pass is ever dropped.
+// Demand.reconcile() (Pipeline.reconcile()): one pass at a time, and no request for a pass is ever dropped.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Pipeline } from "../../../listener/lifecycle/pipeline.js";
+import { Demand } from "../../../listener/lifecycle/demand.js";
 
 /** reconcile() on a stand-in `this` whose pass only counts (and may call reconcile() itself). */
 function counter(inside?: (self: { reconcile(): Promise<void> }, pass: number) => void) {
@@ -14,7 +14,7 @@ function counter(inside?: (self: { reconcile(): Promise<void> }, pass: number) =
       inside?.(self, self.passes);
     },
     reconcile(): Promise<void> {
-      return Pipeline.prototype.reconcile.call(self as unknown as Pipeline);
+      return Demand.prototype.reconcile.call(self as unknown as Demand);
     },
   };
   return self;

@@ -46,12 +46,12 @@ const CATEGORIES: Array<[string, (f: CallFrame) => boolean]> = [
   ["webhook: record commit (SQLite; its WAL sync is off the loop)", (f) => f.functionName === "recordDeliveriesChecked"],
   ["pipeline: apply deliveries (SQLite, unsynced commit)", (f) => f.functionName === "applyDeliveries"],
   ["webhook: signature (HMAC)", (f) => /webhooks-methods/.test(f.url)],
-  ["webhook: route (parse, validate)", (f) => /listener\/webhook\.js$/.test(f.url)],
+  ["webhook: route (parse, validate)", (f) => /listener\/http\/webhook\.js$/.test(f.url)],
   ["http + express", (f) => /node:_http|\/(router|express|body-parser|raw-body)\//.test(f.url)],
-  ["other SQLite (store reads and writes)", (f) => /better-sqlite3|listener\/store\.js$/.test(f.url)],
-  ["terraform adapter (pipes, JSON lines)", (f) => /listener\/terraform(-json)?\.js$/.test(f.url)],
-  ["pipeline (reconcile, drivers)", (f) => /listener\/pipeline\.js$/.test(f.url)],
-  ["clone gate (proxy)", (f) => /listener\/clone-(gate|lane)\.js$/.test(f.url)],
+  ["other SQLite (store reads and writes)", (f) => /better-sqlite3|listener\/store\/store\.js$/.test(f.url)],
+  ["terraform adapter (pipes, JSON lines)", (f) => /listener\/adapters\/terraform\/terraform(-json)?\.js$/.test(f.url)],
+  ["pipeline (reconcile, drivers)", (f) => /listener\/lifecycle\/(pipeline|job-events|demand|hold-back|runner-machine|provision|boot|teardown|failure-report)\.js$/.test(f.url)],
+  ["clone gate (proxy)", (f) => /listener\/lifecycle\/clone-(gate|lane)\.js$/.test(f.url)],
   ["logging (pino)", (f) => /\/(pino|sonic-boom)\//.test(f.url)],
 ];
 

@@ -6,12 +6,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { synthRunnerStack } from "../../stacks/runner-stack.js";
+import { runnerStackSpec } from "../fixtures/runner-stack-spec.js";
 import { startE2E } from "../e2e/harness.js";
 
 test("the runner container: unprivileged, one NIC on the CI bridge and VLAN, no mounts, devices or hooks", () => {
   const dir = mkdtempSync(join(tmpdir(), "guest-"));
   try {
-    const { file } = synthRunnerStack(dir, { runnerName: "runner-abc", labelSet: "s", controllerId: "0123456789abcdef", endpoint: "https://pve:8006/", node: "pve", templateVmid: 9000, pool: "ci", bridge: "vmbr1", vlan: 30, linkedClone: true, cores: 2, memoryMb: 2048, swapMb: 0 });
+    const { file } = synthRunnerStack(dir, runnerStackSpec({ runnerName: "runner-abc", labelSet: "s", endpoint: "https://pve:8006/", swapMb: 0 }));
     const ct = JSON.parse(readFileSync(file, "utf8")).resource.proxmox_virtual_environment_container.runner;
     assert.equal(ct.unprivileged, true);
     assert.deepEqual(ct.network_interface, [{ name: "eth0", bridge: "vmbr1", vlan_id: 30, firewall: true }], "behind PVE's guest firewall");

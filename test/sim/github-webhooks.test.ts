@@ -1,45 +1,30 @@
 // workflow_job webhook delivery: GitHub's headers and signature, the deliveries API with
 // redelivery, and the injected faults (drop, duplicate, reorder) doing what they say.
-import { after, before, beforeEach, describe, test } from "node:test";
+import { beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { createAppAuth } from "@octokit/auth-app";
-import { Octokit } from "@octokit/rest";
 import { verify } from "@octokit/webhooks-methods";
-import { GitHubSim } from "../../sim/github/index.js";
-import { WebhookRecorder, type RecordedRequest } from "../../sim/github/recorder.js";
+import { type RecordedRequest } from "../../sim/github/recorder.js";
 import { RunnerSession } from "../../sim/github/runner-client.js";
+import { githubSimFixture } from "../fixtures/github-sim.js";
 
 const SECRET = "It's a Secret to Everybody";
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const jobIdOf = (r: RecordedRequest) => (r.json.workflow_job as { id: number }).id;
 
 describe("fake GitHub webhooks", () => {
-  const sim = new GitHubSim({ timeScale: 0.01, seed: 7 });
-  const hooks = new WebhookRecorder();
-  let app: Octokit;
-  let gh: Octokit;
+  const github = githubSimFixture({ timeScale: 0.01, seed: 7 }, SECRET);
+  const { sim, hooks } = github;
   let n = 0;
 
-  before(async () => {
-    await sim.start(0, "127.0.0.1");
-    sim.setWebhook(await hooks.start(), SECRET);
-    app = new Octokit({ log: quiet, baseUrl: sim.url, authStrategy: createAppAuth, auth: { appId: sim.appId, privateKey: sim.appPrivateKeyPem } });
-    gh = new Octokit({ log: quiet, baseUrl: sim.url, authStrategy: createAppAuth, auth: { appId: sim.appId, privateKey: sim.appPrivateKeyPem, installationId: 4242 } });
-  });
-  after(async () => {
-    await sim.stop();
-    await hooks.stop();
-  });
   beforeEach(() => {
     sim.clearFaults();
     hooks.respond = () => ({ status: 200 });
   });
 
   async function runner(label: string): Promise<RunnerSession> {
-    const res = await gh.rest.actions.generateRunnerJitconfigForRepo({ owner: "acme", repo: "app", name: `wh-${++n}`, runner_group_id: 1, labels: ["self-hosted", label] });
+    const res = await github.gh.rest.actions.generateRunnerJitconfigForRepo({ owner: "acme", repo: "app", name: `wh-${++n}`, runner_group_id: 1, labels: ["self-hosted", label] });
     return RunnerSession.connect(res.data.encoded_jit_config);
   }
 
@@ -89,32 +74,32 @@ describe("fake GitHub webhooks", () => {
     const job = await sim.createJob({ repo: "acme/app", labels: ["self-hosted", "drop"] });
     await sim.settle();
     assert.deepEqual(hooks.actionsFor(job.id), [], "the receiver never saw it");
-    const failed = (await app.request("GET /app/hook/deliveries", { per_page: 100 })).data as Array<Record<string, any>>;
+    const failed = (await github.app.request("GET /app/hook/deliveries", { per_page: 100 })).data as Array<Record<string, any>>;
     const entry = failed.find((d) => d.action === "queued" && d.status !== "OK" && !d.redelivery);
     assert.ok(entry, "failed delivery listed");
     assert.equal(entry.status_code, 0);
     assert.equal(entry.event, "workflow_job");
     assert.equal(entry.repository_id !== undefined && entry.installation_id, 4242);
-    const filtered = (await app.request("GET /app/hook/deliveries", { status: "failure" })).data as Array<{ id: number }>;
+    const filtered = (await github.app.request("GET /app/hook/deliveries", { status: "failure" })).data as Array<{ id: number }>;
     assert.ok(filtered.some((d) => d.id === entry.id));
 
-    const redo = await app.request("POST /app/hook/deliveries/{delivery_id}/attempts", { delivery_id: entry.id });
+    const redo = await github.app.request("POST /app/hook/deliveries/{delivery_id}/attempts", { delivery_id: entry.id });
     assert.equal(redo.status, 202);
     const [got] = (await hooks.waitFor(() => hooks.actionsFor(job.id).length === 1)).filter((r) => jobIdOf(r) === job.id);
     assert.equal(got.headers["x-github-delivery"], entry.guid);
     assert.equal(await verify(SECRET, got.raw, String(got.headers["x-hub-signature-256"])), true);
     await sim.settle();
-    const after = (await app.request("GET /app/hook/deliveries")).data as Array<Record<string, any>>;
+    const after = (await github.app.request("GET /app/hook/deliveries")).data as Array<Record<string, any>>;
     const sameGuid = after.filter((d) => d.guid === entry.guid);
     assert.deepEqual(sameGuid.map((d) => [d.redelivery, d.status]), [
       [true, "OK"],
       [false, entry.status],
     ], "newest first: the redelivery is its own entry");
-    const detail = (await app.request("GET /app/hook/deliveries/{delivery_id}", { delivery_id: sameGuid[0].id })).data as Record<string, any>;
+    const detail = (await github.app.request("GET /app/hook/deliveries/{delivery_id}", { delivery_id: sameGuid[0].id })).data as Record<string, any>;
     assert.equal(detail.request.headers["X-GitHub-Delivery"], entry.guid);
     assert.equal(detail.request.payload.workflow_job.id, job.id);
     assert.equal(detail.response.payload, "ok");
-    assert.equal((await app.request("POST /app/hook/deliveries/{delivery_id}/attempts", { delivery_id: 999999 }).catch((e: { status: number }) => e)).status, 404);
+    assert.equal((await github.app.request("POST /app/hook/deliveries/{delivery_id}/attempts", { delivery_id: 999999 }).catch((e: { status: number }) => e)).status, 404);
     sim.cancelJob(job.id);
   });
 
@@ -171,14 +156,14 @@ describe("fake GitHub webhooks", () => {
     await sim.settle();
     const total = sim.deliveries().length;
     assert.ok(total > 10);
-    const first = await app.request("GET /app/hook/deliveries", { per_page: 4 });
+    const first = await github.app.request("GET /app/hook/deliveries", { per_page: 4 });
     assert.match(String(first.headers.link), /cursor=[^&>]+.*rel="next"/);
     const ids = (first.data as Array<{ id: number }>).map((d) => d.id);
     assert.deepEqual(ids, [...ids].sort((a, b) => b - a));
-    const all = await app.paginate("GET /app/hook/deliveries", { per_page: 4 });
+    const all = await github.app.paginate("GET /app/hook/deliveries", { per_page: 4 });
     assert.equal(all.length, total);
     assert.equal(new Set((all as Array<{ id: number }>).map((d) => d.id)).size, total);
-    const { token } = (await gh.auth({ type: "installation" })) as { token: string };
+    const { token } = (await github.gh.auth({ type: "installation" })) as { token: string };
     const tokenCaller = await fetch(`${sim.url}/app/hook/deliveries`, { headers: { authorization: `token ${token}` } });
     assert.equal(tokenCaller.status, 401, "App JWT only");
   });

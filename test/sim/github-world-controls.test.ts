@@ -1,35 +1,24 @@
 // World controls of the fake GitHub for acceptance tests: REST faults that fire after the handler
 // acted (the effect is real, the answer lost), holding/releasing/ordering webhook deliveries, and
 // sending an arbitrary payload through the signed dispatcher.
-import { after, before, beforeEach, describe, test } from "node:test";
+import { beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createAppAuth } from "@octokit/auth-app";
 import { Octokit } from "@octokit/rest";
 import { verify } from "@octokit/webhooks-methods";
 import { GitHubSim } from "../../sim/github/index.js";
-import { WebhookRecorder, type RecordedRequest } from "../../sim/github/recorder.js";
+import { type RecordedRequest } from "../../sim/github/recorder.js";
+import { githubSimFixture } from "../fixtures/github-sim.js";
 
 const SECRET = "world-controls";
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const jobIdOf = (r: RecordedRequest) => (r.json.workflow_job as { id?: number } | undefined)?.id;
 
 describe("fake GitHub: world controls", () => {
-  const sim = new GitHubSim({ timeScale: 0.01, seed: 3 });
-  const hooks = new WebhookRecorder();
-  let app: Octokit;
-  let gh: Octokit;
+  const github = githubSimFixture({ timeScale: 0.01, seed: 3 }, SECRET);
+  const { sim, hooks } = github;
   let n = 0;
 
-  before(async () => {
-    await sim.start(0, "127.0.0.1");
-    sim.setWebhook(await hooks.start(), SECRET);
-    app = new Octokit({ log: quiet, baseUrl: sim.url, authStrategy: createAppAuth, auth: { appId: sim.appId, privateKey: sim.appPrivateKeyPem } });
-    gh = new Octokit({ log: quiet, baseUrl: sim.url, authStrategy: createAppAuth, auth: { appId: sim.appId, privateKey: sim.appPrivateKeyPem, installationId: 4242 } });
-  });
-  after(async () => {
-    await sim.stop();
-    await hooks.stop();
-  });
   beforeEach(async () => {
     sim.clearFaults();
     sim.unholdDeliveries();
@@ -37,9 +26,9 @@ describe("fake GitHub: world controls", () => {
     await sim.settle();
   });
 
-  const mint = (name: string) => gh.rest.actions.generateRunnerJitconfigForRepo({ owner: "acme", repo: "app", name, runner_group_id: 1, labels: ["self-hosted", "wc"] });
+  const mint = (name: string) => github.gh.rest.actions.generateRunnerJitconfigForRepo({ owner: "acme", repo: "app", name, runner_group_id: 1, labels: ["self-hosted", "wc"] });
   const statusOf = (p: Promise<{ status: number }>) => p.then((r) => r.status, (e: { status?: number }) => e.status ?? -1);
-  const live = async (name: string) => (await gh.rest.actions.listSelfHostedRunnersForRepo({ owner: "acme", repo: "app", name })).data.runners;
+  const live = async (name: string) => (await github.gh.rest.actions.listSelfHostedRunnersForRepo({ owner: "acme", repo: "app", name })).data.runners;
 
   test("after-effect 5xx on generate-jitconfig: the runner is registered, the client gets 502; the next call answers again", async () => {
     sim.setFaults({ after: [{ method: "POST", path: "/actions/runners/generate-jitconfig$", count: 1, status: 502 }] });
@@ -57,18 +46,18 @@ describe("fake GitHub: world controls", () => {
   test("after-effect drop on runner delete: the connection is reset, the runner is gone", async () => {
     const { data } = await mint(`wc-${++n}`);
     sim.setFaults({ after: [{ method: "DELETE", path: "/actions/runners/\\d+$", count: 1, drop: true }] });
-    const err = (await gh.rest.actions.deleteSelfHostedRunnerFromRepo({ owner: "acme", repo: "app", runner_id: data.runner.id }).catch((e: unknown) => e)) as { status?: number; message: string };
+    const err = (await github.gh.rest.actions.deleteSelfHostedRunnerFromRepo({ owner: "acme", repo: "app", runner_id: data.runner.id }).catch((e: unknown) => e)) as { status?: number; message: string };
     assert.equal(err.status, 500, "octokit reports a failed request (no HTTP answer)");
     assert.match(err.message, /socket|reset|fetch failed|other side closed/i);
-    assert.equal(await statusOf(gh.rest.actions.getSelfHostedRunnerForRepo({ owner: "acme", repo: "app", runner_id: data.runner.id })), 404, "deleted anyway");
+    assert.equal(await statusOf(github.gh.rest.actions.getSelfHostedRunnerForRepo({ owner: "acme", repo: "app", runner_id: data.runner.id })), 404, "deleted anyway");
   });
 
   test("after-effect faults: only 2xx answers of the matching method and path, and a failed call does not spend the count", async () => {
     sim.setFaults({ after: [{ method: "DELETE", path: "/actions/runners/\\d+$", count: 1, status: 500 }] });
-    assert.equal(await statusOf(gh.rest.actions.deleteSelfHostedRunnerFromRepo({ owner: "acme", repo: "app", runner_id: 424242 })), 404, "a 404 stays a 404");
+    assert.equal(await statusOf(github.gh.rest.actions.deleteSelfHostedRunnerFromRepo({ owner: "acme", repo: "app", runner_id: 424242 })), 404, "a 404 stays a 404");
     const { data } = await mint(`wc-${++n}`);
-    assert.equal(await statusOf(gh.rest.actions.getSelfHostedRunnerForRepo({ owner: "acme", repo: "app", runner_id: data.runner.id })), 200, "GET is another route");
-    assert.equal(await statusOf(gh.rest.actions.deleteSelfHostedRunnerFromRepo({ owner: "acme", repo: "app", runner_id: data.runner.id })), 500);
+    assert.equal(await statusOf(github.gh.rest.actions.getSelfHostedRunnerForRepo({ owner: "acme", repo: "app", runner_id: data.runner.id })), 200, "GET is another route");
+    assert.equal(await statusOf(github.gh.rest.actions.deleteSelfHostedRunnerFromRepo({ owner: "acme", repo: "app", runner_id: data.runner.id })), 500);
     const after = sim.faults().after as Array<{ remaining: number; fired: number }>;
     assert.deepEqual(after.map((a) => [a.remaining, a.fired]), [[0, 1]]);
   });
@@ -180,10 +169,10 @@ describe("fake GitHub: world controls", () => {
     assert.equal(req.headers["x-github-hook-installation-target-type"], "integration");
     assert.match(String(req.headers["user-agent"]), /^GitHub-Hookshot\//);
 
-    const listed = (await app.request("GET /app/hook/deliveries", { per_page: 100 })).data as Array<{ id: number; guid: string }>;
+    const listed = (await github.app.request("GET /app/hook/deliveries", { per_page: 100 })).data as Array<{ id: number; guid: string }>;
     const entry = listed.find((x) => x.guid === guid);
     assert.ok(entry, "listed by the deliveries API");
-    assert.equal((await app.request("POST /app/hook/deliveries/{delivery_id}/attempts", { delivery_id: entry.id })).status, 202);
+    assert.equal((await github.app.request("POST /app/hook/deliveries/{delivery_id}/attempts", { delivery_id: entry.id })).status, 202);
     await hooks.waitFor((all) => all.filter((r) => r.headers["x-github-delivery"] === guid).length === 2);
     const again = hooks.received.filter((r) => r.headers["x-github-delivery"] === guid)[1];
     assert.equal(again.raw, req.raw, "redelivered: same GUID, same payload");

@@ -1,44 +1,34 @@
 // The provider stand-in's -debug mode (bpg's main.go: tf6server.WithManagedDebug) with real
 // terraform attached through TF_REATTACH_PROVIDERS: the reattach line, concurrent applies on one
 // process, StopProvider's reach (every attached run) and its renewal (later runs work), SIGINT.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdtemp, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { PveSim, SIM_NODE, SIM_TOKENS } from "../../sim/pve/index.js";
-import { installProviderMirror, type ProviderMirror } from "../../sim/provider/install.js";
+import { SIM_NODE, SIM_TOKENS } from "../../sim/pve/index.js";
 import { synthRunnerStack } from "../../stacks/runner-stack.js";
+import { runnerStackSpec } from "../fixtures/runner-stack-spec.js";
+import { ProviderSimFixture } from "../fixtures/terraform/helpers.js";
 import { checkedReattach } from "../../listener/adapters/terraform/shared-provider.js";
 
 const TOKEN = `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}`;
 const TEMPLATES = [9000, 9001];
 
-let root: string;
-let mirror: ProviderMirror;
-let sim: PveSim;
-let simUrl: string;
-
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), "pve-runners-provider-debug-"));
-  mirror = await installProviderMirror(join(root, "tf"));
-  sim = new PveSim({ timeScale: 0.02, templates: TEMPLATES.map((vmid) => ({ node: SIM_NODE, vmid })) });
-  simUrl = await sim.start(0, "127.0.0.1");
-});
-after(async () => {
-  sim.releaseClones();
-  await sim.stop();
-  await rm(root, { recursive: true, force: true });
-});
+const world = new ProviderSimFixture(
+  "pve-runners-provider-debug-",
+  { timeScale: 0.02, templates: TEMPLATES.map((vmid) => ({ node: SIM_NODE, vmid })) },
+  (sim) => sim.releaseClones(),
+);
+const { sim } = world;
 
 /** The environment a provider needs: what terraform would hand it, given to the -debug process instead. */
-const providerEnv = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: root, PROXMOX_VE_API_TOKEN: TOKEN, PVE_SIM_PROVIDER_POLL_MS: "20" });
+const providerEnv = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: world.root, PROXMOX_VE_API_TOKEN: TOKEN, PVE_SIM_PROVIDER_POLL_MS: "20" });
 
 async function startDebugProvider(socketDir: string): Promise<{ child: ChildProcess; stdout: string; reattach: string }> {
   // No magic cookie: go-plugin skips its check in test (debug) mode.
-  const child = spawn(mirror.executable, ["-debug"], { env: { ...providerEnv(), PLUGIN_UNIX_SOCKET_DIR: socketDir }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(world.mirror.executable, ["-debug"], { env: { ...providerEnv(), PLUGIN_UNIX_SOCKET_DIR: socketDir }, stdio: ["ignore", "pipe", "pipe"] });
   child.stderr!.resume();
   let stdout = "";
   const reattach = await new Promise<string>((resolve, reject) => {
@@ -56,7 +46,7 @@ async function startDebugProvider(socketDir: string): Promise<{ child: ChildProc
 function terraform(cwd: string, reattach: string | null, ...args: string[]): { done: Promise<{ code: number; out: string }>; child: ChildProcess } {
   const env = {
     ...providerEnv(),
-    TF_CLI_CONFIG_FILE: mirror.cliConfigFile,
+    TF_CLI_CONFIG_FILE: world.mirror.cliConfigFile,
     TF_IN_AUTOMATION: "1",
     TF_INPUT: "0",
     CHECKPOINT_DISABLE: "1",
@@ -70,22 +60,7 @@ function terraform(cwd: string, reattach: string | null, ...args: string[]): { d
 }
 
 async function stack(name: string, templateVmid: number, vmid: number): Promise<string> {
-  const { workingDir } = synthRunnerStack(join(root, name), {
-    runnerName: name,
-    labelSet: "linux-small",
-    controllerId: "0123456789abcdef",
-    endpoint: `${simUrl}/`,
-    node: SIM_NODE,
-    templateVmid,
-    vmid,
-    bridge: "vmbr1",
-    vlan: 30,
-    pool: "ci",
-    linkedClone: true,
-    cores: 1,
-    memoryMb: 512,
-    swapMb: 0,
-  });
+  const { workingDir } = synthRunnerStack(join(world.root, name), runnerStackSpec({ runnerName: name, endpoint: `${world.simUrl}/`, templateVmid, vmid, cores: 1, memoryMb: 512, swapMb: 0 }));
   const init = await terraform(workingDir, null, "init", "-input=false", "-no-color").done;
   assert.equal(init.code, 0, init.out);
   return workingDir;
@@ -94,7 +69,7 @@ async function stack(name: string, templateVmid: number, vmid: number): Promise<
 const applyArgs = ["apply", "-auto-approve", "-input=false", "-no-color"];
 
 test("-debug prints bpg's reattach line; terraform runs attach to the one process, several at once", async () => {
-  const socketDir = await mkdtemp(join(root, "sock-"));
+  const socketDir = await mkdtemp(join(world.root, "sock-"));
   const p = await startDebugProvider(socketDir);
   try {
     assert.match(p.stdout, /^Provider started\. To attach Terraform CLI, set the TF_REATTACH_PROVIDERS environment variable with the following:\n\n\tTF_REATTACH_PROVIDERS='/);
@@ -126,7 +101,7 @@ test("-debug prints bpg's reattach line; terraform runs attach to the one proces
 });
 
 test("an interrupted run's StopProvider cancels every attached run's calls; later runs get a fresh context", async () => {
-  const socketDir = await mkdtemp(join(root, "sock-"));
+  const socketDir = await mkdtemp(join(world.root, "sock-"));
   const p = await startDebugProvider(socketDir);
   try {
     const [a, b, c] = await Promise.all([stack("runner-s1", 9000, 211), stack("runner-s2", 9001, 212), stack("runner-s3", 9000, 213)]);

@@ -3,48 +3,24 @@
 // (bpg proxmoxtf/resource/container/container.go; PVE's vm_shutdown/vm_stop run
 // `lxc-stop --timeout T`, killing after T with forceStop). Also: every refresh of a running
 // container reads its interfaces (bpg's WaitForContainerNetworkInterfaces) into ipv4/ipv6.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS } from "../../sim/pve/index.js";
-import { installProviderMirror, type ProviderMirror } from "../../sim/provider/install.js";
 import { synthRunnerStack } from "../../stacks/runner-stack.js";
+import { runnerStackSpec } from "../fixtures/runner-stack-spec.js";
+import { ProviderSimFixture } from "../fixtures/terraform/helpers.js";
 
-let root: string;
-let mirror: ProviderMirror;
-let sim: PveSim;
-let simUrl: string;
-
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), "pve-runners-delete-deadline-"));
-  mirror = await installProviderMirror(join(root, "tf"));
-  // Real time; everything fast except the guest's clean shutdown, which takes 20 s.
-  sim = new PveSim({
-    timeScale: 1,
-    latencyMs: { api: 1, cloneLinked: 200, start: 200, config: 20, stop: 200, destroy: 300, shutdown: 20_000, jitter: 0 },
-    guest: { bootMs: 100 },
-  });
-  simUrl = await sim.start(0, "127.0.0.1");
+// Real time; everything fast except the guest's clean shutdown, which takes 20 s.
+const world = new ProviderSimFixture("pve-runners-delete-deadline-", {
+  timeScale: 1,
+  latencyMs: { api: 1, cloneLinked: 200, start: 200, config: 20, stop: 200, destroy: 300, shutdown: 20_000, jitter: 0 },
+  guest: { bootMs: 100 },
 });
-after(async () => {
-  await sim.stop();
-  await rm(root, { recursive: true, force: true });
-});
+const { sim } = world;
 
 function terraform(cwd: string, ...args: string[]): Promise<{ code: number; out: string }> {
-  const env = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    TMPDIR: root,
-    TF_CLI_CONFIG_FILE: mirror.cliConfigFile,
-    TF_IN_AUTOMATION: "1",
-    CHECKPOINT_DISABLE: "1",
-    PROXMOX_VE_API_TOKEN: `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}`,
-    PVE_SIM_PROVIDER_POLL_MS: "100",
-  };
+  const env = world.terraformEnv(100);
   return new Promise((resolve) => {
     execFile("terraform", args, { cwd, env, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr });
@@ -54,10 +30,10 @@ function terraform(cwd: string, ...args: string[]): Promise<{ code: number; out:
 
 /** A started runner container with timeout_delete = `deleteTimeoutSec`; returns its stack dir and vmid. */
 async function appliedRunner(name: string, deleteTimeoutSec: number): Promise<{ dir: string; vmid: number; state: Record<string, any> }> {
-  const { workingDir } = synthRunnerStack(join(root, name), {
-    runnerName: name, labelSet: "s", controllerId: "0123456789abcdef", endpoint: `${simUrl}/`, node: SIM_NODE, templateVmid: SIM_TEMPLATE_VMID,
-    bridge: "vmbr1", vlan: 30, pool: "ci", linkedClone: true, cores: 1, memoryMb: 512, swapMb: 0, deleteTimeoutSec,
-  });
+  const { workingDir } = synthRunnerStack(
+    join(world.root, name),
+    runnerStackSpec({ runnerName: name, labelSet: "s", endpoint: `${world.simUrl}/`, cores: 1, memoryMb: 512, swapMb: 0, deleteTimeoutSec }),
+  );
   assert.equal((await terraform(workingDir, "init", "-input=false", "-no-color")).code, 0);
   const applied = await terraform(workingDir, "apply", "-auto-approve", "-input=false", "-no-color");
   assert.equal(applied.code, 0, applied.out);

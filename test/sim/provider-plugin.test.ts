@@ -1,16 +1,15 @@
 // The provider stand-in as a go-plugin process: magic cookie, handshake line, AutoMTLS, the
 // health/controller services, the schema over gRPC; then real terraform installing it from the
 // filesystem mirror and planning a runner stack (no API calls are needed for either).
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { installProviderMirror, terraformPlatform, type ProviderMirror } from "../../sim/provider/install.js";
+import { terraformPlatform } from "../../sim/provider/install.js";
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from "../../sim/provider/handshake.js";
 import { loadProtos } from "../../sim/provider/protos.js";
 import { generateServerCert } from "../../sim/provider/tls.js";
@@ -19,19 +18,12 @@ import { isUnknown, type ObjectValue } from "../../sim/provider/values.js";
 import { CONTAINER, CONTAINER_TYPE, DOWNLOAD_FILE } from "../../sim/provider/schema.js";
 import { FIREWALL_OPTIONS } from "../../sim/provider/firewall-options.js";
 import { synthRunnerStack } from "../../stacks/runner-stack.js";
+import { runnerStackSpec } from "../fixtures/runner-stack-spec.js";
+import { ProviderMirrorFixture } from "../fixtures/terraform/helpers.js";
 import { BPG_PROXMOX_VERSION } from "../../stacks/bpg-proxmox.js";
 
 const run = promisify(execFile);
-let root: string;
-let mirror: ProviderMirror;
-
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), "pve-runners-provider-"));
-  mirror = await installProviderMirror(join(root, "tf"));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const world = new ProviderMirrorFixture("pve-runners-provider-");
 
 interface Started {
   child: ChildProcess;
@@ -42,7 +34,7 @@ interface Started {
 
 /** Starts the plugin as terraform would, and waits for its handshake line. */
 function startPlugin(env: NodeJS.ProcessEnv): Promise<Started> {
-  const child = spawn(mirror.executable, [], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(world.mirror.executable, [], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
@@ -185,7 +177,7 @@ describe("terraform with the stand-in from the filesystem mirror", () => {
   const env = () => ({
     PATH: process.env.PATH,
     HOME: process.env.HOME,
-    TF_CLI_CONFIG_FILE: mirror.cliConfigFile,
+    TF_CLI_CONFIG_FILE: world.mirror.cliConfigFile,
     TF_IN_AUTOMATION: "1",
     CHECKPOINT_DISABLE: "1",
     PROXMOX_VE_API_TOKEN: "pve-runners@pve!listener=8c1e2d3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
@@ -193,19 +185,16 @@ describe("terraform with the stand-in from the filesystem mirror", () => {
   const tf = (cwd: string, ...args: string[]) => run("terraform", args, { cwd, env: env() });
 
   test("the mirror layout and CLI config are what terraform expects", async () => {
-    assert.match(mirror.executable, new RegExp(`/mirror/registry\\.terraform\\.io/bpg/proxmox/${BPG_PROXMOX_VERSION.replace(/\./g, "\\.")}/${terraformPlatform()}/terraform-provider-proxmox_v${BPG_PROXMOX_VERSION.replace(/\./g, "\\.")}$`));
-    assert.equal(((await stat(mirror.executable)).mode & 0o111) !== 0, true);
-    const rc = await readFile(mirror.cliConfigFile, "utf8");
+    assert.match(world.mirror.executable, new RegExp(`/mirror/registry\\.terraform\\.io/bpg/proxmox/${BPG_PROXMOX_VERSION.replace(/\./g, "\\.")}/${terraformPlatform()}/terraform-provider-proxmox_v${BPG_PROXMOX_VERSION.replace(/\./g, "\\.")}$`));
+    assert.equal(((await stat(world.mirror.executable)).mode & 0o111) !== 0, true);
+    const rc = await readFile(world.mirror.cliConfigFile, "utf8");
     assert.match(rc, /filesystem_mirror \{\s+path\s+= ".*\/mirror"\s+include = \["registry\.terraform\.io\/bpg\/proxmox"\]/);
     assert.match(rc, /direct \{\s+exclude = \["registry\.terraform\.io\/bpg\/proxmox"\]/);
     assert.equal(terraformPlatform("linux", "arm64"), "linux_arm64");
   });
 
   test("init installs it, validate accepts the synthesized runner stack and rejects a typo, plan shows bpg's defaults", async () => {
-    const { workingDir, file } = synthRunnerStack(join(root, "synth"), {
-      runnerName: "runner-7", labelSet: "linux-small", controllerId: "0123456789abcdef", endpoint: "https://127.0.0.1:8006/", node: "pve", templateVmid: 9000,
-      bridge: "vmbr1", vlan: 30, pool: "ci", linkedClone: true, cores: 2, memoryMb: 2048, swapMb: 512,
-    });
+    const { workingDir, file } = synthRunnerStack(join(world.root, "synth"), runnerStackSpec({ runnerName: "runner-7", endpoint: "https://127.0.0.1:8006/" }));
     const init = await tf(workingDir, "init", "-input=false", "-no-color");
     assert.match(init.stdout, /Installing bpg\/proxmox v0\.111\.1/);
     assert.match(await readFile(join(workingDir, ".terraform.lock.hcl"), "utf8"), /provider "registry\.terraform\.io\/bpg\/proxmox"[\s\S]*version\s+= "0\.111\.1"/);
@@ -235,10 +224,10 @@ describe("terraform with the stand-in from the filesystem mirror", () => {
   });
 
   test("the provider's own validation reaches terraform as attribute diagnostics", async () => {
-    const { workingDir } = synthRunnerStack(join(root, "invalid"), {
-      runnerName: "runner-8", labelSet: "x", controllerId: "0123456789abcdef", endpoint: "https://127.0.0.1:8006/", node: "pve", templateVmid: 9000,
-      bridge: "vmbr1", linkedClone: true, cores: 500, memoryMb: 2048, swapMb: 0,
-    });
+    const { workingDir } = synthRunnerStack(
+      join(world.root, "invalid"),
+      runnerStackSpec({ runnerName: "runner-8", labelSet: "x", endpoint: "https://127.0.0.1:8006/", vlan: undefined, pool: undefined, cores: 500, swapMb: 0 }),
+    );
     await tf(workingDir, "init", "-input=false", "-no-color");
     const out = await tf(workingDir, "validate", "-json").catch((e: { stdout: string }) => e);
     const doc = JSON.parse(out.stdout);

@@ -1,29 +1,21 @@
 // The provider stand-in's start path: precompiled protocol descriptors that match the .proto files
 // and convert messages exactly as @grpc/proto-loader did, the shim running the one-file bundle with
 // the certificate made at install, and the CPU record per process that the bench reads.
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { installProviderMirror, PROVIDER_BUNDLE, type ProviderMirror } from "../../sim/provider/install.js";
+import { installProviderMirror, PROVIDER_BUNDLE } from "../../sim/provider/install.js";
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from "../../sim/provider/handshake.js";
 import { loadProtos, protoDir, TFPLUGIN_PROTO } from "../../sim/provider/protos.js";
 import { generateServerCert } from "../../sim/provider/tls.js";
+import { ProviderMirrorFixture } from "../fixtures/terraform/helpers.js";
 
-let root: string;
-let mirror: ProviderMirror;
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), "pve-runners-provider-start-"));
-  mirror = await installProviderMirror(join(root, "tf"));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const world = new ProviderMirrorFixture("pve-runners-provider-start-");
 
 describe("precompiled plugin protocol descriptors", () => {
   test("plugin-descriptors.ts is what the .proto files generate (else: node sim/provider/proto/generate-descriptors.mjs)", async () => {
@@ -66,7 +58,7 @@ describe("precompiled plugin protocol descriptors", () => {
 });
 
 /** Starts the installed shim as terraform does; resolves with its handshake line, its stderr and its exit. */
-function startShim(env: NodeJS.ProcessEnv, executable = mirror.executable) {
+function startShim(env: NodeJS.ProcessEnv, executable = world.mirror.executable) {
   const child = spawn(executable, [], { env: { PATH: process.env.PATH, [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   child.stderr.on("data", (c: Buffer) => (err += c.toString()));
@@ -86,12 +78,12 @@ function startShim(env: NodeJS.ProcessEnv, executable = mirror.executable) {
 
 describe("the installed shim", () => {
   test("runs the one-file bundle with a code cache and answers every start with the certificate made at install", async () => {
-    const script = await readFile(mirror.executable, "utf8");
+    const script = await readFile(world.mirror.executable, "utf8");
     // node runs the executable itself (no /bin/sh in between): the loader, naming the install's certificate.
     assert.ok(script.startsWith(`#!${process.execPath} --use-openssl-ca\n`), script.split("\n")[0]);
     assert.ok(script.includes(`/${PROVIDER_BUNDLE}"`), "the loader runs the bundle");
-    assert.ok(script.includes(`process.env.PVE_SIM_PROVIDER_CERT_FILE = ${JSON.stringify(join(root, "tf", "provider-server-cert.json"))};`));
-    const made = JSON.parse(await readFile(join(root, "tf", "provider-server-cert.json"), "utf8")) as { certPem: string };
+    assert.ok(script.includes(`process.env.PVE_SIM_PROVIDER_CERT_FILE = ${JSON.stringify(join(world.root, "tf", "provider-server-cert.json"))};`));
+    const made = JSON.parse(await readFile(join(world.root, "tf", "provider-server-cert.json"), "utf8")) as { certPem: string };
     // The handshake carries the certificate's DER, unpadded base64: the PEM's body.
     const der = new X509Certificate(made.certPem).raw.toString("base64").replace(/=+$/, "");
     const clientCert = generateServerCert();
@@ -107,7 +99,7 @@ describe("the installed shim", () => {
   });
 
   test("PVE_SIM_PROVIDER_CPU_LOG: one line per process at exit, with its tag and CPU time", async () => {
-    const log = join(root, "cpu.log");
+    const log = join(world.root, "cpu.log");
     const p = startShim({ PVE_SIM_PROVIDER_CPU_LOG: log, PVE_SIM_PROVIDER_CPU_TAG: "1234 apply" });
     const m = /^1\|6\|tcp\|(127\.0\.0\.1:\d+)\|grpc\|$/.exec(await p.line);
     assert.ok(m, "plain gRPC without PLUGIN_CLIENT_CERT");
@@ -121,11 +113,11 @@ describe("the installed shim", () => {
     assert.equal(lines[0].pid, p.child.pid, "the shim execs node: the provider is the process terraform started");
     assert.equal(lines[0].tag, "1234 apply");
     assert.ok(lines[0].userMs > 0 && lines[0].systemMs >= 0, JSON.stringify(lines[0]));
-    assert.ok((await stat(join(root, "tf", "provider-code-cache"))).size > 0, "the first clean exit wrote the code cache");
+    assert.ok((await stat(join(world.root, "tf", "provider-code-cache"))).size > 0, "the first clean exit wrote the code cache");
   });
 
   test('under a package.json with "type": "module" (where node refuses the name\'s ".1" extension) a /bin/sh wrapper runs the loader', async () => {
-    const scope = join(root, "esm-scope");
+    const scope = join(world.root, "esm-scope");
     await mkdir(scope);
     await writeFile(join(scope, "package.json"), '{ "type": "module" }\n');
     const esm = await installProviderMirror(join(scope, "tf"));

@@ -2,35 +2,22 @@
 // the runner stack as synthRunnerStack writes it goes through init → apply → plan → destroy, and
 // the failure paths bpg has (a failed clone task, a clone refused while the template is locked,
 // a start that fails after the clone exists, a 5xx that a retry gets past).
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, DEFAULT_LATENCY } from "../../sim/pve/index.js";
-import { installProviderMirror, type ProviderMirror } from "../../sim/provider/install.js";
+import { SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, DEFAULT_LATENCY } from "../../sim/pve/index.js";
 import { synthRunnerStack, PVE_RUNNERS_TAG } from "../../stacks/runner-stack.js";
+import { runnerStackSpec } from "../fixtures/runner-stack-spec.js";
+import { ProviderSimFixture } from "../fixtures/terraform/helpers.js";
 
 const TOKEN = `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}`;
 
-let root: string;
-let mirror: ProviderMirror;
-let sim: PveSim;
-let simUrl: string;
+const world = new ProviderSimFixture("pve-runners-provider-tf-", { timeScale: 0.02 });
+const { sim } = world;
 /** Everything terraform printed and every state file it wrote, to look for the token at the end. */
 const transcript: string[] = [];
-
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), "pve-runners-provider-tf-"));
-  mirror = await installProviderMirror(join(root, "tf"));
-  sim = new PveSim({ timeScale: 0.02 });
-  simUrl = await sim.start(0, "127.0.0.1");
-});
-after(async () => {
-  await sim.stop();
-  await rm(root, { recursive: true, force: true });
-});
 
 interface Run {
   code: number;
@@ -41,18 +28,7 @@ interface Run {
 }
 
 function terraform(cwd: string, ...args: string[]): Promise<Run> {
-  const env = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    // bpg keeps its VM id sequence file in the temp dir; one per test run.
-    TMPDIR: root,
-    TF_CLI_CONFIG_FILE: mirror.cliConfigFile,
-    TF_IN_AUTOMATION: "1",
-    TF_INPUT: "0",
-    CHECKPOINT_DISABLE: "1",
-    PROXMOX_VE_API_TOKEN: TOKEN,
-    PVE_SIM_PROVIDER_POLL_MS: "50",
-  };
+  const env = { ...world.terraformEnv(50), TF_INPUT: "0" };
   return new Promise((resolve) => {
     execFile("terraform", args, { cwd, env, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
       transcript.push(stdout, stderr);
@@ -75,22 +51,7 @@ function terraform(cwd: string, ...args: string[]): Promise<Run> {
 
 /** A runner's stack dir, initialised: what the listener prepares per runner. */
 async function runnerStack(name: string, extra: { vmid?: number } = {}): Promise<string> {
-  const { workingDir } = synthRunnerStack(join(root, name), {
-    runnerName: name,
-    labelSet: "linux-small",
-    controllerId: "0123456789abcdef",
-    endpoint: `${simUrl}/`,
-    node: SIM_NODE,
-    templateVmid: SIM_TEMPLATE_VMID,
-    bridge: "vmbr1",
-    vlan: 30,
-    pool: "ci",
-    linkedClone: true,
-    cores: 2,
-    memoryMb: 2048,
-    swapMb: 512,
-    ...extra,
-  });
+  const { workingDir } = synthRunnerStack(join(world.root, name), runnerStackSpec({ runnerName: name, endpoint: `${world.simUrl}/`, ...extra }));
   const init = await terraform(workingDir, "init", "-input=false", "-no-color");
   assert.equal(init.code, 0, init.stderr);
   return workingDir;
@@ -109,7 +70,7 @@ async function stateResources(dir: string): Promise<Array<{ address: string; tai
 const containersOf = (runner: string) => sim.containers().filter((c) => c.tags.includes(`pve-runners-${runner}`));
 
 async function rootApi(method: string, path: string, body?: Record<string, string>): Promise<Response> {
-  return fetch(`${simUrl}/api2/json/${path}`, {
+  return fetch(`${world.simUrl}/api2/json/${path}`, {
     method,
     headers: { Authorization: `PVEAPIToken=${SIM_TOKENS.root.id}=${SIM_TOKENS.root.secret}`, "Content-Type": "application/x-www-form-urlencoded" },
     body: body ? new URLSearchParams(body).toString() : undefined,

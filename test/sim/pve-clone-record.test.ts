@@ -1,31 +1,23 @@
 // World controls on the PVE simulator's clones: a seeded rate of synchronous "CT is locked (disk)"
 // answers (another process holding the template's lock), and the clone record: every request with
 // its outcome, the task's start and end, the refusal counter and the per-template overlap helper.
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { PveSim, SIM_TEMPLATE_VMID, SIM_TOKENS, cloneOverlaps } from "../../sim/pve/index.js";
 import { PveSimClient } from "../../sim/pve/client.js";
+import { pveSimFixture } from "../fixtures/pve-sim.js";
 
 const SCALE = 0.01;
 
 describe("PVE simulator: clone lock rate and clone record", () => {
-  const sim = new PveSim({ timeScale: SCALE, seed: 11, nodes: [{ name: "pve" }, { name: "pve2" }], templates: [{ node: "pve", vmid: SIM_TEMPLATE_VMID }, { node: "pve2", vmid: 9001 }] });
-  let runners: PveSimClient;
-  let root: PveSimClient;
+  const pve = pveSimFixture(
+    { timeScale: SCALE, seed: 11, nodes: [{ name: "pve" }, { name: "pve2" }], templates: [{ node: "pve", vmid: SIM_TEMPLATE_VMID }, { node: "pve2", vmid: 9001 }] },
+    (sim) => sim.setLatency({ cloneLinked: 5_000 }),
+  );
+  const { sim } = pve;
   let nextId = 500;
 
-  before(async () => {
-    root = new PveSimClient(await sim.start(0, "127.0.0.1"));
-    runners = root.as(SIM_TOKENS.runners);
-  });
-  after(() => sim.stop());
-  beforeEach(async () => {
-    sim.clearFaults();
-    sim.setLatency({ cloneLinked: 5_000 });
-    await sim.settle();
-  });
-
-  const clone = (vmid = SIM_TEMPLATE_VMID, c = runners) => c.post<string>(c.ct(vmid, "/clone"), { newid: nextId++, pool: "ci" });
+  const clone = (vmid = SIM_TEMPLATE_VMID, c = pve.runners) => c.post<string>(c.ct(vmid, "/clone"), { newid: nextId++, pool: "ci" });
 
   test("cloneLockedRate 1: every clone is refused at once with PVE's 500 'CT is locked (disk)', nothing left behind", async () => {
     sim.setFaults({ cloneLockedRate: 1 });
@@ -38,7 +30,7 @@ describe("PVE simulator: clone lock rate and clone record", () => {
     sim.clearFaults();
     const ok = await clone();
     assert.equal(ok.status, 200, "cleared: clones go through again");
-    assert.equal(await runners.waitTask(ok.data), "OK");
+    assert.equal(await pve.runners.waitTask(ok.data), "OK");
   });
 
   test("cloneLockedRate is seeded: the same seed refuses the same clones", async () => {
@@ -69,16 +61,16 @@ describe("PVE simulator: clone lock rate and clone record", () => {
     assert.equal(first.status, 200);
     const second = await clone(); // while the first runs: PVE refuses it
     assert.equal(second.status, 500);
-    const other = await clone(9001, runners.on("pve2")); // another template: runs in parallel
+    const other = await clone(9001, pve.runners.on("pve2")); // another template: runs in parallel
     assert.equal(other.status, 200);
-    const missing = await clone(4711, root); // refused for another reason
+    const missing = await clone(4711, pve.root); // refused for another reason
     assert.equal(missing.status, 500);
-    assert.equal(await runners.waitTask(first.data), "OK");
-    assert.equal(await runners.on("pve2").waitTask(other.data), "OK");
+    assert.equal(await pve.runners.waitTask(first.data), "OK");
+    assert.equal(await pve.runners.on("pve2").waitTask(other.data), "OK");
     await sim.settle();
     sim.setLatency({ cloneLinked: 5_000 });
     const later = await clone(); // after the first ended: no overlap
-    assert.equal(await runners.waitTask(later.data), "OK");
+    assert.equal(await pve.runners.waitTask(later.data), "OK");
     await sim.settle();
 
     const recs = sim.clones().slice(seq0);
@@ -141,7 +133,7 @@ describe("PVE simulator: clone lock rate and clone record", () => {
     assert.equal((await fetch(`${sim.url}/_sim/clones/hold`, { method: "POST", headers: auth })).status, 200);
     const r = await clone();
     assert.equal(r.status, 200);
-    const finished = runners.waitTask(r.data);
+    const finished = pve.runners.waitTask(r.data);
     let done = false;
     void finished.then(() => (done = true));
     await new Promise((res) => setTimeout(res, 200)); // 20 s of simulated time: 200 times the latency
@@ -153,6 +145,6 @@ describe("PVE simulator: clone lock rate and clone record", () => {
     assert.equal(await finished, "OK");
     assert.equal(sim.container(SIM_TEMPLATE_VMID)?.lock, null);
     const later = await clone();
-    assert.equal(await runners.waitTask(later.data), "OK", "released: later clones run as usual");
+    assert.equal(await pve.runners.waitTask(later.data), "OK", "released: later clones run as usual");
   });
 });

@@ -1,30 +1,19 @@
 // Cloning the template as PVE does it: the source's 'disk' lock for the whole task (a second clone
 // fails at once), the target's 'create' lock, fresh MACs, copied config, pool membership, linked vs
 // full clones — and the injected faults the listener must survive.
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { PveSim, SIM_TEMPLATE_VMID, SIM_TOKENS } from "../../sim/pve/index.js";
-import { PveSimClient } from "../../sim/pve/client.js";
+import { SIM_TEMPLATE_VMID } from "../../sim/pve/index.js";
+import { pveSimFixture } from "../fixtures/pve-sim.js";
 
 const SCALE = 0.01;
 
 describe("PVE simulator: clone", () => {
-  const sim = new PveSim({ timeScale: SCALE, seed: 7 });
-  let root: PveSimClient;
-  let runners: PveSimClient;
+  const pve = pveSimFixture({ timeScale: SCALE, seed: 7 });
+  const { sim } = pve;
   let nextId = 300;
 
-  before(async () => {
-    root = new PveSimClient(await sim.start(0, "127.0.0.1"));
-    runners = root.as(SIM_TOKENS.runners);
-  });
-  after(() => sim.stop());
-  beforeEach(async () => {
-    sim.clearFaults();
-    await sim.settle();
-  });
-
-  const clone = (params: Record<string, string | number | boolean> = {}, c = runners) =>
+  const clone = (params: Record<string, string | number | boolean> = {}, c = pve.runners) =>
     c.post<string>(c.ct(SIM_TEMPLATE_VMID, "/clone"), { newid: nextId++, pool: "ci", ...params });
 
   test("the clone task: UPID at once, target locked 'create' while it runs, template locked 'disk'", async () => {
@@ -33,16 +22,16 @@ describe("PVE simulator: clone", () => {
     const r = await clone({ hostname: "runner-abc123", description: "made by a test" });
     sim.setLatency({ cloneLinked: 5_000 });
     assert.equal(r.status, 200);
-    const task = (await runners.get<{ status: string }>(`/nodes/pve/tasks/${encodeURIComponent(r.data)}/status`)).data;
+    const task = (await pve.runners.get<{ status: string }>(`/nodes/pve/tasks/${encodeURIComponent(r.data)}/status`)).data;
     assert.equal(task.status, "running", "the call returns before the clone is done");
-    const during = (await root.get<Record<string, unknown>>(root.ct(newid, "/config"))).data;
+    const during = (await pve.root.get<Record<string, unknown>>(pve.root.ct(newid, "/config"))).data;
     assert.equal(during.lock, "create");
     assert.equal(sim.container(newid)?.pool, null, "joins the pool at the end of the task");
-    assert.equal((await root.get<Record<string, unknown>>(root.ct(SIM_TEMPLATE_VMID, "/status/current"))).data.lock, "disk");
-    assert.equal(await runners.waitTask(r.data), "OK");
+    assert.equal((await pve.root.get<Record<string, unknown>>(pve.root.ct(SIM_TEMPLATE_VMID, "/status/current"))).data.lock, "disk");
+    assert.equal(await pve.runners.waitTask(r.data), "OK");
 
-    const tpl = (await root.get<Record<string, string | number>>(root.ct(SIM_TEMPLATE_VMID, "/config"))).data;
-    const ct = (await runners.get<Record<string, string | number>>(runners.ct(newid, "/config"))).data;
+    const tpl = (await pve.root.get<Record<string, string | number>>(pve.root.ct(SIM_TEMPLATE_VMID, "/config"))).data;
+    const ct = (await pve.runners.get<Record<string, string | number>>(pve.runners.ct(newid, "/config"))).data;
     assert.equal(ct.lock, undefined, "lock released");
     assert.equal(tpl.lock, undefined);
     assert.equal(ct.template, undefined, "template flag not copied");
@@ -66,15 +55,15 @@ describe("PVE simulator: clone", () => {
       assert.deepEqual([second.status, second.reason, second.body], [500, "CT is locked (disk)", { data: null, message: "CT is locked (disk)\n" }]);
       assert.ok(Date.now() - t0 < (60_000 * SCALE) / 2, "refused at once, not after waiting for the first clone");
       assert.equal(sim.container(nextId - 1), undefined, "no target left behind by the refused clone");
-      const task = (await runners.get<{ status: string }>(`/nodes/pve/tasks/${encodeURIComponent(first.data)}/status`)).data;
+      const task = (await pve.runners.get<{ status: string }>(`/nodes/pve/tasks/${encodeURIComponent(first.data)}/status`)).data;
       assert.equal(task.status, "running", "the first clone is still running");
-      assert.equal(await runners.waitTask(first.data), "OK");
+      assert.equal(await pve.runners.waitTask(first.data), "OK");
     } finally {
       sim.setLatency({ cloneLinked: 5_000 });
     }
     const third = await clone();
     assert.equal(third.status, 200);
-    assert.equal(await runners.waitTask(third.data), "OK");
+    assert.equal(await pve.runners.waitTask(third.data), "OK");
   });
 
   test("sync refusals: existing newid, storage on a linked clone, unknown pool, unknown source", async () => {
@@ -83,9 +72,9 @@ describe("PVE simulator: clone", () => {
     assert.equal(sim.container(SIM_TEMPLATE_VMID)?.lock, null, "the source lock is released again");
     const storage = await clone({ storage: "local-lvm", full: 0 });
     assert.deepEqual([storage.status, storage.reason], [500, "parameter 'storage' not allowed for linked clones"]);
-    const pool = await clone({ pool: "nope" }, root);
+    const pool = await clone({ pool: "nope" }, pve.root);
     assert.deepEqual([pool.status, pool.reason], [403, "Permission check failed (pool 'nope' does not exist)"]);
-    const src = await root.post(root.ct(4711, "/clone"), { newid: nextId++ });
+    const src = await pve.root.post(pve.root.ct(4711, "/clone"), { newid: nextId++ });
     assert.deepEqual([src.status, src.reason], [500, "Configuration file 'nodes/pve/lxc/4711.conf' does not exist"]);
     assert.equal(sim.container(SIM_TEMPLATE_VMID)?.lock, null);
   });
@@ -95,7 +84,7 @@ describe("PVE simulator: clone", () => {
     const t0 = Date.now();
     const r = await clone({ full: 1, storage: "local-lvm" });
     assert.equal(r.status, 200);
-    assert.equal(await runners.waitTask(r.data), "OK");
+    assert.equal(await pve.runners.waitTask(r.data), "OK");
     assert.ok(Date.now() - t0 >= 30_000 * SCALE * 0.85, "a full clone copies the whole root fs");
     assert.equal(sim.container(newid)?.config.rootfs, `local-lvm:vm-${newid}-disk-0,size=8G`);
     // A full clone onto a storage outside the pool needs Datastore.AllocateSpace there.
@@ -108,63 +97,63 @@ describe("PVE simulator: clone", () => {
     const newid = nextId;
     const r = await clone();
     assert.equal(r.status, 200);
-    const exit = await runners.waitTask(r.data);
+    const exit = await pve.runners.waitTask(r.data);
     assert.match(exit, /^clone failed: lvcreate /);
     assert.equal(sim.container(newid), undefined);
-    assert.equal((await root.get(root.ct(newid, "/config"))).status, 500);
+    assert.equal((await pve.root.get(pve.root.ct(newid, "/config"))).status, 500);
     assert.equal(sim.container(SIM_TEMPLATE_VMID)?.lock, null, "template unlocked");
-    const log = await runners.get<Array<{ t: string }>>(`/nodes/pve/tasks/${encodeURIComponent(r.data)}/log`);
+    const log = await pve.runners.get<Array<{ t: string }>>(`/nodes/pve/tasks/${encodeURIComponent(r.data)}/log`);
     assert.match(log.data.at(-1)?.t ?? "", /^TASK ERROR: clone failed: /);
   });
 
   test("fault: storage lock contention waits the lock timeout, then fails", async () => {
     sim.setFaults({ next: { op: "clone", count: 1, error: "lock" } });
     const t0 = Date.now();
-    const exit = await runners.waitTask((await clone()).data);
+    const exit = await pve.runners.waitTask((await clone()).data);
     assert.equal(exit, "clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout");
     assert.ok(Date.now() - t0 >= 10_000 * SCALE * 0.9);
-    assert.equal(await runners.waitTask((await clone()).data), "OK", "the deterministic fault was used up");
+    assert.equal(await pve.runners.waitTask((await clone()).data), "OK", "the deterministic fault was used up");
   });
 
   test("fault: 596 Connection timed out from pveproxy, at a rate or next", async () => {
     sim.setFaults({ timeoutRate: 1, paths: "/cluster/" });
-    const r = await runners.get("/cluster/nextid");
+    const r = await pve.runners.get("/cluster/nextid");
     assert.deepEqual([r.status, r.reason, r.body], [596, "Connection timed out", null]);
-    assert.equal((await runners.get("/version")).status, 200, "only matching paths");
+    assert.equal((await pve.runners.get("/version")).status, 200, "only matching paths");
     sim.clearFaults();
     sim.setFaults({ next: { op: "api", count: 2 } });
-    assert.equal((await runners.get("/version")).status, 596);
-    assert.equal((await runners.get("/version")).status, 596);
-    assert.equal((await runners.get("/version")).status, 200);
+    assert.equal((await pve.runners.get("/version")).status, 596);
+    assert.equal((await pve.runners.get("/version")).status, 596);
+    assert.equal((await pve.runners.get("/version")).status, 200);
   });
 
   test("fault: a config update times out on its flock; deterministic custom errors", async () => {
     const newid = nextId;
-    assert.equal(await runners.waitTask((await clone()).data), "OK");
+    assert.equal(await pve.runners.waitTask((await clone()).data), "OK");
     sim.setFaults({ next: { op: "config", count: 1 } });
-    const r = await runners.put(runners.ct(newid, "/config"), { cores: 2 });
+    const r = await pve.runners.put(pve.runners.ct(newid, "/config"), { cores: 2 });
     assert.deepEqual([r.status, r.reason], [500, `can't lock file '/run/lock/lxc/pve-config-${newid}.lock' - got timeout`]);
-    assert.equal((await runners.put(runners.ct(newid, "/config"), { cores: 2 })).status, 200);
+    assert.equal((await pve.runners.put(pve.runners.ct(newid, "/config"), { cores: 2 })).status, 200);
     sim.setFaults({ next: { op: "start", count: 1, error: "hookscript error for 301 on pre-start: exit code 1" } });
-    assert.equal(await runners.task("POST", runners.ct(newid, "/status/start")), "hookscript error for 301 on pre-start: exit code 1");
+    assert.equal(await pve.runners.task("POST", pve.runners.ct(newid, "/status/start")), "hookscript error for 301 on pre-start: exit code 1");
     sim.setFaults({ errorRate: { start: 1 } });
-    assert.equal(await runners.task("POST", runners.ct(newid, "/status/start")), `startup for container '${newid}' failed`);
+    assert.equal(await pve.runners.task("POST", pve.runners.ct(newid, "/status/start")), `startup for container '${newid}' failed`);
     assert.equal(sim.container(newid)?.status, "stopped");
   });
 
   test("control API: faults and latency over HTTP, root token only", async () => {
-    const set = await root.call("POST", "/_sim/faults", { errorRate: { destroy: 0.5 }, lockRate: 0 } as never, { json: true });
+    const set = await pve.root.call("POST", "/_sim/faults", { errorRate: { destroy: 0.5 }, lockRate: 0 } as never, { json: true });
     assert.equal(set.status, 200);
     assert.deepEqual((set.data as { errorRate: unknown }).errorRate, { destroy: 0.5 });
-    assert.equal((await root.call("DELETE", "/_sim/faults")).status, 200);
+    assert.equal((await pve.root.call("DELETE", "/_sim/faults")).status, 200);
     assert.deepEqual((sim.faults() as { errorRate: unknown }).errorRate, {});
-    const lat = await root.call("POST", "/_sim/latency", { start: 1234 } as never, { json: true });
+    const lat = await pve.root.call("POST", "/_sim/latency", { start: 1234 } as never, { json: true });
     assert.equal((lat.data as { start: number }).start, 1234);
     sim.setLatency({ start: 2_000 });
-    const denied = await runners.call("GET", "/_sim/state");
+    const denied = await pve.runners.call("GET", "/_sim/state");
     assert.equal(denied.status, 403);
-    assert.equal((await root.call("GET", "/_sim/state", {}, { auth: null })).status, 401);
-    const bad = await root.call("POST", "/_sim/faults", { errorRate: { clone: 2 } } as never, { json: true });
+    assert.equal((await pve.root.call("GET", "/_sim/state", {}, { auth: null })).status, 401);
+    const bad = await pve.root.call("POST", "/_sim/faults", { errorRate: { clone: 2 } } as never, { json: true });
     assert.equal(bad.status, 400);
   });
 });

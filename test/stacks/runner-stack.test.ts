@@ -4,23 +4,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deleteTimeoutFor, synthRunnerStack, type RunnerStackSpec } from "../../stacks/runner-stack.js";
+import { runnerStackSpec } from "../fixtures/runner-stack-spec.js";
 
-const spec: RunnerStackSpec = {
-  runnerName: "runner-abc123",
-  labelSet: "linux-x64",
-  controllerId: "0123456789abcdef",
-  endpoint: "https://pve.example:8006/",
-  node: "pve",
-  vmid: 100_042,
-  templateVmid: 9000,
-  pool: "ci",
-  bridge: "vmbr1",
-  vlan: 30,
-  linkedClone: true,
-  cores: 2,
-  memoryMb: 2048,
-  swapMb: 512,
-};
+const spec = runnerStackSpec({ labelSet: "linux-x64", vmid: 100_042 });
 
 test("runner stack clones the template as a linked clone onto the CI VLAN with relative state", () => {
   const dir = mkdtempSync(join(tmpdir(), "stack-"));

@@ -7,12 +7,11 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
 import { Store } from "../../listener/store/store.js";
 import type { ContainerStatus, ProxmoxApi } from "../../listener/adapters/proxmox/proxmox.js";
 import type { GitHubAdapter, RunnerInfo } from "../../listener/adapters/github/github.js";
-import type { TerraformLike } from "../../listener/lifecycle/pipeline.js";
 import { sweep, type SweepReport } from "../../sweeper/sweep.js";
+import { sweeperDeps } from "../fixtures/sweeper-deps.js";
 
 const GRACE = 120_000;
 const T0 = Date.UTC(2026, 10, 30, 12, 0, 0);
@@ -45,15 +44,7 @@ function deps(store: Store, stateDir: string, w: World) {
       return "deleted";
     },
   } as unknown as GitHubAdapter;
-  const terraform: TerraformLike = { prepare: async () => {}, apply: async () => ({}), destroy: async () => {}, output: async () => ({}) };
-  return {
-    store,
-    github,
-    pve,
-    terraform,
-    logger: pino({ level: "silent" }),
-    settings: { nodes: () => ["pve", "pve2"], stateDir, scopes: () => ["org:acme"], hardTtlMs: 6 * 3_600_000, lockLimitMs: 1_800_000, graceMs: GRACE },
-  };
+  return sweeperDeps({ store, github, pve, stateDir, scopes: ["org:acme"], graceMs: GRACE, nodes: ["pve", "pve2"] });
 }
 
 const destroyed = (r: SweepReport) => r.actions.filter((a) => a.kind === "destroy-container").map((a) => ("vmid" in a ? a.vmid : 0));

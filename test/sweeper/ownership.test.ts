@@ -7,12 +7,11 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
 import { Store } from "../../listener/store/store.js";
 import type { ContainerStatus, ProxmoxApi } from "../../listener/adapters/proxmox/proxmox.js";
 import type { GitHubAdapter, RunnerInfo } from "../../listener/adapters/github/github.js";
-import type { TerraformLike } from "../../listener/lifecycle/pipeline.js";
 import { sweep } from "../../sweeper/sweep.js";
+import { sweeperDeps } from "../fixtures/sweeper-deps.js";
 
 const OTHER = "pve-runners-ctl-ffffffffffffffff"; // another pve-runners installation on the same cluster and org
 
@@ -58,15 +57,7 @@ test("the sweeper removes our orphans only: foreign runner-* registrations and c
       listRunners: async () => regs,
       deleteRunner: async (_scope: unknown, id: number) => (calls.push(`delete registration ${id}`), "deleted"),
     } as unknown as GitHubAdapter;
-    const terraform: TerraformLike = { prepare: async () => {}, apply: async () => ({}), destroy: async () => {}, output: async () => ({}) };
-    const report = await sweep({
-      store,
-      github,
-      pve,
-      terraform,
-      logger: pino({ level: "silent" }),
-      settings: { nodes: () => ["pve"], stateDir, scopes: () => ["org:acme"], hardTtlMs: 6 * 3_600_000, lockLimitMs: 1_800_000, graceMs: 0 },
-    });
+    const report = await sweep(sweeperDeps({ store, github, pve, stateDir, scopes: ["org:acme"], graceMs: 0 }));
     assert.deepEqual(report.errors, []);
     assert.deepEqual(calls.filter((c) => c.startsWith("destroy")).sort(), ["destroy 100010", "destroy 100022", "destroy 100023"], JSON.stringify(report.actions));
     assert.deepEqual(calls.filter((c) => c.startsWith("delete")).sort(), ["delete registration 501", "delete registration 901"]);

@@ -6,12 +6,12 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
 import { Store } from "../../listener/store/store.js";
 import type { ContainerStatus, ProxmoxApi } from "../../listener/adapters/proxmox/proxmox.js";
 import type { GitHubAdapter } from "../../listener/adapters/github/github.js";
 import type { TerraformLike } from "../../listener/lifecycle/pipeline.js";
 import { sweep } from "../../sweeper/sweep.js";
+import { sweeperDeps } from "../fixtures/sweeper-deps.js";
 
 test("a container named like a live runner at another vmid is destroyed through the API at once; the runner's own is kept", async () => {
   const stateDir = await mkdtemp(join(tmpdir(), "sweep-vmid-"));
@@ -44,14 +44,7 @@ test("a container named like a live runner at another vmid is destroyed through 
       output: async () => ({}),
     };
     const github = { listRunners: async () => [], deleteRunner: async () => "deleted" } as unknown as GitHubAdapter;
-    const report = await sweep({
-      store,
-      github,
-      pve,
-      terraform,
-      logger: pino({ level: "silent" }),
-      settings: { nodes: () => ["pve"], stateDir, scopes: () => ["repo:acme/app"], hardTtlMs: 6 * 3_600_000, lockLimitMs: 1_800_000, graceMs: 120_000 },
-    });
+    const report = await sweep(sweeperDeps({ store, github, pve, terraform, stateDir, scopes: ["repo:acme/app"], graceMs: 120_000 }));
     assert.deepEqual(
       report.actions.map((a) => (a.kind === "destroy-container" ? [a.kind, a.vmid, a.via] : [a.kind])),
       [["destroy-container", 100_004, "api"]],

@@ -245,6 +245,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
   if (o.cloneGate !== false) {
     gate = new CloneGate({
       upstream: config.proxmox.endpoint,
+      // The one credential the gate admits: the token terraform is given (service's terraform env).
+      apiToken: secrets.pveApiToken,
       insecure: config.proxmox.insecure,
       // Replaced templates too: a runner placed on one just before the switch still clones from it.
       templates: templates.knownKeys(),
@@ -256,8 +258,8 @@ async function startLocked(config: Config, secrets: Secrets, logger: Logger, o: 
       onCloneQueued: (runner) => terraform.reachedLane(runner),
     });
     const { url, caFile } = await gate.start();
-    // The URL's path is the gate's per-start secret: in terraform's environment, never in its output.
-    terraform.setEnv({ PROXMOX_VE_ENDPOINT: url, PROXMOX_VE_INSECURE: "false", SSL_CERT_FILE: await trustBundle(caFile) }, { hide: [new URL(url).pathname.split("/")[1]] });
+    // The token's secret never passes on from terraform's output, should bpg ever print it.
+    terraform.setEnv({ PROXMOX_VE_ENDPOINT: url, PROXMOX_VE_INSECURE: "false", SSL_CERT_FILE: await trustBundle(caFile) }, { hide: [secrets.pveApiToken.split("=").slice(1).join("=")] });
   }
   // One line at start saying whether terraform really runs below the listener's priority.
   void terraform.checkPriority().catch((err: Error) => logger.warn({ err: err.message }, "could not check terraform's CPU priority"));

@@ -24,19 +24,20 @@
 //
 // Only the configured templates have lanes (`templates`): a clone of any other source is passed
 // through like any request (PVE checks the token as it would without the gate), so no request path
-// can make the gate keep state. And only terraform, started by the listener, can reach the gate at
-// all: the URL it hands out carries a random per-start path prefix (https://127.0.0.1:PORT/<32 hex>/,
-// in terraform's environment, never logged); a request without it gets 404 and is not forwarded.
-// bpg keeps an endpoint's path: NewConnection stores strings.TrimRight(u.String(), "/") and
-// DoRequest asks for fmt.Sprintf("%s/%s/%s", endpoint, "api2/json", path) (bpg v0.111.1
-// proxmox/api/client.go). The gate adds nothing to a request: no token, no cookie; what the client
-// sent (its own PVE token) is what PVE sees.
+// can make the gate keep state. And only the listener's terraform can use the gate at all: any
+// local process reaches 127.0.0.1, so a request is forwarded only when it carries the PVE API token
+// the listener gives terraform (`Authorization: PVEAPIToken=<id>=<secret>`, the header bpg sets,
+// proxmox/api/token_auth.go), compared in constant time; anything else gets 404 and is not
+// forwarded. Whoever holds that token can reach PVE directly, so the gate lends nobody anything.
+// (A secret in the URL's path cannot do this: bpg v0.111.1 drops an endpoint's path,
+// proxmox/api/client.go NewConnection `u.Path = ""`, and asks for <scheme://host:port>/api2/json/….)
+// The gate adds nothing to a request: no token, no cookie; what the client sent is what PVE sees.
 //
 // The gate never logs Authorization, cookies, CSRF tokens, query strings or bodies (bodies carry
 // passwords, tickets and JIT configs): method, path, status and milliseconds at debug only.
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -49,6 +50,11 @@ import { generateSelfSignedCert } from "../http/self-signed-cert.js";
 export interface CloneGateOptions {
   /** The real PVE API base, e.g. "https://pve:8006/" (http: is allowed too: the simulator). */
   upstream: string;
+  /**
+   * The PVE API token terraform is given ("user@realm!tokenid=secret"): the one credential the gate
+   * admits. A request without exactly this token gets 404 and is not forwarded.
+   */
+  apiToken: string;
   /** Skip TLS verification towards upstream (the operator's proxmox.insecure). */
   insecure?: boolean;
   /**
@@ -86,8 +92,9 @@ export function isVmidClash(err: unknown): boolean {
 /** Consecutive failed task-status polls after which the lane is released anyway. */
 const POLL_FAILURE_LIMIT = 5;
 /**
- * A clone's answer is held at most this long: bpg's HTTP client gives up on a request after 5 min
- * (proxmox/api/client.go httpClientTimeout) and would then retry the clone.
+ * A clone's answer is held at most this long. bpg v0.111.1 sets no client timeout
+ * (proxmox/api/client.go), so this bounds only how long an apply waits on a task the gate cannot
+ * read; bpg's own task wait (WaitForTask) takes over after it.
  */
 const ANSWER_HOLD_MS = 60_000;
 /** One task-status poll gives up after this long (counts as a failure). */
@@ -146,8 +153,8 @@ export class CloneGate {
   private readonly holding = new Map<string, string | null>();
   /** By template: how long its last successful clone took, answer to the poll that saw it stop. */
   private readonly lastCloneMs = new Map<string, number>();
-  /** The per-start secret path segment every request must begin with ("/<32 hex>/"). */
-  private readonly prefix = `/${randomBytes(16).toString("hex")}/`;
+  /** SHA-256 of the one Authorization header admitted (a digest: compared in constant time whatever its length). */
+  private readonly admitted: Buffer;
   private refusedSinceLog = 0;
   private lastRefusedLog = 0;
   private readonly inLane = new Set<Promise<unknown>>();
@@ -160,6 +167,8 @@ export class CloneGate {
     const u = new URL(opts.upstream);
     if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error(`clone gate: upstream must be http(s) (got ${u.protocol})`);
     this.upstream = u;
+    if (!opts.apiToken) throw new Error("clone gate: apiToken is required (the token terraform is given)");
+    this.admitted = sha256(`PVEAPIToken=${opts.apiToken}`);
     this.pollMs = opts.pollMs ?? 100;
     this.answerHoldMs = opts.answerHoldMs ?? ANSWER_HOLD_MS;
     this.maxHoldMs = opts.maxHoldMs ?? 30 * 60_000;
@@ -186,9 +195,8 @@ export class CloneGate {
     });
     this.server = server;
     const origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    // The prefix is a secret: the log names the origin only.
     this.log.info({ origin, upstream: this.upstream.origin, caFile, templates: this.opts.templates }, "clone gate listening");
-    return { url: `${origin}${this.prefix}`, caFile };
+    return { url: `${origin}/`, caFile };
   }
 
   /** Stops serving, releases every held lane (their polls end) and closes upstream connections. */
@@ -219,14 +227,11 @@ export class CloneGate {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
-    const raw = req.url ?? "/";
-    if (!this.hasPrefix(raw)) {
-      this.refuseUnprefixed(req, res);
+    if (!this.isOurTerraform(req)) {
+      this.refuse(req, res);
       return;
     }
-    // Upstream sees the path bpg would have asked PVE for.
-    req.url = raw.slice(this.prefix.length - 1);
-    const path = req.url.split("?")[0];
+    const path = (req.url ?? "/").split("?")[0];
     const m = req.method === "POST" ? CLONE_PATH.exec(path) : null;
     let node = m?.[1] ?? "";
     try {
@@ -246,21 +251,21 @@ export class CloneGate {
     }
   }
 
-  private hasPrefix(url: string): boolean {
-    const want = Buffer.from(this.prefix);
-    const got = Buffer.from(url.slice(0, this.prefix.length));
-    return got.length === want.length && timingSafeEqual(got, want);
+  /** Whether the request carries the token the listener gave terraform. */
+  private isOurTerraform(req: IncomingMessage): boolean {
+    const got = req.headers.authorization;
+    return typeof got === "string" && timingSafeEqual(sha256(got), this.admitted);
   }
 
   /** 404, nothing forwarded; logged at most once a minute (a local process may knock in a loop). */
-  private refuseUnprefixed(req: IncomingMessage, res: ServerResponse): void {
+  private refuse(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
     res.writeHead(404, "Not Found", { "content-type": "application/json;charset=UTF-8" });
     res.end(JSON.stringify({ data: null }));
     this.refusedSinceLog++;
     const now = Date.now();
     if (now - this.lastRefusedLog >= 60_000) {
-      this.log.warn({ method: req.method, refused: this.refusedSinceLog }, "clone gate: request without the gate's secret path refused (not from the listener's terraform)");
+      this.log.warn({ method: req.method, refused: this.refusedSinceLog }, "clone gate: request without the listener's PVE token refused (not from the listener's terraform)");
       this.lastRefusedLog = now;
       this.refusedSinceLog = 0;
     }
@@ -569,4 +574,8 @@ export function upstreamRoots(): string[] {
     }
   }
   return roots;
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
 }

@@ -2,10 +2,10 @@
 // form-urlencoded with sorted keys (Go's url.Values.Encode; a list repeats its key), booleans 1/0,
 // token auth by header, errors "received an HTTP <code> response - Reason: <reason> (<details>)",
 // a 404 or a 500 saying "does not exist" means "gone". GETs are retried on network errors.
-// The endpoint keeps its path, as in bpg (proxmox/api/client.go: NewConnection stores
-// strings.TrimRight(u.String(), "/"), DoRequest asks for "<endpoint>/api2/json/<path>"): the
-// listener's clone gate hands out https://127.0.0.1:PORT/<secret>/. A network error reads like Go's
-// *url.Error, which names the whole URL: `Post "https://…/api2/json/…": <cause>`.
+// The endpoint's path is dropped, as in bpg v0.111.1 (proxmox/api/client.go NewConnection:
+// `u.Path = ""` "make sure the path does not contain /api2/json", since v0.37.1), and DoRequest asks
+// for "<scheme://host:port>/api2/json/<path>". A network error reads like Go's *url.Error, which
+// names the whole URL: `Post "https://…/api2/json/…": <cause>`.
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -64,7 +64,7 @@ export class PveClient {
 
   constructor(private readonly opts: PveClientOptions) {
     const u = new URL(opts.endpoint);
-    u.pathname = `${u.pathname.replace(/\/+$/, "")}/`;
+    u.pathname = "/";
     u.search = "";
     this.base = u;
     // Like bpg (Go's crypto/x509 on Linux, root_unix.go): SSL_CERT_FILE, if set, names the trusted

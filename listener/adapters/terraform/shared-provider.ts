@@ -37,7 +37,7 @@ export interface SharedProviderOptions {
   socketDir: string;
   /** `sh -c` script that lowers the priority and execs "$0" "$@" (terraform.ts launchScript). */
   launchScript: string;
-  /** Texts never to log (the clone gate's secret path, the token). */
+  /** Texts never to log (the PVE token's secret). */
   scrub: (text: string) => string;
   logger: Logger;
   startTimeoutMs?: number;

@@ -510,8 +510,8 @@ export class Terraform {
 
   /**
    * More environment for every later run (the clone gate's endpoint, known only once it listens).
-   * `hide`: texts never to pass on from terraform's output (logs, errors): the gate's secret path,
-   * which Go's *url.Error prints as part of the URL when a request fails.
+   * `hide`: texts never to pass on from terraform's output (logs, errors), e.g. the PVE token's
+   * secret, should a provider print it.
    */
   setEnv(vars: Record<string, string>, opts: { hide?: string[] } = {}): void {
     this.extraEnv = { ...this.extraEnv, ...vars };

@@ -20,6 +20,8 @@ import { captureLog } from "../../fixtures/terraform/helpers.js";
 const SCALE = 0.05;
 const OTHER_TEMPLATE = 9001;
 const TEMPLATE_KEYS = [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`, `${SIM_NODE}/${OTHER_TEMPLATE}`];
+/** The token the listener gives terraform, and so the one the gate admits. */
+const RUNNERS_TOKEN = `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Answer<T = unknown> {
@@ -105,6 +107,7 @@ describe("CloneGate", () => {
     certDir = await mkdtemp(join(tmpdir(), "clone-gate-"));
     gate = new CloneGate({
       upstream: `${simUrl}/`,
+      apiToken: RUNNERS_TOKEN,
       templates: TEMPLATE_KEYS,
       lane,
       logger: log.logger,
@@ -202,7 +205,7 @@ describe("CloneGate", () => {
     sim.setLatency({ cloneLinked: 30_000 }); // 1.5 s
     const capDir = await mkdtemp(join(tmpdir(), "clone-gate-cap-"));
     const capLane = new CloneLane({ logger: log.logger });
-    const capped = new CloneGate({ upstream: `${simUrl}/`, templates: TEMPLATE_KEYS, lane: capLane, logger: log.logger, certDir: capDir, pollMs: 20, answerHoldMs: 200 });
+    const capped = new CloneGate({ apiToken: RUNNERS_TOKEN, upstream: `${simUrl}/`, templates: TEMPLATE_KEYS, lane: capLane, logger: log.logger, certDir: capDir, pollMs: 20, answerHoldMs: 200 });
     const { url, caFile: capCa } = await capped.start();
     try {
       const r = await call<string>(url, "POST", clonePath(), cloneParams("runner-answer-capped"), { ca: await readFile(capCa, "utf8") });
@@ -246,7 +249,7 @@ describe("CloneGate", () => {
     assert.deepEqual(await readdir(certDir), ["clone-gate.pem"]);
     assert.match(ca, /^-----BEGIN CERTIFICATE-----\n/);
     assert.doesNotMatch(ca, /PRIVATE KEY/, "the key is never written");
-    assert.match(gateUrl, /^https:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32}\/$/);
+    assert.match(gateUrl, /^https:\/\/127\.0\.0\.1:\d+\/$/);
     const ok = await viaGate("GET", "/version");
     assert.equal(ok.status, 200);
     // DNS:localhost too (connecting to 127.0.0.1, verifying the name localhost).
@@ -300,7 +303,7 @@ describe("CloneGate", () => {
     });
     await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
     const dir = await mkdtemp(join(tmpdir(), "clone-gate-go-"));
-    const goGate = new CloneGate({ upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`, templates: TEMPLATE_KEYS, lane: new CloneLane({ logger: log.logger }), logger: log.logger, certDir: join(dir, "certs") });
+    const goGate = new CloneGate({ apiToken: RUNNERS_TOKEN, upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`, templates: TEMPLATE_KEYS, lane: new CloneLane({ logger: log.logger }), logger: log.logger, certDir: join(dir, "certs") });
     const { url, caFile: goCa } = await goGate.start();
     const init = async (name: string, env: Record<string, string>) => {
       const cwd = join(dir, name);
@@ -335,7 +338,7 @@ describe("CloneGate", () => {
     await new Promise<void>((r) => closed.close(() => r()));
     const downLane = new CloneLane({ logger: log.logger });
     const dir = await mkdtemp(join(tmpdir(), "clone-gate-down-"));
-    const down = new CloneGate({ upstream: `http://127.0.0.1:${port}/`, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane: downLane, logger: log.logger, certDir: dir, pollMs: 20 });
+    const down = new CloneGate({ apiToken: RUNNERS_TOKEN, upstream: `http://127.0.0.1:${port}/`, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane: downLane, logger: log.logger, certDir: dir, pollMs: 20 });
     const { url, caFile: downCa } = await down.start();
     try {
       const pem = await readFile(downCa, "utf8");
@@ -392,7 +395,7 @@ describe("CloneGate", () => {
     // The hold cap: a gate that holds at most 200 ms.
     const capLane = new CloneLane({ logger: log.logger });
     const dir = await mkdtemp(join(tmpdir(), "clone-gate-cap-"));
-    const capped = new CloneGate({ upstream: `${simUrl}/`, templates: TEMPLATE_KEYS, lane: capLane, logger: log.logger, certDir: dir, pollMs: 20, maxHoldMs: 200 });
+    const capped = new CloneGate({ apiToken: RUNNERS_TOKEN, upstream: `${simUrl}/`, templates: TEMPLATE_KEYS, lane: capLane, logger: log.logger, certDir: dir, pollMs: 20, maxHoldMs: 200 });
     const { url, caFile: capCa } = await capped.start();
     try {
       const pem = await readFile(capCa, "utf8");
@@ -465,9 +468,9 @@ describe("CloneGate", () => {
   });
 });
 
-// Issue 14: any local process can reach 127.0.0.1. The gate serves only a caller that knows its
-// per-start secret path (terraform, from its environment), keeps lanes for the configured templates
-// alone, and adds no credentials of its own.
+// Issue 14: any local process can reach 127.0.0.1. The gate serves only a caller with the PVE token
+// the listener gives terraform, keeps lanes for the configured templates alone, and adds no
+// credentials of its own. (bpg v0.111.1 drops an endpoint's path, so a secret path cannot do this.)
 describe("CloneGate against hostile local callers", () => {
   const log = captureLog("trace");
   const lane = new CloneLane({ logger: log.logger });
@@ -492,7 +495,7 @@ describe("CloneGate against hostile local callers", () => {
     await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
     upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
     dir = await mkdtemp(join(tmpdir(), "clone-gate-hostile-"));
-    gate = new CloneGate({ upstream: `${upstreamUrl}/`, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane, logger: log.logger, certDir: dir, pollMs: 10 });
+    gate = new CloneGate({ upstream: `${upstreamUrl}/`, apiToken: RUNNERS_TOKEN, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane, logger: log.logger, certDir: dir, pollMs: 10 });
     let caFile: string;
     ({ url: gateUrl, caFile } = await gate.start());
     ca = await readFile(caFile, "utf8");
@@ -506,43 +509,46 @@ describe("CloneGate against hostile local callers", () => {
     seen.length = 0;
   });
 
-  test("a request without the per-start secret path gets 404 and is never forwarded", async () => {
-    const u = new URL(gateUrl);
-    const secret = u.pathname.split("/")[1];
-    assert.match(secret, /^[0-9a-f]{32}$/, `the handed-out URL has a 32-hex secret path (${gateUrl})`);
-    const origin = `${u.origin}/`;
-    const other = `${origin}${"0".repeat(32)}/`;
-    for (const base of [origin, other, `${origin}${secret}`.slice(0, -1) + "/"]) {
-      const v = await call(base, "GET", "/version", {}, { ca });
-      assert.equal(v.status, 404, `GET via ${base === origin ? "no prefix" : "a wrong prefix"}`);
-      const c = await call(base, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 4242, hostname: "runner-bogus" }, { ca });
-      assert.equal(c.status, 404);
+  test("a request without the listener's token gets 404 and is never forwarded, whatever else it carries", async () => {
+    assert.match(gateUrl, /^https:\/\/127\.0\.0\.1:\d+\/$/, "the handed-out URL is the bare origin (bpg drops any path)");
+    const wrong: Array<[string, Parameters<typeof call>[4]]> = [
+      ["no Authorization", { ca, noAuth: true }],
+      ["another valid PVE token (root's)", { ca, token: SIM_TOKENS.root }],
+      ["the token's id with another secret", { ca, token: { ...SIM_TOKENS.runners, secret: SIM_TOKENS.runners.secret.slice(0, -1) + "0" } }],
+      ["the token with more after it", { ca, headers: { authorization: `PVEAPIToken=${RUNNERS_TOKEN}x` } }],
+      ["a ticket cookie instead", { ca, noAuth: true, headers: { cookie: "PVEAuthCookie=PVE:root@pam:SECRETTICKET" } }],
+    ];
+    for (const [why, opts] of wrong) {
+      const v = await call(gateUrl, "GET", "/version", {}, opts);
+      assert.equal(v.status, 404, `GET with ${why}`);
+      const c = await call(gateUrl, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 4242, hostname: "runner-bogus" }, opts);
+      assert.equal(c.status, 404, `clone with ${why}`);
     }
     assert.equal(seen.length, 0, "nothing reached PVE");
     assert.deepEqual(lane.stats(), {}, "no bogus clone sits in a lane");
     assert.deepEqual(gate.stats(), { [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`]: { holding: null } });
-    assert.ok(log.lines.some((l) => l.msg === "clone gate: request without the gate's secret path refused (not from the listener's terraform)" && l.level === 40));
+    assert.ok(log.lines.some((l) => l.msg === "clone gate: request without the listener's PVE token refused (not from the listener's terraform)" && l.level === 40));
 
-    // With it: forwarded with the secret path taken off (PVE sees bpg's /api2/json/…).
+    // With it: forwarded as asked (PVE sees bpg's /api2/json/…), the token passed on unchanged.
     const ok = await call(gateUrl, "GET", "/version", {}, { ca });
     assert.equal(ok.status, 200);
-    assert.deepEqual(seen.map((s) => s.url), ["/api2/json/version"]);
-    assert.ok(!log.text().includes(secret), "the secret path is never logged");
+    assert.deepEqual(seen.map((s) => [s.url, s.authorization]), [["/api2/json/version", `PVEAPIToken=${RUNNERS_TOKEN}`]]);
+    assert.ok(!log.text().includes(SIM_TOKENS.runners.secret), "the token is never logged");
   });
 
-  test("the provider stand-in keeps the endpoint's path like bpg and reaches PVE through the gate", async () => {
+  test("the provider stand-in drops the endpoint's path like bpg v0.111.1 and reaches PVE through the gate", async () => {
     const saved = process.env.SSL_CERT_FILE;
     process.env.SSL_CERT_FILE = join(dir, "clone-gate.pem");
-    const client = new PveClient({ endpoint: gateUrl, insecure: false, auth: { kind: "token", token: `${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}` }, log: () => {} });
-    // bpg trims the endpoint's trailing slashes: one given without its slash works the same.
-    const bare = new PveClient({ endpoint: `${upstreamUrl}/some/base//`, insecure: false, auth: { kind: "token", token: "t@pve!x=y" }, log: () => {} });
+    const client = new PveClient({ endpoint: gateUrl, insecure: false, auth: { kind: "token", token: RUNNERS_TOKEN }, log: () => {} });
+    // bpg's NewConnection: `u.Path = ""`, so an endpoint with a path asks for /api2/json/… all the same.
+    const withPath = new PveClient({ endpoint: `${upstreamUrl}/some/base//`, insecure: false, auth: { kind: "token", token: "t@pve!x=y" }, log: () => {} });
     try {
       assert.deepEqual(await client.request("GET", "version"), { version: "9.0.0" });
-      await bare.request("GET", "nodes/pve/status");
-      assert.deepEqual(seen.map((s) => s.url), ["/api2/json/version", "/some/base/api2/json/nodes/pve/status"]);
+      await withPath.request("GET", "nodes/pve/status");
+      assert.deepEqual(seen.map((s) => s.url), ["/api2/json/version", "/api2/json/nodes/pve/status"]);
     } finally {
       client.close();
-      bare.close();
+      withPath.close();
       if (saved === undefined) delete process.env.SSL_CERT_FILE;
       else process.env.SSL_CERT_FILE = saved;
     }
@@ -566,19 +572,13 @@ describe("CloneGate against hostile local callers", () => {
     await until("the lane is freed", () => Object.keys(lane.stats()).length === 0);
   });
 
-  test("the gate adds no credentials: a request without Authorization reaches PVE without one", async () => {
-    const anon = await call(gateUrl, "GET", "/version", {}, { ca, noAuth: true });
-    assert.equal(anon.status, 200);
-    const anonClone = await call(gateUrl, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 4301, hostname: "runner-anon" }, { ca, noAuth: true });
-    assert.equal(anonClone.status, 200);
-    await log.waitFor((l) => l.msg === "clone gate: clone lane left" && l.runner === "runner-anon");
-    const token = `PVEAPIToken=${SIM_TOKENS.runners.id}=${SIM_TOKENS.runners.secret}`;
-    const withToken = await call(gateUrl, "GET", "/version", {}, { ca });
-    assert.equal(withToken.status, 200);
-    assert.ok(seen.length >= 4, "the clone, its task polls and both GETs reached PVE");
-    const anonymous = seen.slice(0, -1);
-    for (const s of anonymous) assert.deepEqual({ url: s.url, authorization: s.authorization ?? null, cookie: s.cookie ?? null }, { url: s.url, authorization: null, cookie: null }, "no credentials added");
-    assert.equal(seen[seen.length - 1].authorization, token, "the caller's own token passes unchanged");
+  test("the gate adds no credentials: what reaches PVE is the caller's own token, nothing more", async () => {
+    const clone = await call(gateUrl, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 4301, hostname: "runner-own" }, { ca });
+    assert.equal(clone.status, 200);
+    await log.waitFor((l) => l.msg === "clone gate: clone lane left" && l.runner === "runner-own");
+    assert.ok(seen.length >= 2, "the clone and its task polls reached PVE");
+    // The gate's own task polls carry the clone's token too (PVE lets a task's owner read it).
+    for (const s of seen) assert.deepEqual({ url: s.url, authorization: s.authorization ?? null, cookie: s.cookie ?? null }, { url: s.url, authorization: `PVEAPIToken=${RUNNERS_TOKEN}`, cookie: null });
   });
 });
 
@@ -632,7 +632,7 @@ describe("CloneGate polls densely only near a clone's expected end", () => {
     const dir = await mkdtemp(join(tmpdir(), "clone-gate-fine-"));
     // The gate tells terraform's slots when a runner's clone request reached its lane.
     const queued: Array<[string, string, number]> = [];
-    const gate = new CloneGate({ upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane, logger: log.logger, certDir: dir, onCloneQueued: (runner, key) => queued.push([runner, key, polls.length]) });
+    const gate = new CloneGate({ apiToken: RUNNERS_TOKEN, upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane, logger: log.logger, certDir: dir, onCloneQueued: (runner, key) => queued.push([runner, key, polls.length]) });
     try {
       const { url, caFile } = await gate.start();
       const ca = await readFile(caFile, "utf8");

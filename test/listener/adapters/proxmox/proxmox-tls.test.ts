@@ -81,7 +81,7 @@ describe("ProxmoxApi and a self-signed PVE certificate", () => {
 
   test("the clone gate's upstream: insecure on its own agent too (595 without it)", async () => {
     const viaGate = async (insecure: boolean) => {
-      const gate = new CloneGate({ upstream: pveUrl + "/", insecure, templates: [], lane: new CloneLane({ logger }), certDir: join(dir, `gate-${insecure}`), logger });
+      const gate = new CloneGate({ upstream: pveUrl + "/", apiToken: token, insecure, templates: [], lane: new CloneLane({ logger }), certDir: join(dir, `gate-${insecure}`), logger });
       const { url, caFile } = await gate.start();
       try {
         const ca = await readFile(caFile, "utf8");

@@ -237,10 +237,10 @@ describe("Terraform adapter", () => {
     await tf.destroy(join(dir, "never-applied"), { runner: "runner-none" });
   });
 
-  test("issue 14: a hidden text (the clone gate's secret path) never leaves terraform's output, in logs or errors", async () => {
+  test("issue 14: a hidden text (the PVE token's secret) never leaves terraform's output, in logs or errors", async () => {
     const { tf, log, dir } = await newTerraform("hide");
     const secret = "0123456789abcdef0123456789abcdef";
-    // As Go's *url.Error prints it when a request to the gate fails: the whole URL, secret path included.
+    // Any text terraform prints, e.g. a URL as Go's *url.Error prints it, with the hidden text in it.
     tf.setEnv({ GATE_URL: `https://127.0.0.1:1/${secret}/` }, { hide: [secret] });
     const s = await writeStack(join(dir, "runner-hide"), { r: { command: "echo Post $GATE_URL: connection refused; exit 1" } });
     await tf.prepare(s.file);

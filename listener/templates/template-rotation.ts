@@ -2,7 +2,7 @@
 // under a new vmid next to the old one and then tells the running listener (admin API,
 // POST /api/templates/replace). From then on runners are placed on the new template; the old one
 // stays while any runner depends on it (a linked clone keeps its base volume: PVE refuses to delete
-// it, pve-storage "base volume … is still in use by linked cloned") and is destroyed through the
+// it, pve-storage PVE/Storage.pm vdisk_free: "base volume … is still in use by linked clones") and is destroyed through the
 // API once none does.
 //
 // Config and records: proxmox.templateVmid / proxmox.templates name each copy as first built. The

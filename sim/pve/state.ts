@@ -360,7 +360,7 @@ export class PveState {
       warn(`ignore deletion of '${volid}', CT ${vmid} isn't the owner!`);
       return;
     }
-    if ([...s.volumes.values()].some((o) => o.base === volname)) throw die(`base volume '${volname}' is still in use by linked cloned`);
+    if ([...s.volumes.values()].some((o) => o.base === volname)) throw die(`base volume '${volname}' is still in use by linked clones`);
     s.volumes.delete(volname);
   }
 

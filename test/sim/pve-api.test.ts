@@ -174,7 +174,7 @@ describe("PVE simulator API", () => {
   test("destroying the template with linked clones fails in the task and keeps it", async () => {
     await cloneCt();
     const upid = (await root.delete<string>(root.ct(SIM_TEMPLATE_VMID))).data;
-    assert.equal(await root.waitTask(upid), "base volume 'base-9000-disk-0' is still in use by linked cloned");
+    assert.equal(await root.waitTask(upid), "base volume 'base-9000-disk-0' is still in use by linked clones");
     const tpl = sim.container(SIM_TEMPLATE_VMID);
     assert.equal(tpl?.template, true);
     assert.equal(tpl?.lock, null);

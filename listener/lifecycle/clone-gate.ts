@@ -459,17 +459,33 @@ export class CloneGate {
     return mod.request({ protocol: u.protocol, hostname: u.hostname.replace(/^\[|\]$/g, ""), port: u.port || undefined, method, path: pathAndQuery, headers: { ...headers, host: u.host }, agent: this.agent, signal });
   }
 
-  /** One upstream request with a buffered answer. */
-  private exchange(method: string, pathAndQuery: string, headers: http.OutgoingHttpHeaders, body?: Buffer, signal?: AbortSignal): Promise<Buffered> {
+  /**
+   * One upstream request, its whole answer buffered. A kept-alive socket the server closed while
+   * idle (its keep-alive timeout) resets the next request sent on it before the server read it;
+   * that one is sent once more, as Node's http docs advise (`request.reusedSocket`): the agent has
+   * dropped the dead socket by then.
+   */
+  private async exchange(method: string, pathAndQuery: string, headers: http.OutgoingHttpHeaders, body?: Buffer, signal?: AbortSignal): Promise<Buffered> {
+    try {
+      return await this.exchangeOnce(method, pathAndQuery, headers, body, signal);
+    } catch (err) {
+      if (!(err instanceof StaleSocket)) throw err;
+      return this.exchangeOnce(method, pathAndQuery, headers, body, signal);
+    }
+  }
+
+  private exchangeOnce(method: string, pathAndQuery: string, headers: http.OutgoingHttpHeaders, body?: Buffer, signal?: AbortSignal): Promise<Buffered> {
     return new Promise((resolve, reject) => {
       const up = this.request(method, pathAndQuery, headers, signal);
+      let answered = false;
       up.on("response", (ur) => {
+        answered = true;
         const chunks: Buffer[] = [];
         ur.on("data", (c: Buffer) => chunks.push(c));
         ur.on("end", () => resolve({ status: ur.statusCode ?? 502, message: ur.statusMessage ?? "", headers: ur.headers, body: Buffer.concat(chunks) }));
         ur.on("error", reject);
       });
-      up.on("error", reject);
+      up.on("error", (err: NodeJS.ErrnoException) => reject(!answered && up.reusedSocket && err.code === "ECONNRESET" ? new StaleSocket(err) : err));
       up.end(body);
     });
   }
@@ -574,6 +590,15 @@ export function upstreamRoots(): string[] {
     }
   }
   return roots;
+}
+
+/** A reset on a reused kept-alive socket before any answer: the server never saw the request. */
+class StaleSocket extends Error {
+  readonly code: string | undefined;
+  constructor(cause: NodeJS.ErrnoException) {
+    super(cause.message, { cause });
+    this.code = cause.code;
+  }
 }
 
 function sha256(text: string): Buffer {

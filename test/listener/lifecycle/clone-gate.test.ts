@@ -293,7 +293,7 @@ describe("CloneGate", () => {
   });
 
   test("a Go client (terraform's http backend) verifies the gate through SSL_CERT_FILE alone", async () => {
-    // A stand-in upstream with no state (404), so `terraform init` succeeds once TLS does.
+    // `terraform init` succeeds once TLS does: the gate answers the backend's GET 404 (no state).
     const seen: string[] = [];
     const upstream = http.createServer((req, res) => {
       seen.push(`${req.method} ${req.url}`);
@@ -320,7 +320,9 @@ describe("CloneGate", () => {
     try {
       const trusted = await init("trusted", { SSL_CERT_FILE: goCa });
       assert.equal(trusted.code, 0, trusted.out);
-      assert.deepEqual(seen, ["GET /api2/json/state"], "forwarded through the gate");
+      // TLS held (init ran); the backend sends no PVE token, so the gate answered 404 ("no state")
+      // itself and forwarded nothing.
+      assert.deepEqual(seen, [], "refused by the gate, never forwarded");
       const untrusted = await init("untrusted", {});
       assert.notEqual(untrusted.code, 0);
       assert.match(untrusted.out, /x509: certificate signed by unknown authority/);
@@ -350,6 +352,47 @@ describe("CloneGate", () => {
       assert.deepEqual(down.stats(), { [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`]: { holding: null } });
     } finally {
       await down.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a clone sent on a kept-alive socket the upstream has just reset is sent once more, not answered 595", async () => {
+    // An upstream that, like a server whose keep-alive timeout closed the socket as the next
+    // request went out, resets the first request sent on a reused socket, unread.
+    let resets = 0;
+    const requests: string[] = [];
+    const served = new WeakMap<object, number>();
+    const upstream = http.createServer((req, res) => {
+      const n = (served.get(req.socket) ?? 0) + 1;
+      served.set(req.socket, n);
+      if (n > 1 && resets === 0) {
+        resets++;
+        req.socket.resetAndDestroy();
+        return;
+      }
+      requests.push(`${req.method} ${req.url}`);
+      req.resume();
+      const isClone = req.method === "POST" && /\/clone$/.test(req.url ?? "");
+      const data = isClone ? `UPID:${SIM_NODE}:00001234:00000000:00000000:vzclone:${SIM_TEMPLATE_VMID}:root@pam:` : /\/tasks\//.test(req.url ?? "") ? { status: "stopped", exitstatus: "OK" } : { version: "9.0.0" };
+      res.writeHead(200, { "content-type": "application/json;charset=UTF-8" });
+      res.end(JSON.stringify({ data }));
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const dir = await mkdtemp(join(tmpdir(), "clone-gate-reset-"));
+    const resetLane = new CloneLane({ logger: log.logger });
+    const g = new CloneGate({ apiToken: RUNNERS_TOKEN, upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`, templates: [`${SIM_NODE}/${SIM_TEMPLATE_VMID}`], lane: resetLane, logger: log.logger, certDir: dir, pollMs: 10 });
+    const { url, caFile: pemFile } = await g.start();
+    try {
+      const pem = await readFile(pemFile, "utf8");
+      // The task poll opens the kept-alive socket; the clone is the first request to reuse it.
+      assert.equal((await call(url, "GET", taskPath("UPID:pve1:0:0:0:vzclone:1:root@pam:"), {}, { ca: pem })).status, 200);
+      const c = await call<string>(url, "POST", clonePath(), cloneParams("runner-reset"), { ca: pem });
+      assert.equal(c.status, 200, `${c.status} ${c.reason}`);
+      assert.equal(resets, 1, "the upstream did reset the reused socket");
+      assert.equal(requests.filter((r) => r.startsWith("POST")).length, 1, "the clone reached PVE once");
+    } finally {
+      await g.stop();
+      await new Promise<void>((r) => upstream.close(() => r()));
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -15,19 +15,22 @@
 // replaces what is trusted — bpg verifies the gate without `insecure`. The key never leaves memory.
 //
 // A clone to a vmid that is taken (PVE: 500 "CT N already exists on node 'X'") is never adopted by
-// accident: bpg retries a 5xx clone and, on a retry, takes "already exists" for its own success
-// (bpg v0.111.1 proxmox/retry/retry.go WithAlreadyDoneCheck, proxmox/nodes/containers). The gate
-// reads that container's hostname and passes the answer on only when it is this clone's own (the
-// same runner's earlier clone, e.g. before a listener restart); otherwise it answers 409, which bpg
-// does not retry (IsTransientAPIError is 5xx only), naming VMID_CLASH so the pipeline picks a fresh
-// vmid. Nothing of the other container is touched.
+// accident: bpg retries a 5xx clone and, on a retry, takes ANY error whose text contains "already
+// exists" for its own success, whatever its status (bpg v0.111.1 proxmox/retry/retry.go DoTask:
+// `if retrying && o.isAlreadyDone(err) { return nil }`, ErrorContains("already exists") in
+// proxmox/nodes/containers/containers.go CloneContainer). The gate reads that container's hostname
+// and passes the answer on only when it is this clone's own (the same runner's earlier clone, e.g.
+// before a listener restart); otherwise it answers 409, which bpg does not retry
+// (IsTransientAPIError is 5xx only), naming VMID_CLASH so the pipeline picks a fresh vmid. The 409's
+// text must never contain "already exists": on a retry bpg would take it for success, then
+// configure, start and later destroy the other guest. Nothing of the other container is touched.
 //
 // Only the configured templates have lanes (`templates`): a clone of any other source is passed
 // through like any request (PVE checks the token as it would without the gate), so no request path
 // can make the gate keep state. And only the listener's terraform can use the gate at all: any
 // local process reaches 127.0.0.1, so a request is forwarded only when it carries the PVE API token
 // the listener gives terraform (`Authorization: PVEAPIToken=<id>=<secret>`, the header bpg sets,
-// proxmox/api/token_auth.go), compared in constant time; anything else gets 404 and is not
+// proxmox/api/token_auth.go), compared in constant time; anything else gets 401 and is not
 // forwarded. Whoever holds that token can reach PVE directly, so the gate lends nobody anything.
 // (A secret in the URL's path cannot do this: bpg v0.111.1 drops an endpoint's path,
 // proxmox/api/client.go NewConnection `u.Path = ""`, and asks for <scheme://host:port>/api2/json/….)
@@ -52,7 +55,7 @@ export interface CloneGateOptions {
   upstream: string;
   /**
    * The PVE API token terraform is given ("user@realm!tokenid=secret"): the one credential the gate
-   * admits. A request without exactly this token gets 404 and is not forwarded.
+   * admits. A request without exactly this token gets 401 and is not forwarded.
    */
   apiToken: string;
   /** Skip TLS verification towards upstream (the operator's proxmox.insecure). */
@@ -257,10 +260,14 @@ export class CloneGate {
     return typeof got === "string" && timingSafeEqual(sha256(got), this.admitted);
   }
 
-  /** 404, nothing forwarded; logged at most once a minute (a local process may knock in a loop). */
+  /**
+   * 401, nothing forwarded; logged at most once a minute (a local process may knock in a loop).
+   * Never 404: bpg takes a 404 for "the resource does not exist" (api.ErrResourceDoesNotExist), and a
+   * read would drop a live container from terraform's state. A 401 fails the run loudly instead.
+   */
   private refuse(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
-    res.writeHead(404, "Not Found", { "content-type": "application/json;charset=UTF-8" });
+    res.writeHead(401, "clone gate: not the listener's PVE token", { "content-type": "application/json;charset=UTF-8" });
     res.end(JSON.stringify({ data: null }));
     this.refusedSinceLog++;
     const now = Date.now();
@@ -344,7 +351,8 @@ export class CloneGate {
           const owner = await this.hostnameOf(answer.message, node, newid, req.headers);
           if (owner !== runner) {
             reason = "vmid clash refused";
-            const text = `${VMID_CLASH}: CT ${newid} already exists and is not ${runner} (its hostname: ${owner ?? "unreadable"}); not adopted`;
+            // Not "already exists" (see the top): bpg's retry would take that text for success.
+            const text = `${VMID_CLASH}: CT ${newid} is another guest, not ${runner} (its hostname: ${owner ?? "unreadable"}); not adopted`;
             this.log.warn({ runner, templateKey, newid, owner }, "clone gate: clone onto another guest's vmid refused");
             if (!clientGone) {
               writeHead(res, 409, text, { "content-type": "application/json;charset=UTF-8" });

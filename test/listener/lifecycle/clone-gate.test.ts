@@ -15,6 +15,7 @@ import { CloneGate, isVmidClash, nextPollDelay, VMID_CLASH } from "../../../list
 import { CloneLane } from "../../../listener/lifecycle/clone-lane.js";
 import { PveSim, SIM_NODE, SIM_TEMPLATE_VMID, SIM_TOKENS, type TokenDef } from "../../../sim/pve/index.js";
 import { PveClient } from "../../../sim/provider/pve-client.js";
+import { cloneContainer } from "../../../sim/provider/pve-ops.js";
 import { captureLog } from "../../fixtures/terraform/helpers.js";
 
 const SCALE = 0.05;
@@ -293,7 +294,8 @@ describe("CloneGate", () => {
   });
 
   test("a Go client (terraform's http backend) verifies the gate through SSL_CERT_FILE alone", async () => {
-    // `terraform init` succeeds once TLS does: the gate answers the backend's GET 404 (no state).
+    // The backend sends no PVE token: once TLS holds, the gate answers its GET 401 itself, which
+    // terraform reports as "requires auth"; without the PEM it never gets that far.
     const seen: string[] = [];
     const upstream = http.createServer((req, res) => {
       seen.push(`${req.method} ${req.url}`);
@@ -319,9 +321,8 @@ describe("CloneGate", () => {
     };
     try {
       const trusted = await init("trusted", { SSL_CERT_FILE: goCa });
-      assert.equal(trusted.code, 0, trusted.out);
-      // TLS held (init ran); the backend sends no PVE token, so the gate answered 404 ("no state")
-      // itself and forwarded nothing.
+      assert.match(trusted.out, /HTTP remote state endpoint requires auth/, trusted.out);
+      assert.doesNotMatch(trusted.out, /x509/);
       assert.deepEqual(seen, [], "refused by the gate, never forwarded");
       const untrusted = await init("untrusted", {});
       assert.notEqual(untrusted.code, 0);
@@ -466,7 +467,7 @@ describe("CloneGate", () => {
     // What bpg sends when handed that vmid: the same newid, its own hostname and description.
     const r = await viaGate("POST", clonePath(), { newid: foreign.newid, hostname: "runner-intruder", pool: "ci", description: "pve-runners ephemeral runner runner-intruder" });
     assert.equal(r.status, 409, `${r.status} ${r.reason}`);
-    assert.match(r.reason, new RegExp(`^${VMID_CLASH}: CT ${foreign.newid} already exists and is not runner-intruder \\(its hostname: someone-elses-guest\\)`));
+    assert.match(r.reason, new RegExp(`^${VMID_CLASH}: CT ${foreign.newid} is another guest, not runner-intruder \\(its hostname: someone-elses-guest\\)`));
     assert.ok(isVmidClash(new Error(r.reason)));
     // bpg's retry predicate (IsTransientAPIError: 5xx only) does not retry it, so nothing is adopted.
     assert.ok(r.status < 500);
@@ -485,6 +486,39 @@ describe("CloneGate", () => {
     const blind = await viaGate("POST", clonePath(), { newid: hiddenId, hostname: "runner-intruder", pool: "ci" });
     assert.equal(blind.status, 409, `${blind.status} ${blind.reason}`);
     assert.match(blind.reason, /its hostname: unreadable/);
+  });
+
+  test("bpg's retry of a clone after a 5xx does not take the gate's 409 for its own success: the other guest is never adopted", async () => {
+    // bpg v0.111.1 DoTask: on a retry, an error containing "already exists" counts as done, whatever
+    // its status. The provider stand-in does the same; the gate's 409 must not read that way.
+    sim.setLatency({ cloneLinked: 200 });
+    const foreign = cloneParams("someone-elses-guest-2");
+    const made = await call<string>(simUrl, "POST", clonePath(), foreign);
+    assert.equal(await waitTask(simUrl, made.data), "OK");
+    const configPath = `/nodes/${SIM_NODE}/lxc/${foreign.newid}/config`;
+    const before = await call<Record<string, unknown>>(simUrl, "GET", configPath);
+    // pveproxy times the first clone POST out (596, nothing done); bpg sends it again after its backoff.
+    sim.setFaults({ next: { op: "api", count: 1, error: "596" } });
+    const saved = process.env.SSL_CERT_FILE;
+    process.env.SSL_CERT_FILE = caFile;
+    const client = new PveClient({ endpoint: gateUrl, insecure: false, auth: { kind: "token", token: RUNNERS_TOKEN }, log: () => {} });
+    const retries: string[] = [];
+    try {
+      const ctx = { client, signal: AbortSignal.timeout(30_000), pollMs: 20, log: (_l: string, msg: string) => void retries.push(msg) };
+      const outcome = await cloneContainer(ctx, SIM_NODE, SIM_TEMPLATE_VMID, { newid: foreign.newid, hostname: "runner-retried", full: 0 }).then(
+        () => null,
+        (e: Error) => e,
+      );
+      assert.deepEqual(retries, ["retrying container clone"], "the 596 was retried once");
+      assert.ok(outcome, "the retried clone is not taken for done");
+      assert.ok(isVmidClash(outcome), outcome.message);
+      const after = await call<Record<string, unknown>>(simUrl, "GET", configPath);
+      assert.deepEqual(after.data, before.data, "the other guest is untouched");
+    } finally {
+      client.close();
+      if (saved === undefined) delete process.env.SSL_CERT_FILE;
+      else process.env.SSL_CERT_FILE = saved;
+    }
   });
 
   test("a clone onto the vmid of this runner's own earlier clone passes PVE's answer on (bpg then adopts it)", async () => {
@@ -552,7 +586,7 @@ describe("CloneGate against hostile local callers", () => {
     seen.length = 0;
   });
 
-  test("a request without the listener's token gets 404 and is never forwarded, whatever else it carries", async () => {
+  test("a request without the listener's token gets 401 (never 404: bpg would read \"gone\") and is never forwarded", async () => {
     assert.match(gateUrl, /^https:\/\/127\.0\.0\.1:\d+\/$/, "the handed-out URL is the bare origin (bpg drops any path)");
     const wrong: Array<[string, Parameters<typeof call>[4]]> = [
       ["no Authorization", { ca, noAuth: true }],
@@ -563,9 +597,9 @@ describe("CloneGate against hostile local callers", () => {
     ];
     for (const [why, opts] of wrong) {
       const v = await call(gateUrl, "GET", "/version", {}, opts);
-      assert.equal(v.status, 404, `GET with ${why}`);
+      assert.equal(v.status, 401, `GET with ${why}`);
       const c = await call(gateUrl, "POST", `/nodes/${SIM_NODE}/lxc/${SIM_TEMPLATE_VMID}/clone`, { newid: 4242, hostname: "runner-bogus" }, opts);
-      assert.equal(c.status, 404, `clone with ${why}`);
+      assert.equal(c.status, 401, `clone with ${why}`);
     }
     assert.equal(seen.length, 0, "nothing reached PVE");
     assert.deepEqual(lane.stats(), {}, "no bogus clone sits in a lane");

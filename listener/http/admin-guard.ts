@@ -6,7 +6,8 @@
 //   never application/json.
 // - the token, always: `Authorization: Bearer` (CLI, Prometheus) or the session cookie the login
 //   form sets (browsers); both compared in constant time.
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
+import { sameSecret, secretDigest } from "./same-secret.js";
 import type { NextFunction, Request, Response } from "express";
 
 /** The browser session cookie: HttpOnly, SameSite=Strict, gone when the browser closes. */
@@ -87,8 +88,6 @@ export function jsonBodyOnly(req: Request, res: Response, next: NextFunction): v
   res.status(415).json({ error: "send Content-Type: application/json" });
 }
 
-const digest = (s: string) => createHash("sha256").update(s).digest();
-
 /** What the session cookie holds: derived from the token (not the token), changes when it does. */
 export function sessionValue(token: string): string {
   return createHmac("sha256", token).update("pve-runners admin session v1").digest("base64url");
@@ -102,11 +101,6 @@ function cookie(req: Request, name: string): string | undefined {
   return undefined;
 }
 
-/** Equal-length digests: the compare takes the same time whatever was sent. */
-export function sameSecret(given: string, want: Buffer): boolean {
-  return timingSafeEqual(digest(given), want);
-}
-
 export interface TokenAuth {
   /** True when the request carries the bearer token or the session cookie. */
   ok(req: Request): boolean;
@@ -117,9 +111,9 @@ export interface TokenAuth {
 }
 
 export function tokenAuth(token: string): TokenAuth {
-  const wantToken = digest(token);
+  const wantToken = secretDigest(token);
   const session = sessionValue(token);
-  const wantSession = digest(session);
+  const wantSession = secretDigest(session);
   return {
     ok(req) {
       const m = /^Bearer (\S+)$/.exec(req.get("authorization") ?? "");

@@ -40,7 +40,6 @@
 // passwords, tickets and JIT configs): method, path, status and milliseconds at debug only.
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
-import { createHash, timingSafeEqual } from "node:crypto";
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -49,6 +48,7 @@ import { rootCertificates } from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pino from "pino";
 import { generateSelfSignedCert } from "../http/self-signed-cert.js";
+import { sameSecret, secretDigest } from "../http/same-secret.js";
 
 export interface CloneGateOptions {
   /** The real PVE API base, e.g. "https://pve:8006/" (http: is allowed too: the simulator). */
@@ -171,7 +171,7 @@ export class CloneGate {
     if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error(`clone gate: upstream must be http(s) (got ${u.protocol})`);
     this.upstream = u;
     if (!opts.apiToken) throw new Error("clone gate: apiToken is required (the token terraform is given)");
-    this.admitted = sha256(`PVEAPIToken=${opts.apiToken}`);
+    this.admitted = secretDigest(`PVEAPIToken=${opts.apiToken}`);
     this.pollMs = opts.pollMs ?? 100;
     this.answerHoldMs = opts.answerHoldMs ?? ANSWER_HOLD_MS;
     this.maxHoldMs = opts.maxHoldMs ?? 30 * 60_000;
@@ -257,7 +257,7 @@ export class CloneGate {
   /** Whether the request carries the token the listener gave terraform. */
   private isOurTerraform(req: IncomingMessage): boolean {
     const got = req.headers.authorization;
-    return typeof got === "string" && timingSafeEqual(sha256(got), this.admitted);
+    return typeof got === "string" && sameSecret(got, this.admitted);
   }
 
   /**
@@ -607,8 +607,4 @@ class StaleSocket extends Error {
     super(cause.message, { cause });
     this.code = cause.code;
   }
-}
-
-function sha256(text: string): Buffer {
-  return createHash("sha256").update(text).digest();
 }

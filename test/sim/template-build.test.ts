@@ -152,6 +152,16 @@ describe("template build on the stand-ins", { skip: hasTerraform ? false : "terr
   });
 
   test("an API token, even root@pam's, is refused keyctl with PVE's message; nothing is left", async () => {
+    // The first test left the image in `local`. This stack would find it unmanaged, delete it and
+    // download it again, and bpg does not wait for the delete's task (storage/content.go
+    // DeleteDatastoreFile): the new download may still meet the old file. Not what this test is
+    // about, so the image goes first, and the test waits until it is no longer listed.
+    const gone = await api<string>("DELETE", `nodes/pve/storage/local/content/${encodeURIComponent(`local:vztmpl/${UBUNTU_2404_STANDARD.fileName}`)}`);
+    assert.equal(gone.status, 200, gone.message);
+    for (let listed = true; listed; ) {
+      listed = (await api<Array<{ volid: string }>>("GET", "nodes/pve/storage/local/content")).data.length > 0;
+      if (listed) await new Promise((r) => setTimeout(r, 20));
+    }
     const spec: TemplateStackSpec = { endpoint: url, node: "pve", vmid: 9001, pool: "ci", bridge: "vmbr1", vlan: 30, datastore: "local-lvm", imageDatastore: "local", templateDir };
     const { workingDir } = synthTemplateStack(join(dir, "token-run"), spec);
     const env = { ...baseEnv(), TF_CLI_CONFIG_FILE: mirror.cliConfigFile, TF_IN_AUTOMATION: "1", CHECKPOINT_DISABLE: "1", PROXMOX_VE_API_TOKEN: ROOT_TOKEN };
